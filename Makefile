@@ -1,0 +1,50 @@
+# The two set-up commands are `make demo` and `make test`; every other target is
+# a building block of those two.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Reinstall when the dependency list changes, not on every run.
+DEPS_STAMP := $(VENV)/.deps-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+.PHONY: demo test venv lint typecheck imports unit local check e2e bench crds clean
+
+$(DEPS_STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,k8s]'
+	@rm -f $(VENV)/.deps-*; touch $@
+
+venv: $(DEPS_STAMP)
+
+demo: venv
+	@FLUX_HOME=$${FLUX_HOME:-$(CURDIR)/.flux} $(BIN)/flux run examples/hello.py:hello --input '"World"'
+
+lint: venv
+	$(BIN)/ruff check operator tests examples benchmarks
+	$(BIN)/ruff format --check operator tests examples benchmarks
+
+typecheck: venv
+	$(BIN)/mypy
+
+imports: venv
+	$(BIN)/lint-imports
+
+unit: venv
+	$(BIN)/pytest -q tests/unit
+
+local: venv
+	$(BIN)/pytest -q tests/local
+
+# Everything that needs no cluster.
+check: lint typecheck imports unit local
+
+test: check e2e
+
+bench: venv
+	$(BIN)/python benchmarks/local_engine.py
+
+clean:
+	rm -rf $(VENV) .flux .pytest_cache .mypy_cache .ruff_cache
+
+include cluster/cluster.mk

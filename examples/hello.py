@@ -1,0 +1,13 @@
+"""The smallest workflow: one task."""
+
+from flux import WorkflowExecutionContext, task, workflow
+
+
+@task
+async def say_hello(name: str) -> str:
+    return f"Hello, {name}"
+
+
+@workflow
+async def hello(ctx: WorkflowExecutionContext[str]) -> str:
+    return await say_hello(ctx.input)

@@ -1,0 +1,418 @@
+"""One run of a workflow: the durable-replay core both executors drive.
+
+The instance runs the workflow function on a private deterministic loop. Each
+step the workflow takes (a task call, a built-in, a sleep, a pause) gets a
+deterministic call id and is checked against history: a recorded step returns
+its recorded outcome, a new one is appended to history and becomes a command
+for the executor. Outcomes come back through :meth:`deliver`, one at a time, in
+the order the executor commits them. Nothing here does I/O or reads the clock:
+time and randomness are passed in, and every value they produce is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextvars
+import datetime as dt
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flux import _runtime, codec
+from flux import storage as output_storage
+from flux.context import WorkflowExecutionContext
+from flux.engine.commands import CancelCall, Command, ScheduleTask, StartTimer
+from flux.engine.failures import ErrorInfo, error_info, to_exception
+from flux.engine.loop import DeterministicLoop
+from flux.errors import CodecError, NonDeterminismError, WorkflowCancelled
+from flux.events import (
+    TASK_OUTCOME_EVENTS,
+    WORKFLOW_STEP_EVENTS,
+    EventType,
+    ExecutionEvent,
+    ExecutionState,
+)
+from flux.task import SECRETS_ARGUMENT, Task
+from flux.workflow import Workflow
+
+Clock = Callable[[], dt.datetime]
+
+
+@dataclass(eq=False)
+class _Call:
+    call_id: str
+    name: str
+    kind: str  # "task", "builtin", "sleep" or "pause"
+    future: asyncio.Future[Any]
+    task: Task[..., Any] | None = None
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    until: dt.datetime | None = None
+    settled: bool = False  # its outcome is in history
+    replayed: bool = False  # the step was found in history rather than newly recorded
+
+
+class WorkflowInstance:
+    def __init__(
+        self,
+        workflow: Workflow[Any],
+        execution_id: str,
+        history: list[ExecutionEvent],
+        *,
+        clock: Clock,
+        rng: random.Random,
+        input: Any = None,
+        secrets: dict[str, str] | None = None,
+    ):
+        self.workflow = workflow
+        self.execution_id = execution_id
+        self._clock = clock
+        self._rng = rng
+        self._loop = DeterministicLoop()
+        self._calls: dict[str, _Call] = {}
+        self._counters: collections.Counter[str] = collections.Counter()
+        self._commands: list[Command] = []
+        self._new_events: list[ExecutionEvent] = []
+        self._expected: collections.deque[ExecutionEvent] = collections.deque()
+        self._outcomes_left = 0
+        self._replaying = False
+        self._divergence: NonDeterminismError | None = None
+        self._main: asyncio.Task[None] | None = None
+        self._cancel_requested = False
+        self.events: list[ExecutionEvent] = list(history)
+        if history:
+            started = history[0]
+            if started.type != EventType.WORKFLOW_STARTED:
+                raise ValueError(f"history of {execution_id} does not begin with WORKFLOW_STARTED")
+            input = codec.decode(started.value)
+        self.ctx: WorkflowExecutionContext[Any] = WorkflowExecutionContext(
+            workflow.name, execution_id, input, self.events, ExecutionState.CREATED, None, secrets
+        )
+
+    # ------------------------------------------------------------------ driving
+
+    def start(self) -> None:
+        """Begin a new run, or replay an existing history up to where it stopped."""
+        history = list(self.events)
+        if not history:
+            first = started_event(self.workflow.name, self.execution_id, self.ctx.input,
+                                  self._clock())
+            self.events.append(first)
+            self._new_events.append(first)
+        self.ctx.state = ExecutionState.RUNNING
+        context = contextvars.copy_context()
+        context.run(_runtime.current_workflow.set, self)
+        self._main = self._loop.create_task(self._run_main(), context=context)
+        if history:
+            self._replay(history)
+        else:
+            self._loop.run_until_idle()
+
+    def _replay(self, history: list[ExecutionEvent]) -> None:
+        self._expected = collections.deque(e for e in history if e.type in WORKFLOW_STEP_EVENTS)
+        outcomes = [e for e in history if e.type in TASK_OUTCOME_EVENTS]
+        self._outcomes_left = len(outcomes)
+        self._replaying = True
+        self._loop.run_until_idle()
+        for event in outcomes:
+            if self._divergence is not None:
+                break
+            self._outcomes_left -= 1
+            call = self._calls.get(event.source_id)
+            if call is None:
+                self._diverged(
+                    f"history records an outcome for {event.source_id} ({event.name}), "
+                    "but the replayed workflow never made that call"
+                )
+                self._loop.run_until_idle()
+                break
+            self._settle(call, event, None)
+            self._loop.run_until_idle()
+        self._replaying = False
+        if self._divergence is None and self._expected:
+            missing = self._expected[0]
+            self._diverged(
+                f"history records {missing.source_id} ({missing.name}), "
+                "but the replayed workflow no longer makes that call"
+            )
+            self._loop.run_until_idle()
+        if self._pending_pause() is not None and not self.ctx.state.is_final:
+            self.ctx.state = ExecutionState.PAUSED
+        if self._divergence is None:
+            self._command_in_flight_calls()
+
+    def _command_in_flight_calls(self) -> None:
+        for call in self._calls.values():
+            if call.settled or not call.replayed:
+                continue
+            if call.future.cancelled():
+                self._commands.append(CancelCall(call.call_id))
+            elif call.kind == "task" and call.task is not None:
+                self._commands.append(
+                    ScheduleTask(call.call_id, call.name, call.task, call.args, call.kwargs, True)
+                )
+            elif call.kind == "sleep" and call.until is not None:
+                self._commands.append(StartTimer(call.call_id, call.until))
+            elif call.kind == "builtin":
+                # Both events of a built-in are committed together, so this is corruption.
+                self._diverged(f"built-in {call.call_id} has no recorded value")
+                self._loop.run_until_idle()
+
+    def deliver(self, event_type: EventType, call_id: str, value: Any = None,
+                error: BaseException | None = None) -> None:
+        """Record the outcome of a call and let the workflow continue."""
+        call = self._calls[call_id]
+        event = self._emit(event_type, call_id, call.name, value)
+        self._settle(call, event, error)
+        self._loop.run_until_idle()
+
+    def record(self, event_type: EventType, call_id: str, value: Any = None) -> ExecutionEvent:
+        """Record a policy step of a call (retry, fallback, rollback) without an outcome."""
+        return self._emit(event_type, call_id, self._calls[call_id].name, value)
+
+    def resume(self, input: Any) -> None:
+        pending = self._pending_pause()
+        if pending is None:
+            raise RuntimeError(f"run {self.execution_id} is not paused")
+        self._emit(EventType.WORKFLOW_RESUMED, self.execution_id, self.workflow.name, None)
+        self.ctx.state = ExecutionState.RUNNING
+        self.deliver(EventType.TASK_RESUMED, pending.call_id, codec.encode(input))
+
+    def cancel(self) -> None:
+        """Cancel the run: stop the workflow and every call still in flight."""
+        if self.ctx.state.is_final:
+            return
+        self._cancel_requested = True
+        if self._main is not None:
+            self._main.cancel()
+        self._loop.run_until_idle()
+
+    def take_commands(self) -> list[Command]:
+        commands, self._commands = self._commands, []
+        return commands
+
+    def take_events(self) -> list[ExecutionEvent]:
+        events, self._new_events = self._new_events, []
+        return events
+
+    @property
+    def state(self) -> ExecutionState:
+        return self.ctx.state
+
+    def pending_pause_name(self) -> str | None:
+        pending = self._pending_pause()
+        return pending.name if pending else None
+
+    def in_flight(self) -> list[str]:
+        return [c.call_id for c in self._calls.values() if not c.settled and c.kind != "pause"]
+
+    def call_events(self, call_id: str) -> list[ExecutionEvent]:
+        return [e for e in self.events if e.source_id == call_id]
+
+    # ------------------------------------------------- WorkflowRuntime protocol
+
+    def call_task(
+        self, task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Awaitable[Any]:
+        name = task.call_name(args, kwargs)
+        try:
+            encoded = {"args": codec.encode(list(args)), "kwargs": codec.encode(kwargs)}
+        except CodecError as exc:
+            raise CodecError(f"task {name!r}: arguments cannot be serialised: {exc}") from None
+        if SECRETS_ARGUMENT in kwargs and task.options.secret_requests:
+            raise ValueError(f"task {name!r}: 'secrets' is filled in by Flux; do not pass it")
+        call = self._new_call(name, "task", task=task, args=args, kwargs=kwargs)
+        if self._check_step(EventType.TASK_STARTED, call, encoded):
+            self._emit(EventType.TASK_STARTED, call.call_id, name, encoded)
+            self._commands.append(ScheduleTask(call.call_id, name, task, args, kwargs))
+        return call.future
+
+    def builtin(self, name: str, compute: _runtime.BuiltinCompute) -> Awaitable[Any]:
+        call = self._new_call(name, "builtin")
+        if self._check_step(EventType.TASK_STARTED, call, None):
+            self._emit(EventType.TASK_STARTED, call.call_id, name, None)
+            value = compute(self._rng, self._clock())
+            event = self._emit(EventType.TASK_COMPLETED, call.call_id, name, codec.encode(value))
+            self._settle(call, event, None)
+        return call.future
+
+    def sleep(self, seconds: float) -> Awaitable[None]:
+        call = self._new_call("sleep", "sleep")
+        if self._check_step(EventType.TASK_STARTED, call, None):
+            call.until = self._clock() + dt.timedelta(seconds=seconds)
+            self._emit(EventType.TASK_STARTED, call.call_id, "sleep",
+                       {"until": call.until.isoformat(), "seconds": seconds})
+            self._commands.append(StartTimer(call.call_id, call.until))
+        return call.future
+
+    def pause(self, name: str, output: Any) -> Awaitable[Any]:
+        call = self._new_call(name, "pause", counter_key="pause")
+        value = {"output": codec.encode(output)}
+        if self._check_step(EventType.TASK_PAUSED, call, None):
+            self._emit(EventType.TASK_PAUSED, call.call_id, name, value)
+            self._emit(EventType.WORKFLOW_PAUSED, self.execution_id, self.workflow.name,
+                       {"pause": name})
+            self.ctx.state = ExecutionState.PAUSED
+        return call.future
+
+    # ---------------------------------------------------------------- internals
+
+    def _new_call(self, name: str, kind: str, *, counter_key: str | None = None,
+                  task: Task[..., Any] | None = None, args: tuple[Any, ...] = (),
+                  kwargs: dict[str, Any] | None = None) -> _Call:
+        if self._divergence is not None:
+            raise self._divergence
+        key = counter_key or name
+        call_id = f"{key}#{self._counters[key]}"
+        self._counters[key] += 1
+        call = _Call(call_id, name, kind, self._loop.create_future(), task, args, kwargs or {})
+        call.future.add_done_callback(lambda f, c=call: self._on_future_done(c))
+        self._calls[call_id] = call
+        return call
+
+    def _check_step(self, event_type: EventType, call: _Call, encoded: Any) -> bool:
+        """Match a step against history. True when it is new and must be recorded."""
+        if not self._replaying:
+            return True
+        if not self._expected:
+            if self._outcomes_left == 0:
+                self._replaying = False
+                return True
+            raise self._diverged(f"the workflow now calls {call.call_id} ({call.name}), "
+                                 "which history does not record at this point")
+        expected = self._expected.popleft()
+        if expected.type != event_type or expected.source_id != call.call_id:
+            raise self._diverged(
+                f"history records {expected.source_id} ({expected.name}) at this point, "
+                f"but the workflow now calls {call.call_id} ({call.name})"
+            )
+        if encoded is not None and expected.value != encoded:
+            raise self._diverged(f"{call.call_id} ({call.name}) is now called with other "
+                                 "arguments than history records")
+        if call.kind == "sleep":
+            call.until = dt.datetime.fromisoformat(expected.value["until"])
+        call.replayed = True
+        return False
+
+    def _diverged(self, message: str) -> NonDeterminismError:
+        """Mark the run as diverged from its history; the run then fails with this error."""
+        error = NonDeterminismError(
+            f"workflow {self.workflow.name!r} is not deterministic: {message}"
+        )
+        if self._divergence is None:
+            self._divergence = error
+            if self._main is not None and not self._main.done():
+                self._main.cancel()
+        return self._divergence
+
+    def _settle(self, call: _Call, event: ExecutionEvent, error: BaseException | None) -> None:
+        call.settled = True
+        future = call.future
+        if future.done():
+            return
+        match event.type:
+            case EventType.TASK_COMPLETED | EventType.TASK_RESUMED:
+                try:
+                    future.set_result(read_value(event.value))
+                except Exception as exc:  # a stored value that cannot be read back
+                    future.set_exception(exc)
+            case EventType.TASK_FAILED:
+                future.set_exception(error or to_exception(event.value))
+            case EventType.TASK_CANCELLED:
+                future.cancel()
+            case _:
+                raise ValueError(f"{event.type} is not an outcome")
+
+    def _on_future_done(self, call: _Call) -> None:
+        if call.future.cancelled() and not call.settled and not self._replaying:
+            self._commands.append(CancelCall(call.call_id))
+
+    def _pending_pause(self) -> _Call | None:
+        for call in self._calls.values():
+            if call.kind == "pause" and not call.settled and not call.future.done():
+                return call
+        return None
+
+    def _emit(self, event_type: EventType, source_id: str, name: str, value: Any) -> ExecutionEvent:
+        event = ExecutionEvent(event_type, source_id, name, self._clock(), value,
+                               len(self.events) + 1)
+        self.events.append(event)
+        self._new_events.append(event)
+        return event
+
+    async def _run_main(self) -> None:
+        try:
+            self.ctx.input = self.workflow.validate_input(self.ctx.input)
+            output = await self.workflow.func(self.ctx)
+        except asyncio.CancelledError:
+            if self._divergence is not None:
+                self._finish_failed(self._divergence)
+            elif self._cancel_requested:
+                self._finish_cancelled()
+            else:
+                self._finish_failed(WorkflowCancelled("the workflow was cancelled from inside"))
+            return
+        except Exception as exc:
+            self._finish_failed(self._divergence or exc)
+            return
+        if self._divergence is not None:
+            self._finish_failed(self._divergence)
+            return
+        self._finish_completed(output)
+
+    def _finish_completed(self, output: Any) -> None:
+        try:
+            stored = store_value(self.workflow.output_storage, self.execution_id, output)
+        except CodecError as exc:
+            self._finish_failed(CodecError(f"workflow {self.workflow.name!r} output: {exc}"))
+            return
+        self.ctx.output = output
+        self.ctx.state = ExecutionState.COMPLETED
+        self._emit(EventType.WORKFLOW_COMPLETED, self.execution_id, self.workflow.name, stored)
+        self._cancel_leftovers()
+
+    def _finish_failed(self, exc: BaseException) -> None:
+        info: ErrorInfo = error_info(exc)
+        self.ctx.output = dict(info)
+        self.ctx.state = ExecutionState.FAILED
+        self._emit(EventType.WORKFLOW_FAILED, self.execution_id, self.workflow.name, info)
+        self._cancel_leftovers()
+
+    def _finish_cancelled(self) -> None:
+        self.ctx.state = ExecutionState.CANCELLED
+        self._emit(EventType.WORKFLOW_CANCELLED, self.execution_id, self.workflow.name, None)
+        self._cancel_leftovers()
+
+    def _cancel_leftovers(self) -> None:
+        # Calls the workflow never awaited to the end must not outlive the run.
+        for call in self._calls.values():
+            if not call.settled and not call.future.done():
+                call.future.cancel()
+
+
+def started_event(workflow_name: str, execution_id: str, input: Any, now: dt.datetime) -> (
+    ExecutionEvent
+):
+    """The first event of every run; recording it is what creates the run."""
+    return ExecutionEvent(
+        EventType.WORKFLOW_STARTED, execution_id, workflow_name, now, codec.encode(input), 1
+    )
+
+
+def read_value(value: Any) -> Any:
+    decoded = codec.decode(value)
+    if isinstance(decoded, output_storage.StorageReference):
+        return output_storage.retrieve(decoded)
+    return decoded
+
+
+def store_value(storage: output_storage.OutputStorage | None, key: str, value: Any) -> Any:
+    """Encode ``value`` for history: inline, or as a reference to a storage backend."""
+    if output_storage.is_inline(storage):
+        return codec.encode(value)
+    assert storage is not None
+    codec.check(value)
+    return codec.encode(storage.store(key, value))
+

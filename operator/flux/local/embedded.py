@@ -1,0 +1,88 @@
+"""The embedded default behind ``wf.run``, ``wf.resume`` and tasks awaited directly."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import random
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from flux.context import WorkflowExecutionContext
+from flux.engine import failures
+from flux.engine.instance import read_value
+from flux.events import EventType
+from flux.local import runs
+from flux.local.calls import TaskCallRunner
+from flux.local.executor import LocalExecutor, new_run_id, utc_now
+from flux.local.loader import source_of
+from flux.local.secrets import SecretStore
+from flux.local.store import Store
+from flux.task import Task
+from flux.workflow import Workflow
+
+T = TypeVar("T")
+
+
+class _NoLog:
+    def record(self, event_type: EventType, value: Any = None) -> None:
+        return None
+
+
+class EmbeddedExecutor:
+    def run_workflow(
+        self, workflow: Workflow[Any], input: Any, execution_id: str | None
+    ) -> WorkflowExecutionContext[Any]:
+        with Store() as store:
+            executor = LocalExecutor(store)
+            if execution_id is None or not runs.exists(store, execution_id):
+                run_id = executor.create_run(
+                    workflow, input, source_of(workflow), execution_id or new_run_id()
+                )
+            else:
+                run_id = execution_id
+            return _run_sync(executor.execute(workflow, run_id))
+
+    def resume_workflow(
+        self, workflow: Workflow[Any], execution_id: str, input: Any
+    ) -> WorkflowExecutionContext[Any]:
+        with Store() as store:
+            paused = runs.check_resumable(store, execution_id, None)
+            executor = LocalExecutor(store)
+            return _run_sync(
+                executor.execute(workflow, execution_id, resume=paused, resume_input=input)
+            )
+
+    async def run_task(
+        self, task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        def resolve(names: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
+            with Store() as store:
+                return SecretStore(store).resolve(names)
+
+        runner = TaskCallRunner(
+            call_id=f"{task.name}-direct", name=task.call_name(args, kwargs), task=task,
+            args=args, kwargs=kwargs, log=_NoLog(), clock=utc_now, secrets=resolve,
+            rng=random.Random(),
+        )
+        outcome = await runner.run()
+        if outcome.event_type == EventType.TASK_FAILED:
+            raise failures.to_exception(outcome.value)
+        return read_value(outcome.value)
+
+
+def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion, also when called from inside a running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+_EXECUTOR = EmbeddedExecutor()
+
+
+def executor() -> EmbeddedExecutor:
+    return _EXECUTOR

@@ -1,0 +1,224 @@
+"""The embedded executor: drives a WorkflowInstance with in-process tasks and SQLite.
+
+After every change the new events are committed, then the instance's commands
+are carried out; a run is driven until it finishes, pauses, or has nothing
+left that could make progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flux import codec
+from flux.context import WorkflowExecutionContext
+from flux.engine.commands import CancelCall, ScheduleTask, StartTimer
+from flux.engine.instance import WorkflowInstance, read_value, started_event
+from flux.engine.policy import TaskProgress
+from flux.errors import SecretsNotFoundError
+from flux.events import EventType, ExecutionEvent, ExecutionState
+from flux.local.calls import Outcome, TaskCallRunner
+from flux.local.runs import this_process
+from flux.local.secrets import SecretStore
+from flux.local.store import Store
+from flux.workflow import Workflow
+
+Observer = Callable[[list[ExecutionEvent]], None]
+CANCEL_POLL_SECONDS = 0.5
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass
+class _Run:
+    instance: WorkflowInstance
+    runners: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class LocalExecutor:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Callable[[], dt.datetime] = utc_now,
+        observer: Observer | None = None,
+    ):
+        self.store = store
+        self.secrets = SecretStore(store)
+        self.clock = clock
+        self.observer = observer
+        self._rng = random.SystemRandom()
+
+    # ------------------------------------------------------------ entry points
+
+    def create_run(self, workflow: Workflow[Any], input: Any, source: dict[str, Any],
+                   run_id: str | None = None) -> str:
+        """Validate the input and register a new run (nothing is written if invalid)."""
+        workflow.validate_input(input)
+        codec.check(input)
+        _, missing = self.secrets.resolve(workflow.secret_requests)
+        if missing:
+            raise SecretsNotFoundError(missing, f"workflow {workflow.name!r}")
+        run_id = run_id or new_run_id()
+        self.store.create_run(run_id, workflow.name, source)
+        first = started_event(workflow.name, run_id, input, self.clock())
+        self.store.append(run_id, [first], ExecutionState.CREATED)
+        return run_id
+
+    async def execute(
+        self, workflow: Workflow[Any], run_id: str, *,
+        resume: bool = False, resume_input: Any = None,
+    ) -> WorkflowExecutionContext[Any]:
+        if self.store.get_run(run_id).state.is_final:
+            return self.stored_context(workflow.name, run_id)
+        history = self.store.events(run_id)
+        found, _ = self.secrets.resolve(workflow.secret_requests)
+        instance = WorkflowInstance(
+            workflow, run_id, history, clock=self.clock, rng=random.Random(self._rng.random()),
+            secrets=found,
+        )
+        instance.start()
+        if resume:
+            instance.resume(resume_input)
+        run = _Run(instance)
+        self.store.set_owner(run_id, this_process())
+        watcher = asyncio.ensure_future(self._watch_cancel(run))
+        try:
+            self._step(run)
+            await run.settled.wait()
+        finally:
+            watcher.cancel()
+            for runner in run.runners.values():
+                runner.cancel()
+            self.store.set_owner(run_id, None)
+        return instance.ctx
+
+    def stored_context(self, workflow_name: str, run_id: str) -> WorkflowExecutionContext[Any]:
+        """The context of a run as its history stands, without running anything."""
+        events = self.store.events(run_id)
+        record = self.store.get_run(run_id)
+        input = codec.decode(events[0].value) if events else None
+        ctx: WorkflowExecutionContext[Any] = WorkflowExecutionContext(
+            workflow_name, run_id, input, events, record.state
+        )
+        for event in reversed(events):
+            if event.type == EventType.WORKFLOW_COMPLETED:
+                ctx.output = read_value(event.value)
+                break
+            if event.type == EventType.WORKFLOW_FAILED:
+                ctx.output = event.value
+                break
+        return ctx
+
+    # ---------------------------------------------------------------- driving
+
+    def _step(self, run: _Run) -> None:
+        """Commit what the workflow recorded, then carry out what it asked for."""
+        instance = run.instance
+        events = instance.take_events()
+        self.store.append(instance.execution_id, events, instance.state)
+        if self.observer and events:
+            self.observer(events)
+        for command in instance.take_commands():
+            match command:
+                case ScheduleTask():
+                    self._start(run, command.call_id, self._run_task(run, command))
+                case StartTimer():
+                    self._start(run, command.call_id, self._run_timer(run, command))
+                case CancelCall():
+                    runner = run.runners.get(command.call_id)
+                    if runner is not None:
+                        runner.cancel()
+                    else:
+                        instance.deliver(EventType.TASK_CANCELLED, command.call_id)
+                        self._step(run)
+        self._check_settled(run)
+
+    def _check_settled(self, run: _Run) -> None:
+        state = run.instance.state
+        if run.runners:
+            return
+        if state.is_final or state == ExecutionState.PAUSED or not run.instance.in_flight():
+            run.settled.set()
+
+    def _start(self, run: _Run, call_id: str, job: Any) -> None:
+        runner = asyncio.ensure_future(job)
+        run.runners[call_id] = runner
+
+        def finished(_: asyncio.Task[None]) -> None:
+            run.runners.pop(call_id, None)
+            self._check_settled(run)
+
+        runner.add_done_callback(finished)
+
+    async def _run_task(self, run: _Run, command: ScheduleTask) -> None:
+        instance = run.instance
+        call_runner = TaskCallRunner(
+            command.call_id, command.name, command.task, command.args, command.kwargs,
+            log=_HistoryLog(self, run, command.call_id), clock=self.clock,
+            secrets=self.secrets.resolve, rng=random.Random(self._rng.random()),
+        )
+        progress = (
+            TaskProgress.from_events(instance.call_events(command.call_id))
+            if command.resumed else None
+        )
+        try:
+            outcome: Outcome = await call_runner.run(progress)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._cancelled(run, call_runner))
+            return
+        self._deliver(run, command.call_id, outcome.event_type, outcome.value)
+
+    async def _cancelled(self, run: _Run, call_runner: TaskCallRunner) -> None:
+        await call_runner.rollback_after_cancel()
+        self._deliver(run, call_runner.call_id, EventType.TASK_CANCELLED, None)
+
+    async def _run_timer(self, run: _Run, command: StartTimer) -> None:
+        wait = (command.until - self.clock()).total_seconds()
+        try:
+            if wait > 0:
+                await asyncio.sleep(wait)
+        except asyncio.CancelledError:
+            self._deliver(run, command.call_id, EventType.TASK_CANCELLED, None)
+            return
+        self._deliver(run, command.call_id, EventType.TASK_COMPLETED, None)
+
+    def _deliver(self, run: _Run, call_id: str, event_type: EventType, value: Any) -> None:
+        run.runners.pop(call_id, None)
+        run.instance.deliver(event_type, call_id, value)
+        self._step(run)
+
+    async def _watch_cancel(self, run: _Run) -> None:
+        run_id = run.instance.execution_id
+        while True:
+            await asyncio.sleep(CANCEL_POLL_SECONDS)
+            if self.store.cancel_requested(run_id):
+                self.cancel(run)
+                return
+
+    def cancel(self, run: _Run) -> None:
+        run.instance.cancel()
+        self._step(run)
+
+
+@dataclass
+class _HistoryLog:
+    executor: LocalExecutor
+    run: _Run
+    call_id: str
+
+    def record(self, event_type: EventType, value: Any = None) -> None:
+        self.run.instance.record(event_type, self.call_id, value)
+        self.executor._step(self.run)

@@ -1,0 +1,41 @@
+"""Output storage backends that keep values on the local filesystem."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from flux import codec
+from flux.storage import OutputStorage, StorageReference
+
+
+class LocalFileStorage(OutputStorage):
+    """One JSON file per value under ``base_path``; history keeps only a reference."""
+
+    def __init__(self, base_path: str | os.PathLike[str] | None = None):
+        default = Path(os.environ.get("FLUX_HOME") or Path.cwd() / ".flux") / "outputs"
+        self.base_path = Path(base_path).resolve() if base_path else default.resolve()
+
+    def config(self) -> dict[str, Any]:
+        return {"base_path": str(self.base_path)}
+
+    def store(self, key: str, value: Any) -> StorageReference:
+        self.base_path.mkdir(parents=True, exist_ok=True)
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", key) + ".json"
+        fd, tmp = tempfile.mkstemp(dir=self.base_path, prefix=".tmp-")
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(codec.dumps(value))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, self.base_path / name)
+        return self.reference(name)
+
+    def retrieve(self, reference: StorageReference) -> Any:
+        path = self.base_path / reference.key
+        try:
+            return codec.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"stored output {reference.key} is missing from {path}") from None

@@ -1,0 +1,214 @@
+"""Durable run state in SQLite: runs, their event histories, and stored secrets.
+
+Every batch of events is committed in its own transaction before the run takes
+its next step. WAL mode with ``synchronous=NORMAL`` makes a commit survive the
+process being killed at any point (the guarantee the embedded engine needs);
+set ``FLUX_SQLITE_SYNC=FULL`` to also survive power loss, at an fsync per step.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flux.events import ExecutionEvent, ExecutionState
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    source TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    owner TEXT
+);
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    source_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    time TEXT NOT NULL,
+    value TEXT,
+    PRIMARY KEY (run_id, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS secrets (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL,
+    updated TEXT NOT NULL
+);
+"""
+
+
+def flux_home() -> Path:
+    return Path(os.environ.get("FLUX_HOME") or Path.cwd() / ".flux")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    workflow: str
+    source: dict[str, Any]
+    state: ExecutionState
+    created: dt.datetime
+    updated: dt.datetime
+
+
+class RunNotFound(LookupError):
+    pass
+
+
+class Store:
+    def __init__(self, path: Path | str | None = None):
+        self.path = Path(path) if path else flux_home() / "flux.db"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        sync = os.environ.get("FLUX_SQLITE_SYNC", "NORMAL").upper()
+        if sync not in ("NORMAL", "FULL"):
+            raise ValueError("FLUX_SQLITE_SYNC must be NORMAL or FULL")
+        self._db.execute(f"PRAGMA synchronous={sync}")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- runs
+
+    def create_run(self, run_id: str, workflow: str, source: dict[str, Any]) -> None:
+        now = _now()
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO runs (id, workflow, source, state, created, updated) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, workflow, json.dumps(source), ExecutionState.CREATED.value, now, now),
+            )
+
+    def append(
+        self, run_id: str, events: Iterable[ExecutionEvent], state: ExecutionState
+    ) -> None:
+        """Commit a batch of events and the run's new state in one transaction."""
+        rows = [
+            (run_id, e.id, e.type.value, e.source_id, e.name, e.time.isoformat(),
+             json.dumps(e.value, separators=(",", ":"), ensure_ascii=False))
+            for e in events
+        ]
+        with self._transaction():
+            if rows:
+                self._db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            self._db.execute(
+                "UPDATE runs SET state = ?, updated = ? WHERE id = ?", (state.value, _now(), run_id)
+            )
+
+    def get_run(self, run_id: str) -> RunRecord:
+        row = self._db.execute(
+            "SELECT id, workflow, source, state, created, updated FROM runs WHERE id = ?",
+            (run_id,),
+        ).fetchone()
+        if row is None:
+            raise RunNotFound(f"no run with id {run_id!r} in {self.path}")
+        return _record(row)
+
+    def events(self, run_id: str) -> list[ExecutionEvent]:
+        rows = self._db.execute(
+            "SELECT type, source_id, name, time, value, id FROM events WHERE run_id = ? ORDER BY id",
+            (run_id,),
+        ).fetchall()
+        return [
+            ExecutionEvent.from_dict(
+                {"type": t, "source_id": s, "name": n, "time": tm,
+                 "value": json.loads(v) if v is not None else None, "id": i}
+            )
+            for t, s, n, tm, v, i in rows
+        ]
+
+    def list_runs(self, limit: int = 50) -> list[RunRecord]:
+        rows = self._db.execute(
+            "SELECT id, workflow, source, state, created, updated FROM runs "
+            "ORDER BY created DESC, id LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [_record(r) for r in rows]
+
+    def set_owner(self, run_id: str, owner: str | None) -> None:
+        """Record which process is executing the run (None when no process is)."""
+        with self._transaction():
+            self._db.execute("UPDATE runs SET owner = ? WHERE id = ?", (owner, run_id))
+
+    def owner(self, run_id: str) -> str | None:
+        row = self._db.execute("SELECT owner FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return row[0] if row else None
+
+    def request_cancel(self, run_id: str) -> None:
+        self.get_run(run_id)
+        with self._transaction():
+            self._db.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", (run_id,))
+
+    def cancel_requested(self, run_id: str) -> bool:
+        row = self._db.execute(
+            "SELECT cancel_requested FROM runs WHERE id = ?", (run_id,)
+        ).fetchone()
+        return bool(row and row[0])
+
+    # -------------------------------------------------------------- secrets
+
+    def put_secret(self, name: str, ciphertext: bytes) -> None:
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO secrets (name, value, updated) VALUES (?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = excluded.value, updated = excluded.updated",
+                (name, ciphertext, _now()),
+            )
+
+    def get_secret(self, name: str) -> bytes | None:
+        row = self._db.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def secret_names(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT name FROM secrets ORDER BY name")]
+
+    def delete_secret(self, name: str) -> bool:
+        with self._transaction():
+            cursor = self._db.execute("DELETE FROM secrets WHERE name = ?", (name,))
+        return cursor.rowcount > 0
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection):
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
+def _record(row: tuple[Any, ...]) -> RunRecord:
+    run_id, workflow, source, state, created, updated = row
+    return RunRecord(
+        run_id, workflow, json.loads(source), ExecutionState(state),
+        dt.datetime.fromisoformat(created), dt.datetime.fromisoformat(updated),
+    )

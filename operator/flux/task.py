@@ -1,0 +1,161 @@
+"""``@task``: a unit of work that runs durably inside a workflow."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from flux import _runtime
+from flux.storage import OutputStorage
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+SECRETS_ARGUMENT = "secrets"
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskOptions:
+    name: str | None = None
+    retry_max_attempts: int = 0
+    retry_delay: float = 1
+    retry_backoff: float = 2
+    # Fraction by which each retry delay is spread at random (0 = exact delays).
+    retry_jitter: float = 0.0
+    timeout: float = 0
+    fallback: Callable[..., Any] | None = None
+    rollback: Callable[..., Any] | None = None
+    secret_requests: tuple[str, ...] = ()
+    output_storage: OutputStorage | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.retry_max_attempts < 0:
+            problems.append("retry_max_attempts must be >= 0")
+        if self.retry_delay < 0:
+            problems.append("retry_delay must be >= 0")
+        if self.retry_backoff <= 0:
+            problems.append("retry_backoff must be > 0")
+        if not 0 <= self.retry_jitter < 1:
+            problems.append("retry_jitter must be in [0, 1)")
+        if self.timeout < 0:
+            problems.append("timeout must be >= 0 (0 means no timeout)")
+        if problems:
+            raise ValueError("invalid task options: " + "; ".join(problems))
+
+
+class Task(Generic[P, R]):
+    """A decorated function. Calling it returns an awaitable :class:`TaskCall`."""
+
+    def __init__(self, func: Callable[P, Any], options: TaskOptions | None = None):
+        self.func = func
+        self.options = options or TaskOptions()
+        self.is_async = inspect.iscoroutinefunction(func)
+        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+
+    @property
+    def name(self) -> str:
+        return self.options.name or self.func.__name__
+
+    def call_name(self, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
+        """The name of one call: ``name`` may be a str.format template over the arguments."""
+        template = self.name
+        if "{" not in template:
+            return template
+        try:
+            return template.format(*args, **kwargs)
+        except (IndexError, KeyError, ValueError, AttributeError):
+            return template
+
+    def with_options(self, **changes: Any) -> Task[P, R]:
+        if "secret_requests" in changes:
+            changes["secret_requests"] = tuple(changes["secret_requests"] or ())
+        return Task(self.func, dataclasses.replace(self.options, **changes))
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> TaskCall[R]:
+        return TaskCall(self, args, kwargs)
+
+    def map(self, items: Iterable[Any]) -> Awaitable[list[R]]:
+        """One call per item, run concurrently; results in item order."""
+        from flux.tasks.compose import parallel
+
+        return parallel(*(self(item) for item in items))  # type: ignore[call-arg]
+
+    def __repr__(self) -> str:
+        return f"<task {self.name}>"
+
+
+class TaskCall(Generic[R]):
+    """One pending call of a task; awaiting it runs the task (durably in a workflow)."""
+
+    __slots__ = ("args", "kwargs", "task")
+
+    def __init__(self, task: Task[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]):
+        self.task = task
+        self.args = args
+        self.kwargs = kwargs
+
+    def __await__(self) -> Generator[Any, None, R]:
+        runtime = _runtime.current_workflow.get()
+        if runtime is not None:
+            result = yield from _await(runtime.call_task(self.task, self.args, self.kwargs))
+        else:
+            executor = _runtime.embedded_executor()
+            result = yield from _await(executor.run_task(self.task, self.args, self.kwargs))
+        return result  # type: ignore[no-any-return]
+
+
+def _await(awaitable: Awaitable[Any]) -> Generator[Any, None, Any]:
+    return (yield from awaitable.__await__())
+
+
+class _TaskDecorator:
+    """``@task`` and ``@task.with_options(...)``."""
+
+    @overload
+    def __call__(self, func: Callable[P, Awaitable[R]]) -> Task[P, R]: ...
+
+    @overload
+    def __call__(self, func: Callable[P, R]) -> Task[P, R]: ...
+
+    def __call__(self, func: Callable[P, Any]) -> Task[P, Any]:
+        return Task(func)
+
+    def with_options(
+        self,
+        name: str | None = None,
+        retry_max_attempts: int = 0,
+        retry_delay: float = 1,
+        retry_backoff: float = 2,
+        timeout: float = 0,
+        fallback: Callable[..., Any] | None = None,
+        rollback: Callable[..., Any] | None = None,
+        secret_requests: Sequence[str] = (),
+        output_storage: OutputStorage | None = None,
+        retry_jitter: float = 0.0,
+    ) -> Callable[[Callable[P, Any]], Task[P, Any]]:
+        options = TaskOptions(
+            name=name,
+            retry_max_attempts=retry_max_attempts,
+            retry_delay=retry_delay,
+            retry_backoff=retry_backoff,
+            retry_jitter=retry_jitter,
+            timeout=timeout,
+            fallback=fallback,
+            rollback=rollback,
+            secret_requests=tuple(secret_requests or ()),
+            output_storage=output_storage,
+        )
+
+        def decorate(func: Callable[P, Any]) -> Task[P, Any]:
+            if isinstance(func, Task):
+                return Task(func.func, options)
+            return Task(func, options)
+
+        return decorate
+
+
+task = _TaskDecorator()
