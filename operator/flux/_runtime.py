@@ -25,9 +25,9 @@ BuiltinCompute = Callable[["random.Random", "dt.datetime"], Any]
 
 
 class WorkflowRuntime(Protocol):
-    def call_task(self, task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> (
-        Awaitable[Any]
-    ): ...
+    def call_task(
+        self, task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Awaitable[Any]: ...
 
     def builtin(self, name: str, compute: BuiltinCompute) -> Awaitable[Any]: ...
 

@@ -50,7 +50,11 @@ def encode(value: Any) -> Any:
     if isinstance(value, bytes | bytearray):
         return {TAG: "bytes", "v": base64.b64encode(bytes(value)).decode("ascii")}
     if isinstance(value, BaseModel):
-        return {TAG: "pydantic", "type": _type_path(type(value)), "v": value.model_dump(mode="json")}
+        return {
+            TAG: "pydantic",
+            "type": _type_path(type(value)),
+            "v": value.model_dump(mode="json"),
+        }
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
         return {TAG: "dataclass", "type": _type_path(type(value)), "v": fields}
@@ -85,7 +89,7 @@ def check(value: Any) -> None:
 
 
 def _decode_tagged(tag: str, data: dict[str, Any]) -> Any:
-    raw = data.get("v")
+    raw: Any = data.get("v")
     match tag:
         case "dict":
             return {decode(k): decode(v) for k, v in raw}

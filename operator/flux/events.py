@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class EventType(str, Enum):
+class EventType(StrEnum):
     WORKFLOW_STARTED = "WORKFLOW_STARTED"
     WORKFLOW_COMPLETED = "WORKFLOW_COMPLETED"
     WORKFLOW_FAILED = "WORKFLOW_FAILED"
@@ -34,7 +34,7 @@ class EventType(str, Enum):
     TASK_CANCELLED = "TASK_CANCELLED"
 
 
-class ExecutionState(str, Enum):
+class ExecutionState(StrEnum):
     CREATED = "CREATED"
     RUNNING = "RUNNING"
     PAUSED = "PAUSED"

@@ -54,7 +54,7 @@ class Task(Generic[P, R]):
         self.func = func
         self.options = options or TaskOptions()
         self.is_async = inspect.iscoroutinefunction(func)
-        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+        functools.update_wrapper(self, func)
 
     @property
     def name(self) -> str:

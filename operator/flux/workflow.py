@@ -34,7 +34,7 @@ class Workflow(Generic[T]):
         self.output_storage = output_storage
         self.__doc__ = func.__doc__
         self.__wrapped__ = func
-        self._input_adapter: TypeAdapter[Any] | None | bool = False
+        self._input_adapter: TypeAdapter[Any] | bool | None = False
 
     @property
     def input_type(self) -> Any:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import builtins
 import importlib
-from enum import Enum
+from enum import StrEnum
 from typing import Any, TypedDict
 
 from flux.errors import ExecutionError, ExecutionTimeoutError, RetryError, TaskError
 
 
-class FailureKind(str, Enum):
+class FailureKind(StrEnum):
     """Why an attempt failed: only ``CODE`` and ``TIMEOUT`` use the task's retries."""
 
     CODE = "code"

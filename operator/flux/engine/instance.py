@@ -15,6 +15,7 @@ import asyncio
 import collections
 import contextvars
 import datetime as dt
+import functools
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -70,7 +71,7 @@ class WorkflowInstance:
         self.execution_id = execution_id
         self._clock = clock
         self._rng = rng
-        self._loop = DeterministicLoop()
+        self._loop = DeterministicLoop()  # type: ignore[abstract]
         self._calls: dict[str, _Call] = {}
         self._counters: collections.Counter[str] = collections.Counter()
         self._commands: list[Command] = []
@@ -97,8 +98,9 @@ class WorkflowInstance:
         """Begin a new run, or replay an existing history up to where it stopped."""
         history = list(self.events)
         if not history:
-            first = started_event(self.workflow.name, self.execution_id, self.ctx.input,
-                                  self._clock())
+            first = started_event(
+                self.workflow.name, self.execution_id, self.ctx.input, self._clock()
+            )
             self.events.append(first)
             self._new_events.append(first)
         self.ctx.state = ExecutionState.RUNNING
@@ -160,8 +162,13 @@ class WorkflowInstance:
                 self._diverged(f"built-in {call.call_id} has no recorded value")
                 self._loop.run_until_idle()
 
-    def deliver(self, event_type: EventType, call_id: str, value: Any = None,
-                error: BaseException | None = None) -> None:
+    def deliver(
+        self,
+        event_type: EventType,
+        call_id: str,
+        value: Any = None,
+        error: BaseException | None = None,
+    ) -> None:
         """Record the outcome of a call and let the workflow continue."""
         call = self._calls[call_id]
         event = self._emit(event_type, call_id, call.name, value)
@@ -242,8 +249,12 @@ class WorkflowInstance:
         call = self._new_call("sleep", "sleep")
         if self._check_step(EventType.TASK_STARTED, call, None):
             call.until = self._clock() + dt.timedelta(seconds=seconds)
-            self._emit(EventType.TASK_STARTED, call.call_id, "sleep",
-                       {"until": call.until.isoformat(), "seconds": seconds})
+            self._emit(
+                EventType.TASK_STARTED,
+                call.call_id,
+                "sleep",
+                {"until": call.until.isoformat(), "seconds": seconds},
+            )
             self._commands.append(StartTimer(call.call_id, call.until))
         return call.future
 
@@ -252,23 +263,31 @@ class WorkflowInstance:
         value = {"output": codec.encode(output)}
         if self._check_step(EventType.TASK_PAUSED, call, None):
             self._emit(EventType.TASK_PAUSED, call.call_id, name, value)
-            self._emit(EventType.WORKFLOW_PAUSED, self.execution_id, self.workflow.name,
-                       {"pause": name})
+            self._emit(
+                EventType.WORKFLOW_PAUSED, self.execution_id, self.workflow.name, {"pause": name}
+            )
             self.ctx.state = ExecutionState.PAUSED
         return call.future
 
     # ---------------------------------------------------------------- internals
 
-    def _new_call(self, name: str, kind: str, *, counter_key: str | None = None,
-                  task: Task[..., Any] | None = None, args: tuple[Any, ...] = (),
-                  kwargs: dict[str, Any] | None = None) -> _Call:
+    def _new_call(
+        self,
+        name: str,
+        kind: str,
+        *,
+        counter_key: str | None = None,
+        task: Task[..., Any] | None = None,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> _Call:
         if self._divergence is not None:
             raise self._divergence
         key = counter_key or name
         call_id = f"{key}#{self._counters[key]}"
         self._counters[key] += 1
         call = _Call(call_id, name, kind, self._loop.create_future(), task, args, kwargs or {})
-        call.future.add_done_callback(lambda f, c=call: self._on_future_done(c))
+        call.future.add_done_callback(functools.partial(self._on_call_done, call))
         self._calls[call_id] = call
         return call
 
@@ -280,8 +299,10 @@ class WorkflowInstance:
             if self._outcomes_left == 0:
                 self._replaying = False
                 return True
-            raise self._diverged(f"the workflow now calls {call.call_id} ({call.name}), "
-                                 "which history does not record at this point")
+            raise self._diverged(
+                f"the workflow now calls {call.call_id} ({call.name}), "
+                "which history does not record at this point"
+            )
         expected = self._expected.popleft()
         if expected.type != event_type or expected.source_id != call.call_id:
             raise self._diverged(
@@ -289,8 +310,10 @@ class WorkflowInstance:
                 f"but the workflow now calls {call.call_id} ({call.name})"
             )
         if encoded is not None and expected.value != encoded:
-            raise self._diverged(f"{call.call_id} ({call.name}) is now called with other "
-                                 "arguments than history records")
+            raise self._diverged(
+                f"{call.call_id} ({call.name}) is now called with other "
+                "arguments than history records"
+            )
         if call.kind == "sleep":
             call.until = dt.datetime.fromisoformat(expected.value["until"])
         call.replayed = True
@@ -325,7 +348,7 @@ class WorkflowInstance:
             case _:
                 raise ValueError(f"{event.type} is not an outcome")
 
-    def _on_future_done(self, call: _Call) -> None:
+    def _on_call_done(self, call: _Call, _: asyncio.Future[Any]) -> None:
         if call.future.cancelled() and not call.settled and not self._replaying:
             self._commands.append(CancelCall(call.call_id))
 
@@ -336,8 +359,9 @@ class WorkflowInstance:
         return None
 
     def _emit(self, event_type: EventType, source_id: str, name: str, value: Any) -> ExecutionEvent:
-        event = ExecutionEvent(event_type, source_id, name, self._clock(), value,
-                               len(self.events) + 1)
+        event = ExecutionEvent(
+            event_type, source_id, name, self._clock(), value, len(self.events) + 1
+        )
         self.events.append(event)
         self._new_events.append(event)
         return event
@@ -392,9 +416,9 @@ class WorkflowInstance:
                 call.future.cancel()
 
 
-def started_event(workflow_name: str, execution_id: str, input: Any, now: dt.datetime) -> (
-    ExecutionEvent
-):
+def started_event(
+    workflow_name: str, execution_id: str, input: Any, now: dt.datetime
+) -> ExecutionEvent:
     """The first event of every run; recording it is what creates the run."""
     return ExecutionEvent(
         EventType.WORKFLOW_STARTED, execution_id, workflow_name, now, codec.encode(input), 1
@@ -415,4 +439,3 @@ def store_value(storage: output_storage.OutputStorage | None, key: str, value: A
     assert storage is not None
     codec.check(value)
     return codec.encode(storage.store(key, value))
-

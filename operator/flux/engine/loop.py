@@ -48,7 +48,7 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
 
     # The subset of AbstractEventLoop that futures, tasks and asyncio primitives use.
 
-    def call_soon(
+    def call_soon(  # type: ignore[override]
         self,
         callback: Callable[..., object],
         *args: Any,
@@ -59,17 +59,24 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
         return handle
 
     def call_soon_threadsafe(  # type: ignore[override]
-        self, callback: Callable[..., object], *args: Any, context: contextvars.Context | None = None
+        self,
+        callback: Callable[..., object],
+        *args: Any,
+        context: contextvars.Context | None = None,
     ) -> asyncio.Handle:
         raise WorkflowTimeError("workflow code must not hand work between threads")
 
-    def call_later(self, delay: float, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+    def call_later(  # type: ignore[override]
+        self, delay: float, *args: Any, **kwargs: Any
+    ) -> asyncio.TimerHandle:
         raise WorkflowTimeError(
             "workflow code cannot use asyncio timers (asyncio.sleep, wait_for): "
             "use flux.tasks.sleep, or a task timeout"
         )
 
-    def call_at(self, when: float, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+    def call_at(  # type: ignore[override]
+        self, when: float, *args: Any, **kwargs: Any
+    ) -> asyncio.TimerHandle:
         return self.call_later(0)
 
     def time(self) -> float:
@@ -78,14 +85,14 @@ class DeterministicLoop(asyncio.AbstractEventLoop):
     def create_future(self) -> asyncio.Future[Any]:
         return asyncio.Future(loop=self)
 
-    def create_task(  # type: ignore[override]
+    def create_task(
         self,
         coro: Coroutine[Any, Any, T] | Generator[Any, None, T],
         *,
         name: str | None = None,
         context: contextvars.Context | None = None,
     ) -> asyncio.Task[T]:
-        return asyncio.Task(coro, loop=self, name=name, context=context)  # type: ignore[arg-type]
+        return asyncio.Task(coro, loop=self, name=name, context=context)
 
     def get_debug(self) -> bool:
         return False

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from flux.engine.failures import ErrorInfo, wrap_retry
@@ -59,7 +59,7 @@ def jitter_factor(policy: TaskPolicy, unit_random: float) -> float:
     return 1.0 + policy.retry_jitter * (2.0 * unit_random - 1.0)
 
 
-class Phase(str, Enum):
+class Phase(StrEnum):
     ATTEMPT = "attempt"
     FALLBACK = "fallback"
     ROLLBACK = "rollback"

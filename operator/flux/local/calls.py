@@ -101,13 +101,19 @@ class TaskCallRunner:
                 return self._completed(value, attempt)
             if attempt > 1:
                 self.log.record(EventType.TASK_RETRY_FAILED, {"attempt": attempt, "error": failure})
-            decision = after_attempt_failure(policy, attempt, failure, self.clock(), self.rng.random())
+            decision = after_attempt_failure(
+                policy, attempt, failure, self.clock(), self.rng.random()
+            )
             match decision:
                 case RunAttempt():
                     self.log.record(
                         EventType.TASK_RETRY_STARTED,
-                        {"attempt": decision.attempt, "delay": decision.delay,
-                         "not_before": decision.not_before.isoformat(), "error": failure},
+                        {
+                            "attempt": decision.attempt,
+                            "delay": decision.delay,
+                            "not_before": decision.not_before.isoformat(),
+                            "error": failure,
+                        },
                     )
                     attempt, not_before = decision.attempt, decision.not_before
                 case RunFallback():
@@ -160,6 +166,10 @@ class TaskCallRunner:
         """A cancelled call runs its rollback (when it has one and no fallback)."""
         if self.task.options.rollback is None or self.task.options.fallback is not None:
             return
-        cancelled: ErrorInfo = {"type": "CancelledError", "module": "asyncio",
-                                "message": "the task was cancelled", "kind": "code"}
+        cancelled: ErrorInfo = {
+            "type": "CancelledError",
+            "module": "asyncio",
+            "message": "the task was cancelled",
+            "kind": "code",
+        }
         await self._rollback(cancelled)

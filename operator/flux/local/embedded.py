@@ -61,8 +61,14 @@ class EmbeddedExecutor:
                 return SecretStore(store).resolve(names)
 
         runner = TaskCallRunner(
-            call_id=f"{task.name}-direct", name=task.call_name(args, kwargs), task=task,
-            args=args, kwargs=kwargs, log=_NoLog(), clock=utc_now, secrets=resolve,
+            call_id=f"{task.name}-direct",
+            name=task.call_name(args, kwargs),
+            task=task,
+            args=args,
+            kwargs=kwargs,
+            log=_NoLog(),
+            clock=utc_now,
+            secrets=resolve,
             rng=random.Random(),
         )
         outcome = await runner.run()

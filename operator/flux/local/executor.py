@@ -45,6 +45,7 @@ class _Run:
     instance: WorkflowInstance
     runners: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     settled: asyncio.Event = field(default_factory=asyncio.Event)
+    stored_state: ExecutionState | None = None
 
 
 class LocalExecutor:
@@ -59,12 +60,13 @@ class LocalExecutor:
         self.secrets = SecretStore(store)
         self.clock = clock
         self.observer = observer
-        self._rng = random.SystemRandom()
+        self._rng = random.Random(random.SystemRandom().random())
 
     # ------------------------------------------------------------ entry points
 
-    def create_run(self, workflow: Workflow[Any], input: Any, source: dict[str, Any],
-                   run_id: str | None = None) -> str:
+    def create_run(
+        self, workflow: Workflow[Any], input: Any, source: dict[str, Any], run_id: str | None = None
+    ) -> str:
         """Validate the input and register a new run (nothing is written if invalid)."""
         workflow.validate_input(input)
         codec.check(input)
@@ -78,15 +80,23 @@ class LocalExecutor:
         return run_id
 
     async def execute(
-        self, workflow: Workflow[Any], run_id: str, *,
-        resume: bool = False, resume_input: Any = None,
+        self,
+        workflow: Workflow[Any],
+        run_id: str,
+        *,
+        resume: bool = False,
+        resume_input: Any = None,
     ) -> WorkflowExecutionContext[Any]:
         if self.store.get_run(run_id).state.is_final:
             return self.stored_context(workflow.name, run_id)
         history = self.store.events(run_id)
         found, _ = self.secrets.resolve(workflow.secret_requests)
         instance = WorkflowInstance(
-            workflow, run_id, history, clock=self.clock, rng=random.Random(self._rng.random()),
+            workflow,
+            run_id,
+            history,
+            clock=self.clock,
+            rng=self._rng,
             secrets=found,
         )
         instance.start()
@@ -128,7 +138,10 @@ class LocalExecutor:
         """Commit what the workflow recorded, then carry out what it asked for."""
         instance = run.instance
         events = instance.take_events()
-        self.store.append(instance.execution_id, events, instance.state)
+        state = instance.state if instance.state != run.stored_state else None
+        if events or state is not None:
+            self.store.append(instance.execution_id, events, state)
+            run.stored_state = instance.state
         if self.observer and events:
             self.observer(events)
         for command in instance.take_commands():
@@ -166,13 +179,20 @@ class LocalExecutor:
     async def _run_task(self, run: _Run, command: ScheduleTask) -> None:
         instance = run.instance
         call_runner = TaskCallRunner(
-            command.call_id, command.name, command.task, command.args, command.kwargs,
-            log=_HistoryLog(self, run, command.call_id), clock=self.clock,
-            secrets=self.secrets.resolve, rng=random.Random(self._rng.random()),
+            command.call_id,
+            command.name,
+            command.task,
+            command.args,
+            command.kwargs,
+            log=_HistoryLog(self, run, command.call_id),
+            clock=self.clock,
+            secrets=self.secrets.resolve,
+            rng=self._rng,
         )
         progress = (
             TaskProgress.from_events(instance.call_events(command.call_id))
-            if command.resumed else None
+            if command.resumed
+            else None
         )
         try:
             outcome: Outcome = await call_runner.run(progress)

@@ -18,7 +18,9 @@ class LoadError(Exception):
 def load_workflow(reference: str) -> Workflow[Any]:
     target, sep, name = reference.rpartition(":")
     if not sep or not target or not name:
-        raise LoadError(f"expected FILE:WORKFLOW (for example examples/hello.py:hello), got {reference!r}")
+        raise LoadError(
+            f"expected FILE:WORKFLOW (for example examples/hello.py:hello), got {reference!r}"
+        )
     module = load_module(target)
     found = getattr(module, name, None)
     if found is None:
@@ -67,8 +69,11 @@ def source_of(workflow: Workflow[Any]) -> dict[str, Any]:
     func = workflow.func
     module = sys.modules.get(func.__module__)
     file = getattr(module, "__file__", None)
-    attr = next((k for k, v in vars(module).items() if v is workflow), func.__name__) \
-        if module else func.__name__
+    attr = (
+        next((k for k, v in vars(module).items() if v is workflow), func.__name__)
+        if module
+        else func.__name__
+    )
     return {"module": func.__module__, "file": file, "attr": attr}
 
 

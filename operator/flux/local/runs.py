@@ -70,7 +70,5 @@ def check_resumable(store: Store, run_id: str, pause_name: str | None) -> bool:
         raise ResumeError(f"run {run_id} is marked paused but waits at no pause point")
     if pause_name is not None and waiting_at != pause_name:
         where = f"pause {waiting_at!r}" if waiting_at else "no pause point"
-        raise PauseMismatchError(
-            f"run {run_id} waits at {where}, not at pause {pause_name!r}"
-        )
+        raise PauseMismatchError(f"run {run_id} waits at {where}, not at pause {pause_name!r}")
     return waiting_at is not None

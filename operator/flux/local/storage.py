@@ -38,4 +38,6 @@ class LocalFileStorage(OutputStorage):
         try:
             return codec.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise FileNotFoundError(f"stored output {reference.key} is missing from {path}") from None
+            raise FileNotFoundError(
+                f"stored output {reference.key} is missing from {path}"
+            ) from None

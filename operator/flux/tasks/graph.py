@@ -90,75 +90,78 @@ class Graph:
             raise GraphValidationError(self.name, found)
         return self
 
-    def _successors(self, name: str) -> list[str]:
-        return [e.target for e in self._edges if e.source == name and e.target in self._nodes]
+    def _adjacency(self) -> dict[str, list[str]]:
+        adjacency: dict[str, list[str]] = {n: [] for n in self._nodes}
+        for edge in self._edges:
+            if edge.source in adjacency and edge.target in self._nodes:
+                adjacency[edge.source].append(edge.target)
+        return adjacency
 
     def _reachable(self, start: str) -> set[str]:
+        adjacency = self._adjacency()
         seen = {start}
         stack = [start]
         while stack:
-            for nxt in self._successors(stack.pop()):
+            for nxt in adjacency[stack.pop()]:
                 if nxt not in seen:
                     seen.add(nxt)
                     stack.append(nxt)
         return seen
 
     def _find_cycle(self) -> list[str] | None:
-        color: dict[str, int] = {}
-        path: list[str] = []
-
-        def visit(node: str) -> list[str] | None:
-            color[node] = 1
-            path.append(node)
-            for nxt in self._successors(node):
-                if color.get(nxt) == 1:
+        """A cycle as a path that returns to its first node; iterative, for long chains."""
+        adjacency = self._adjacency()
+        finished: set[str] = set()
+        for root in self._nodes:
+            if root in finished:
+                continue
+            path: list[str] = [root]
+            on_path = {root}
+            iterators = [iter(adjacency[root])]
+            while iterators:
+                nxt = next(iterators[-1], None)
+                if nxt is None:
+                    iterators.pop()
+                    done = path.pop()
+                    on_path.discard(done)
+                    finished.add(done)
+                elif nxt in on_path:
                     return [*path[path.index(nxt) :], nxt]
-                if nxt not in color:
-                    found = visit(nxt)
-                    if found:
-                        return found
-            path.pop()
-            color[node] = 2
-            return None
-
-        for node in self._nodes:
-            if node not in color:
-                found = visit(node)
-                if found:
-                    return found
+                elif nxt not in finished:
+                    path.append(nxt)
+                    on_path.add(nxt)
+                    iterators.append(iter(adjacency[nxt]))
         return None
 
     async def __call__(self, input: Any = None) -> Any:
         self.validate()
         assert self._start is not None
         incoming: dict[str, list[_Edge]] = {n: [] for n in self._nodes}
+        outgoing: dict[str, list[str]] = {n: [] for n in self._nodes}
         for edge in self._edges:
             incoming[edge.target].append(edge)
+            if edge.target not in outgoing[edge.source]:
+                outgoing[edge.source].append(edge.target)
+        waiting = {n: len({e.source for e in incoming[n]}) for n in self._nodes}
+        order = {name: i for i, name in enumerate(self._nodes)}
         results: dict[str, Any] = {}
-        running: dict[str, asyncio.Task[Any]] = {}
-
-        def start_ready() -> None:
-            # Scan nodes in insertion order so the order of calls is deterministic.
-            for name in self._nodes:
-                if name in results or name in running:
-                    continue
-                if name == self._start:
-                    running[name] = asyncio.ensure_future(self._run_node(name, input))
-                    continue
-                edges = incoming[name]
-                if not edges or any(e.source not in results for e in edges):
-                    continue
-                running[name] = asyncio.ensure_future(self._enter(name, edges, results))
-
-        start_ready()
+        running: dict[asyncio.Future[Any], str] = {
+            asyncio.ensure_future(self._run_node(self._start, input)): self._start
+        }
         try:
             while running:
-                done, _ = await asyncio.wait(running.values(), return_when=asyncio.FIRST_COMPLETED)
-                for name in [n for n, t in running.items() if t in done]:
-                    results[name] = running.pop(name).result()
-                start_ready()
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                # Handle completions in node order so the order of calls is deterministic.
+                for future in sorted(done, key=lambda f: order[running[f]]):
+                    name = running.pop(future)
+                    results[name] = future.result()
+                    for target in outgoing[name]:
+                        waiting[target] -= 1
+                        if waiting[target] == 0:
+                            entered = self._enter(target, incoming[target], results)
+                            running[asyncio.ensure_future(entered)] = target
         except BaseException:
-            for pending in running.values():
+            for pending in running:
                 pending.cancel()
             raise
         ran = [e for e in self._ends if results.get(e, _SKIPPED) is not _SKIPPED]
