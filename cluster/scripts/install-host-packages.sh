@@ -17,7 +17,8 @@ if ((${#missing[@]})); then
   log "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # Never let the package start a system containerd: we run our own instance.
+  # If the package starts a system containerd, it is left alone: ours has its
+  # own socket, root and state directories.
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 

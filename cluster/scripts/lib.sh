@@ -44,6 +44,7 @@ CNI_CONF_DIR="$STATE_DIR/cni/net.d"
 CNI_BIN_DIR=/usr/lib/cni
 CNI_IPAM_DIR=/var/lib/flux-e2e/cni
 ETCD_DATA="$STATE_DIR/etcd"
+POD_LOGS_DIR=/var/lib/flux-e2e/pod-logs
 
 log() { printf '[flux-e2e %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -54,3 +55,88 @@ need_root() {
 
 # kubectl against our cluster.
 kctl() { "$BIN_DIR/kubectl" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
+
+# --- daemons -----------------------------------------------------------------
+# Each daemon runs in its own session with its log in $LOG_DIR/<name>.log; its
+# PID and executable are recorded in $PID_DIR/<name>.pid, so it is stopped by
+# that PID alone (and a reused PID is never mistaken for it).
+DAEMONS=(etcd kube-apiserver containerd kube-controller-manager kube-scheduler kubelet kube-proxy)
+
+start_daemon() { # <name> <binary> [args...]
+  local name=$1 bin
+  bin=$(readlink -f "$2")
+  shift 2
+  mkdir -p "$LOG_DIR" "$PID_DIR"
+  # In a non-interactive shell the subshell is no process-group leader, so
+  # setsid execs in place and $! is the daemon's own PID.
+  # fd 9 is the cluster lock: daemons must not inherit it.
+  (exec setsid "$bin" "$@") >>"$LOG_DIR/$name.log" 2>&1 </dev/null 9>&- &
+  printf '%s\n%s\n' "$!" "$bin" >"$PID_DIR/$name.pid"
+  log "started $name (pid $!, log $LOG_DIR/$name.log)"
+}
+
+daemon_pid() { # <name>: prints the PID if that daemon is alive
+  local f="$PID_DIR/$1.pid" pid exe
+  [[ -f $f ]] || return 1
+  { read -r pid && read -r exe; } <"$f" || return 1
+  [[ -n $pid && "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$exe" ]] || return 1
+  echo "$pid"
+}
+
+stop_daemon() { # <name> [seconds before SIGKILL]
+  local name=$1 wait=${2:-15} pid i
+  if pid=$(daemon_pid "$name"); then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < wait * 10; i++)); do
+      [[ -d /proc/$pid ]] || break
+      sleep 0.1
+    done
+    if [[ -d /proc/$pid ]]; then
+      log "$name did not stop in ${wait}s: SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      sleep 0.2
+    fi
+    log "stopped $name (pid $pid)"
+  fi
+  rm -f "$PID_DIR/$name.pid"
+}
+
+# wait_for <description> <timeout seconds> <log name or -> <command...>
+# Polls the command until it succeeds; on timeout fails naming what it waited
+# for and showing the end of the relevant log.
+wait_for() {
+  local what=$1 timeout=$2 logname=$3 deadline
+  shift 3
+  deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      log "timed out after ${timeout}s waiting for $what"
+      [[ $logname != - && -f $LOG_DIR/$logname.log ]] && tail -n 30 "$LOG_DIR/$logname.log" >&2
+      die "timed out waiting for $what"
+    fi
+    sleep 0.5
+  done
+}
+
+node_ready() {
+  [[ "$(kctl get node "$NODE_NAME" \
+    -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]
+}
+
+# Serialises cluster-up and cluster-down (e.g. parallel pytest sessions).
+take_lock() {
+  [[ -n ${FLUX_E2E_LOCKED:-} ]] && return 0  # the calling script holds it
+  mkdir -p "$CACHE_ROOT"
+  exec 9>"$CACHE_ROOT/cluster.lock"
+  flock -w 1800 9 || die "could not lock $CACHE_ROOT/cluster.lock"
+}
+
+# --- podman --------------------------------------------------------------------
+# podman with its own storage in the cache (images survive cluster-down; nothing
+# under /var/lib/containers), cgroupfs and runc: what works on these machines.
+PODMAN_ROOT="$CACHE_ROOT/podman"
+podman_() {
+  CONTAINERS_CONF="$CLUSTER_DIR/podman/containers.conf" podman \
+    --root "$PODMAN_ROOT/storage" --runroot /run/flux-e2e-podman --storage-driver overlay \
+    --cgroup-manager cgroupfs --runtime runc "$@"
+}

@@ -27,6 +27,7 @@ from flux.context import WorkflowExecutionContext
 from flux.engine.commands import CancelCall, Command, ScheduleTask, StartTimer
 from flux.engine.failures import ErrorInfo, error_info, to_exception
 from flux.engine.loop import DeterministicLoop
+from flux.engine.policy import TaskPolicy
 from flux.errors import CodecError, NonDeterminismError, WorkflowCancelled
 from flux.events import (
     TASK_OUTCOME_EVENTS,
@@ -232,7 +233,10 @@ class WorkflowInstance:
             raise ValueError(f"task {name!r}: 'secrets' is filled in by Flux; do not pass it")
         call = self._new_call(name, "task", task=task, args=args, kwargs=kwargs)
         if self._check_step(EventType.TASK_STARTED, call, encoded):
-            self._emit(EventType.TASK_STARTED, call.call_id, name, encoded)
+            # What an executor in another process needs to run the call; only the
+            # arguments are compared on replay, so changing options is not divergence.
+            described = {**encoded, **describe_task(task)}
+            self._emit(EventType.TASK_STARTED, call.call_id, name, described)
             self._commands.append(ScheduleTask(call.call_id, name, task, args, kwargs))
         return call.future
 
@@ -309,7 +313,7 @@ class WorkflowInstance:
                 f"history records {expected.source_id} ({expected.name}) at this point, "
                 f"but the workflow now calls {call.call_id} ({call.name})"
             )
-        if encoded is not None and expected.value != encoded:
+        if encoded is not None and {k: expected.value.get(k) for k in encoded} != encoded:
             raise self._diverged(
                 f"{call.call_id} ({call.name}) is now called with other "
                 "arguments than history records"
@@ -423,6 +427,16 @@ def started_event(
     return ExecutionEvent(
         EventType.WORKFLOW_STARTED, execution_id, workflow_name, now, codec.encode(input), 1
     )
+
+
+def describe_task(task: Task[..., Any]) -> dict[str, Any]:
+    """The task's import path and policy, as recorded with each of its calls."""
+    func = task.func
+    return {
+        "task": f"{func.__module__}:{func.__qualname__}",
+        "policy": TaskPolicy.from_options(task.options).to_dict(),
+        "secrets": list(task.options.secret_requests),
+    }
 
 
 def read_value(value: Any) -> Any:

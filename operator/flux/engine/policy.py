@@ -8,6 +8,7 @@ a task in flight lives only in memory.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -42,6 +43,14 @@ class TaskPolicy:
             has_fallback=options.fallback is not None,
             has_rollback=options.rollback is not None,
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskPolicy:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
 
     @property
     def max_attempts(self) -> int:

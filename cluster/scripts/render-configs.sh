@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Renders cluster/config/* templates (@VAR@ placeholders) and the kubeconfigs
+# into $STATE_DIR. Idempotent.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+PKI="$STATE_DIR/pki"
+mkdir -p "$STATE_DIR" "$CNI_CONF_DIR"
+
+render() { # <template> <output>
+  local text var
+  text=$(<"$CLUSTER_DIR/config/$1")
+  for var in CONTAINERD_ROOT CONTAINERD_STATE CONTAINERD_SOCK PAUSE_IMAGE CNI_BIN_DIR \
+    CNI_CONF_DIR CNI_IPAM_DIR POD_LOGS_DIR BRIDGE BRIDGE_IP POD_CIDR SERVICE_CIDR PKI STATE_DIR NODE_NAME; do
+    text=${text//@$var@/${!var}}
+  done
+  [[ $text != *@[A-Z]*@* ]] || die "unrendered placeholder in $1"
+  printf '%s\n' "$text" >"$2"
+}
+render containerd.toml "$STATE_DIR/containerd.toml"
+render kubelet.yaml "$STATE_DIR/kubelet.yaml"
+render kube-proxy.yaml "$STATE_DIR/kube-proxy.yaml"
+render cni-bridge.conflist "$CNI_CONF_DIR/10-flux-e2e.conflist"
+
+# Self-contained kubeconfigs (certs embedded) so they can be copied elsewhere.
+b64() { base64 -w0 <"$1"; }
+kubeconfig() { # <output> <cert name> <user>
+  cat >"$1" <<YAML
+apiVersion: v1
+kind: Config
+clusters:
+- name: flux-e2e
+  cluster:
+    server: https://$BRIDGE_IP:$API_PORT
+    certificate-authority-data: $(b64 "$PKI/ca.crt")
+users:
+- name: $3
+  user:
+    client-certificate-data: $(b64 "$PKI/$2.crt")
+    client-key-data: $(b64 "$PKI/$2.key")
+contexts:
+- name: flux-e2e
+  context: {cluster: flux-e2e, user: $3}
+current-context: flux-e2e
+YAML
+  chmod 600 "$1"
+}
+kubeconfig "$KUBECONFIG_PATH" admin flux-e2e-admin
+kubeconfig "$STATE_DIR/controller-manager.kubeconfig" controller-manager controller-manager
+kubeconfig "$STATE_DIR/scheduler.kubeconfig" scheduler scheduler
+kubeconfig "$STATE_DIR/kubelet.kubeconfig" kubelet kubelet
+kubeconfig "$STATE_DIR/kube-proxy.kubeconfig" kube-proxy kube-proxy

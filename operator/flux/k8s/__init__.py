@@ -1,0 +1,1 @@
+"""The Kubernetes executor: CRD models, the operator and its decisions."""

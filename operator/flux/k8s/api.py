@@ -1,0 +1,71 @@
+"""Talking to the Kubernetes API: names of our resources and the few calls we make.
+
+Every write goes through the async client (kubernetes-asyncio) so that no
+handler ever blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from kubernetes_asyncio import client, config
+
+GROUP = "flux.dev"
+VERSION = "v1alpha1"
+WORKFLOWS = "workflows"
+RUNS = "workflowruns"
+MERGE_PATCH = "application/merge-patch+json"
+
+LABEL_RUN = "flux.dev/run"
+LABEL_ROLE = "flux.dev/role"
+LABEL_CALL = "flux.dev/call"
+ANNOTATION_CALL_ID = "flux.dev/call-id"
+ANNOTATION_STEP = "flux.dev/step"
+ANNOTATION_ATTEMPT = "flux.dev/attempt"
+KUBECONFIG_ENV = "FLUX_KUBECONFIG"
+
+
+async def connect() -> client.ApiClient:
+    """In a pod, its service account; elsewhere FLUX_KUBECONFIG or the usual kubeconfig."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get(KUBECONFIG_ENV):
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    else:
+        await config.load_kube_config(config_file=os.environ.get(KUBECONFIG_ENV))
+    return client.ApiClient()
+
+
+class Runs:
+    """WorkflowRun reads and status writes."""
+
+    def __init__(self, api: client.ApiClient):
+        # Typed as Any: we send and read raw JSON dicts, not the client's model classes.
+        self.custom: Any = client.CustomObjectsApi(api)
+
+    async def get(self, namespace: str, name: str) -> dict[str, Any]:
+        run: dict[str, Any] = await self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, RUNS, name
+        )
+        return run
+
+    async def patch_status(self, namespace: str, name: str, body: Any) -> dict[str, Any]:
+        """A dict is a merge patch; a list is a JSON patch (RFC 6902)."""
+        kwargs: dict[str, Any] = {} if isinstance(body, list) else {"_content_type": MERGE_PATCH}
+        result: dict[str, Any] = await self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, RUNS, name, body, **kwargs
+        )
+        return result
+
+    async def patch_workflow_status(
+        self, namespace: str, name: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, WORKFLOWS, name, body, _content_type=MERGE_PATCH
+        )
+        return result
+
+    async def get_workflow(self, namespace: str, name: str) -> dict[str, Any]:
+        workflow: dict[str, Any] = await self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, WORKFLOWS, name
+        )
+        return workflow

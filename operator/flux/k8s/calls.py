@@ -1,0 +1,368 @@
+"""The task policy on Kubernetes: one task call's next move from its record and pod.
+
+Pure functions. A call's record in ``status.tasks`` says where it stands
+(attempts, step, pod, next attempt time, last error); the pod says how the
+current step went. The decisions themselves come from the engine's policy
+state machine, the same one the embedded executor uses.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from flux.engine.failures import ErrorInfo, FailureKind, timeout_info, wrap_execution
+from flux.engine.policy import (
+    Fail,
+    RunAttempt,
+    RunFallback,
+    RunRollback,
+    TaskPolicy,
+    after_attempt_failure,
+)
+from flux.k8s.protocol import Outcome, Step, TaskResult
+
+RUNNING_STATES = {
+    Step.ATTEMPT: "Running",
+    Step.FALLBACK: "FallingBack",
+    Step.ROLLBACK: "RollingBack",
+}
+# Container waiting reasons that mean the pod will not start without a change.
+UNSTARTABLE_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "ErrImageNeverPull",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Call:
+    """A task call as its TASK_STARTED event describes it."""
+
+    call_id: str
+    name: str
+    task: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    policy: TaskPolicy
+    secrets: list[str]
+
+    @classmethod
+    def from_event(cls, event: dict[str, Any]) -> Call:
+        value = event.get("value") or {}
+        return cls(
+            call_id=event["sourceId"],
+            name=event["name"],
+            task=value["task"],
+            args=value.get("args") or [],
+            kwargs=value.get("kwargs") or {},
+            policy=TaskPolicy.from_dict(value.get("policy") or {}),
+            secrets=list(value.get("secrets") or []),
+        )
+
+
+@dataclass
+class CallMove:
+    """What to do for one call: its new record, a pod to start, pods to remove."""
+
+    record: dict[str, Any]
+    start: tuple[Step, int] | None = None
+    delete: list[str] = field(default_factory=list)
+    wake_at: dt.datetime | None = None
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PodView:
+    """What the decisions need of a pod."""
+
+    name: str
+    phase: str
+    reason: str | None = None
+    waiting_reason: str | None = None
+    waiting_message: str | None = None
+    exit_code: int | None = None
+    terminated_reason: str | None = None
+    message: str | None = None
+    created: dt.datetime | None = None
+    started: dt.datetime | None = None
+    log_result: str | None = None
+
+    @classmethod
+    def from_pod(cls, pod: dict[str, Any], log_result: str | None = None) -> PodView:
+        status = pod.get("status") or {}
+        containers = status.get("containerStatuses") or []
+        state = (containers[0].get("state") or {}) if containers else {}
+        waiting = state.get("waiting") or {}
+        terminated = state.get("terminated") or {}
+        running = state.get("running") or {}
+        return cls(
+            name=pod["metadata"]["name"],
+            phase=status.get("phase", "Pending"),
+            reason=status.get("reason"),
+            waiting_reason=waiting.get("reason"),
+            waiting_message=waiting.get("message"),
+            exit_code=terminated.get("exitCode"),
+            terminated_reason=terminated.get("reason"),
+            message=terminated.get("message"),
+            created=_time(pod["metadata"].get("creationTimestamp")),
+            started=_time(running.get("startedAt") or terminated.get("startedAt")),
+            log_result=log_result,
+        )
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in ("Succeeded", "Failed")
+
+    def result(self) -> TaskResult | None:
+        text = self.message
+        if not text:
+            return None
+        try:
+            result = TaskResult.model_validate(json.loads(text))
+        except ValueError:
+            return None
+        if result.in_log:
+            if not self.log_result:
+                return None
+            return TaskResult.model_validate(json.loads(self.log_result))
+        return result
+
+
+def _time(value: Any) -> dt.datetime | None:
+    if not value:
+        return None
+    if isinstance(value, dt.datetime):
+        return value
+    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def next_move(
+    call: Call,
+    record: dict[str, Any] | None,
+    pod: PodView | None,
+    now: dt.datetime,
+    *,
+    pending_timeout: float,
+    infrastructure_retries: int,
+    timeout_backstop: float,
+    unit_random: float = 0.5,
+) -> CallMove | None:
+    """The next move for ``call``, or None when there is nothing to do yet."""
+    if record is None:
+        fresh = {
+            "callId": call.call_id,
+            "name": call.name,
+            "state": "Running",
+            "step": Step.ATTEMPT.value,
+            "attempts": 1,
+            "startTime": now.isoformat(),
+        }
+        return CallMove(fresh, start=(Step.ATTEMPT, 1))
+    state = record.get("state")
+    step = Step(record.get("step", Step.ATTEMPT.value))
+    if state == "Retrying":
+        due = _time(record.get("nextAttemptAt"))
+        if due is not None and due > now:
+            return CallMove(record, wake_at=due)
+        attempt = int(record.get("attempts", 1)) + 1
+        updated = {**record, "state": "Running", "attempts": attempt, "nextAttemptAt": None}
+        return CallMove(updated, start=(Step.ATTEMPT, attempt))
+    if state not in RUNNING_STATES.values():
+        return None
+    attempt = int(record.get("attempts", 1))
+    if pod is None:
+        return _pod_lost(call, record, step, attempt, infrastructure_retries)
+    if not pod.finished:
+        return _still_running(call, record, step, pod, now, pending_timeout, timeout_backstop)
+    result = pod.result()
+    if pod.phase == "Succeeded" and result is not None and result.outcome == Outcome.COMPLETED:
+        return _step_succeeded(record, step, result, pod, now)
+    return _step_failed(
+        call, record, step, attempt, _failure(call, pod, result), pod.name, now, unit_random
+    )
+
+
+def _step_succeeded(
+    record: dict[str, Any], step: Step, result: TaskResult, pod: PodView, now: dt.datetime
+) -> CallMove:
+    done = {**record, "finishTime": now.isoformat(), "pod": None}
+    if step == Step.ROLLBACK:
+        # The rollback ran; the task still fails with the error that triggered it.
+        done.update(state="Failed", error=wrap_execution(record["triggerError"]))
+    else:
+        done.update(state="Completed", output=result.value)
+    return CallMove(done, delete=[pod.name])
+
+
+def _step_failed(
+    call: Call,
+    record: dict[str, Any],
+    step: Step,
+    attempt: int,
+    failure: ErrorInfo,
+    pod_name: str,
+    now: dt.datetime,
+    unit_random: float,
+) -> CallMove:
+    record = {**record, "lastError": _last_error(failure), "pod": None}
+    if step != Step.ATTEMPT:
+        failed = {
+            **record,
+            "state": "Failed",
+            "finishTime": now.isoformat(),
+            "error": wrap_execution(failure),
+        }
+        return CallMove(failed, delete=[pod_name], events=[_task_failed_event(call, failure)])
+    decision = after_attempt_failure(call.policy, attempt, failure, now, unit_random)
+    match decision:
+        case RunAttempt():
+            retry = {
+                **record,
+                "state": "Retrying",
+                "nextAttemptAt": decision.not_before.isoformat(),
+            }
+            return CallMove(retry, delete=[pod_name], wake_at=decision.not_before)
+        case RunFallback():
+            moved = {
+                **record,
+                "state": RUNNING_STATES[Step.FALLBACK],
+                "step": "fallback",
+                "triggerError": decision.error,
+            }
+            return CallMove(moved, start=(Step.FALLBACK, 1), delete=[pod_name])
+        case RunRollback():
+            moved = {
+                **record,
+                "state": RUNNING_STATES[Step.ROLLBACK],
+                "step": "rollback",
+                "triggerError": decision.error,
+            }
+            return CallMove(moved, start=(Step.ROLLBACK, 1), delete=[pod_name])
+        case Fail():
+            failed = {
+                **record,
+                "state": "Failed",
+                "finishTime": now.isoformat(),
+                "error": wrap_execution(decision.error),
+            }
+            return CallMove(
+                failed, delete=[pod_name], events=[_task_failed_event(call, decision.error)]
+            )
+
+
+def _pod_lost(
+    call: Call, record: dict[str, Any], step: Step, attempt: int, budget: int
+) -> CallMove:
+    """The pod vanished (deleted, evicted, node lost): not the task's fault."""
+    used = int(record.get("infrastructureRetries", 0))
+    if used < budget:
+        again = {
+            **record,
+            "infrastructureRetries": used + 1,
+            "lastError": {
+                "type": "PodLost",
+                "kind": FailureKind.INFRASTRUCTURE.value,
+                "message": f"pod {record.get('pod')} disappeared; started again",
+            },
+        }
+        return CallMove(again, start=(step, attempt))
+    failure: ErrorInfo = {
+        "type": "PodLost",
+        "module": "",
+        "kind": "infrastructure",
+        "message": f"pod of task {call.name!r} was lost {used + 1} times",
+    }
+    failed = {
+        **record,
+        "state": "Failed",
+        "error": wrap_execution(failure),
+        "lastError": _last_error(failure),
+    }
+    return CallMove(failed, events=[_task_failed_event(call, failure)])
+
+
+def _still_running(
+    call: Call,
+    record: dict[str, Any],
+    step: Step,
+    pod: PodView,
+    now: dt.datetime,
+    pending_timeout: float,
+    backstop: float,
+) -> CallMove | None:
+    if pod.phase == "Pending" and pod.created is not None:
+        stuck = pod.waiting_reason in UNSTARTABLE_REASONS
+        waited = (now - pod.created).total_seconds()
+        if stuck and waited > pending_timeout:
+            reason = pod.waiting_reason or "Pending"
+            failure: ErrorInfo = {
+                "type": "PodStartError",
+                "module": "",
+                "kind": FailureKind.UNSTARTABLE.value,
+                "reason": reason,
+                "message": f"pod {pod.name} could not start: {reason} "
+                f"{pod.waiting_message or ''}".strip(),
+            }
+            attempt = int(record.get("attempts", 1))
+            return _step_failed(call, record, step, attempt, failure, pod.name, now, 0.5)
+    timeout = call.policy.timeout
+    if step == Step.ATTEMPT and timeout and pod.started is not None:
+        overdue = (now - pod.started).total_seconds() - timeout - backstop
+        if overdue > 0:
+            attempt = int(record.get("attempts", 1))
+            return _step_failed(
+                call, record, step, attempt, timeout_info(call.name, timeout), pod.name, now, 0.5
+            )
+    return None
+
+
+def _failure(call: Call, pod: PodView, result: TaskResult | None) -> ErrorInfo:
+    """Why a step's pod failed, from the task's own report or the pod's state."""
+    if result is not None and result.error:
+        info: ErrorInfo = result.error  # type: ignore[assignment]
+        if pod.exit_code is not None:
+            info["exit_code"] = pod.exit_code
+        return info
+    if pod.reason == "DeadlineExceeded":
+        return timeout_info(call.name, call.policy.timeout)
+    reason = pod.terminated_reason or pod.reason or "Error"
+    info = {
+        "type": "PodFailed",
+        "module": "",
+        "kind": FailureKind.CODE.value,
+        "reason": reason,
+        "message": f"task container ended with exit code {pod.exit_code} ({reason})",
+    }
+    if pod.exit_code is not None:
+        info["exit_code"] = pod.exit_code
+    return info
+
+
+def _last_error(info: ErrorInfo) -> dict[str, Any]:
+    return {
+        k: v
+        for k, v in {
+            "type": info.get("type"),
+            "message": info.get("message"),
+            "kind": info.get("kind"),
+            "exitCode": info.get("exit_code"),
+            "reason": info.get("reason"),
+        }.items()
+        if v is not None
+    }
+
+
+def _task_failed_event(call: Call, info: ErrorInfo) -> tuple[str, str, str]:
+    return (
+        "Warning",
+        "TaskFailed",
+        f"task {call.name} ({call.call_id}) failed: {info.get('type')}: {info.get('message')}",
+    )

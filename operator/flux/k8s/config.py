@@ -1,0 +1,41 @@
+"""Operator settings, from environment variables (the Helm chart sets them)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    # Image for Workflows that name none: the operator's own image, normally.
+    default_image: str = "flux-runtime:latest"
+    driver_service_account: str = "flux-driver"
+    # A pod that cannot start (image pull error, unschedulable, bad config) fails
+    # its attempt after this long instead of hanging.
+    pending_timeout: float = 120.0
+    # Seconds a driver waits for news before exiting (a new one starts when needed).
+    driver_linger: float = 30.0
+    driver_max_failures: int = 5
+    # Pod deletions/evictions retried without using the task's own retries.
+    infrastructure_retries: int = 3
+    # Grace beyond a task's timeout before the operator itself ends the attempt.
+    timeout_backstop: float = 15.0
+    namespaces: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_env(cls) -> OperatorConfig:
+        namespaces = tuple(n for n in os.environ.get("FLUX_WATCH_NAMESPACES", "").split(",") if n)
+        return cls(
+            default_image=os.environ.get("FLUX_DEFAULT_IMAGE", cls.default_image),
+            driver_service_account=os.environ.get(
+                "FLUX_DRIVER_SERVICE_ACCOUNT", cls.driver_service_account
+            ),
+            pending_timeout=_env_float("FLUX_PENDING_TIMEOUT_SECONDS", cls.pending_timeout),
+            driver_linger=_env_float("FLUX_DRIVER_LINGER_SECONDS", cls.driver_linger),
+            namespaces=namespaces,
+        )

@@ -1,0 +1,265 @@
+"""The kopf operator: watches Workflows, WorkflowRuns and their pods, and reconciles.
+
+Handlers only trigger a reconcile; the decisions are in :mod:`flux.k8s.reconcile`.
+A reconcile reads the run, its Workflow and its pods fresh from the API, so a
+stale cache or a lost event cannot mislead it. Reconciles of one run never
+overlap: an event that arrives during one marks the run for one more pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from flux.k8s import api
+from flux.k8s.config import OperatorConfig
+from flux.k8s.history import FINAL_PHASES
+from flux.k8s.pods import owner_reference, source_configmap_name
+from flux.k8s.protocol import INLINE_SOURCE_MODULE, RESULT_LOG_MARKER
+from flux.k8s.reconcile import Observed, Plan, plan_run
+from flux.k8s.workflows import ready_condition
+
+log = logging.getLogger("flux.operator")
+Key = tuple[str, str]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Reconciler:
+    def __init__(self, api_client: client.ApiClient, config: OperatorConfig):
+        self.config = config
+        # Typed as Any: we send and read raw JSON dicts, not the client's model classes.
+        self.core: Any = client.CoreV1Api(api_client)
+        self.runs = api.Runs(api_client)
+        self._locks: dict[Key, asyncio.Lock] = {}
+        self._again: set[Key] = set()
+        self._wakers: dict[Key, asyncio.TimerHandle] = {}
+        self._rng = random.Random()
+
+    def forget(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        self._locks.pop(key, None)
+        waker = self._wakers.pop(key, None)
+        if waker is not None:
+            waker.cancel()
+
+    async def reconcile(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        if lock.locked():
+            self._again.add(key)
+            return
+        async with lock:
+            while True:
+                self._again.discard(key)
+                await self._reconcile_once(namespace, name)
+                if key not in self._again:
+                    return
+
+    async def _reconcile_once(self, namespace: str, name: str) -> None:
+        try:
+            run = await self.runs.get(namespace, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                self.forget(namespace, name)
+                return
+            raise
+        if run["metadata"].get("deletionTimestamp"):
+            return
+        workflow = await self._workflow_of(run)
+        pods = await self._pods_of(namespace, name)
+        logs = await self._result_logs(namespace, pods)
+        plan = plan_run(
+            Observed(run, workflow, pods, utc_now(), logs), self.config, self._rng.random()
+        )
+        await self._carry_out(run, plan)
+
+    async def _workflow_of(self, run: dict[str, Any]) -> dict[str, Any] | None:
+        ref = ((run.get("spec") or {}).get("workflowRef") or {}).get("name")
+        if not ref:
+            return None
+        try:
+            return await self.runs.get_workflow(run["metadata"]["namespace"], ref)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def _pods_of(self, namespace: str, run_name: str) -> list[dict[str, Any]]:
+        response = await self.core.list_namespaced_pod(
+            namespace, label_selector=f"{api.LABEL_RUN}={run_name}", _preload_content=False
+        )
+        items: list[dict[str, Any]] = json.loads(await response.read())["items"]
+        return items
+
+    async def _result_logs(self, namespace: str, pods: list[dict[str, Any]]) -> dict[str, str]:
+        """Results too large for a termination message are on the log's last line."""
+        found: dict[str, str] = {}
+        for pod in pods:
+            statuses = (pod.get("status") or {}).get("containerStatuses") or []
+            terminated = (statuses[0].get("state") or {}).get("terminated") if statuses else None
+            if not terminated or '"inLog":true' not in (terminated.get("message") or ""):
+                continue
+            name = pod["metadata"]["name"]
+            text: str = await self.core.read_namespaced_pod_log(name, namespace, tail_lines=5)
+            for line in reversed(text.splitlines()):
+                if line.startswith(RESULT_LOG_MARKER):
+                    found[name] = line[len(RESULT_LOG_MARKER) :]
+                    break
+        return found
+
+    async def _carry_out(self, run: dict[str, Any], plan: Plan) -> None:
+        namespace, name = run["metadata"]["namespace"], run["metadata"]["name"]
+        # Pods first: their names are deterministic, so a pod created by a
+        # reconcile whose status patch then failed is found again, not doubled.
+        for pod in plan.create:
+            try:
+                await self.core.create_namespaced_pod(namespace, pod)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+        if plan.status:
+            await self.runs.patch_status(namespace, name, {"status": plan.status})
+        for pod_name in dict.fromkeys(plan.delete):
+            try:
+                await self.core.delete_namespaced_pod(pod_name, namespace, grace_period_seconds=0)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+        for kind, reason, message in plan.events:
+            kopf.event(_body(run), type=kind, reason=reason, message=message)
+        self._schedule(namespace, name, plan.wake_at)
+
+    def _schedule(self, namespace: str, name: str, when: dt.datetime | None) -> None:
+        key = (namespace, name)
+        old = self._wakers.pop(key, None)
+        if old is not None:
+            old.cancel()
+        if when is None:
+            return
+        delay = max((when - utc_now()).total_seconds(), 0.0) + 0.05
+        loop = asyncio.get_running_loop()
+        self._wakers[key] = loop.call_later(
+            delay, lambda: asyncio.ensure_future(self.reconcile(namespace, name))
+        )
+
+    async def check_workflow(self, workflow: dict[str, Any]) -> None:
+        """Set the Workflow's Ready condition; keep its inline source in a ConfigMap."""
+        meta, spec = workflow["metadata"], workflow.get("spec") or {}
+        if spec.get("source"):
+            await self._ensure_source(workflow)
+        status = workflow.get("status") or {}
+        conditions = list(status.get("conditions") or [])
+        wanted = ready_condition(spec, meta.get("generation"), conditions, utc_now())
+        if wanted is None:
+            return
+        others = [c for c in conditions if c.get("type") != "Ready"]
+        await self.runs.patch_workflow_status(
+            meta["namespace"],
+            meta["name"],
+            {
+                "status": {
+                    "conditions": [*others, wanted],
+                    "observedGeneration": meta.get("generation"),
+                }
+            },
+        )
+        kopf.event(
+            _body(workflow),
+            type="Normal" if wanted["status"] == "True" else "Warning",
+            reason=wanted["reason"],
+            message=wanted["message"],
+        )
+
+    async def _ensure_source(self, workflow: dict[str, Any]) -> None:
+        meta = workflow["metadata"]
+        owner = {**owner_reference(workflow), "kind": "Workflow"}
+        configmap: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": source_configmap_name(meta["name"]),
+                "namespace": meta["namespace"],
+                "ownerReferences": [owner],
+                "labels": {"flux.dev/workflow": meta["name"]},
+            },
+            "data": {f"{INLINE_SOURCE_MODULE}.py": workflow["spec"]["source"]},
+        }
+        name = configmap["metadata"]["name"]
+        try:
+            await self.core.replace_namespaced_config_map(name, meta["namespace"], configmap)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            await self.core.create_namespaced_config_map(meta["namespace"], configmap)
+
+
+@kopf.on.startup()
+async def _startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    # Only our own Events, not one per handler log line.
+    settings.posting.level = logging.ERROR
+    # React within milliseconds: step latency is the product.
+    settings.batching.batch_window = 0.01
+    settings.watching.server_timeout = 600
+    settings.scanning.disabled = True
+    memo["api"] = await api.connect()
+    memo["reconciler"] = Reconciler(memo["api"], OperatorConfig.from_env())
+
+
+@kopf.on.cleanup()
+async def _cleanup(memo: Any, **_: Any) -> None:
+    await memo["api"].close()
+
+
+@kopf.on.event(api.GROUP, api.VERSION, api.RUNS)
+async def _run_event(
+    event: kopf.RawEvent, namespace: str | None, name: str, memo: Any, **_: Any
+) -> None:
+    reconciler: Reconciler = memo["reconciler"]
+    assert namespace is not None
+    if event.get("type") == "DELETED":
+        reconciler.forget(namespace, name)
+        return
+    await reconciler.reconcile(namespace, name)
+
+
+@kopf.on.event("", "v1", "pods", labels={api.LABEL_RUN: kopf.PRESENT})
+async def _pod_event(namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any) -> None:
+    assert namespace is not None
+    await memo["reconciler"].reconcile(namespace, labels[api.LABEL_RUN])
+
+
+@kopf.on.event(api.GROUP, api.VERSION, api.WORKFLOWS)
+async def _workflow_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
+    if event.get("type") != "DELETED":
+        await memo["reconciler"].check_workflow(_plain(body))
+
+
+def _active(status: kopf.Status, **_: Any) -> bool:
+    return status.get("phase") not in FINAL_PHASES
+
+
+@kopf.timer(api.GROUP, api.VERSION, api.RUNS, interval=15.0, idle=5.0, when=_active)
+async def _backstop(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    """Timers derive from status; this catches any wake-up lost to a restart."""
+    assert namespace is not None
+    await memo["reconciler"].reconcile(namespace, name)
+
+
+def _body(obj: dict[str, Any]) -> kopf.Body:
+    return kopf.Body(obj)  # type: ignore[arg-type]
+
+
+def _plain(body: kopf.Body) -> dict[str, Any]:
+    return json.loads(json.dumps(dict(body), default=dict))  # type: ignore[no-any-return]

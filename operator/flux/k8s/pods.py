@@ -1,0 +1,205 @@
+"""Pod manifests for drivers and task steps (pure: dicts in, dicts out)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from typing import Any
+
+from flux.k8s import api
+from flux.k8s.config import OperatorConfig
+from flux.k8s.protocol import (
+    INLINE_SOURCE_MODULE,
+    SOURCE_DIR_ENV,
+    SOURCE_MOUNT_PATH,
+    TASK_ENV,
+    Step,
+    TaskSpec,
+)
+
+# The image's entrypoint is an init (tini) that forwards SIGTERM; pods set only
+# its arguments so that the init stays PID 1.
+PYTHON_ARGS = ["python", "-m"]
+DRIVER_MODULE = "flux.runtime.driver"
+TASK_MODULE = "flux.runtime.task"
+RUN_AS_USER = 10001
+
+
+def short_hash(text: str, length: int = 10) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def dns_label(*parts: str, limit: int = 63) -> str:
+    """A name valid as a DNS label, unique for the parts, at most ``limit`` characters."""
+    raw = "-".join(parts)
+    slug = re.sub(r"[^a-z0-9-]+", "-", raw.lower()).strip("-")
+    suffix = short_hash(raw, 8)
+    return f"{slug[: limit - len(suffix) - 1].rstrip('-')}-{suffix}"
+
+
+def source_configmap_name(workflow_name: str) -> str:
+    return dns_label("flux-source", workflow_name)
+
+
+def task_pod_name(run_name: str, call_id: str, start: int) -> str:
+    """``start`` counts the pods started for the call, so every pod has a new name."""
+    return dns_label(run_name, call_id, str(start))
+
+
+def driver_pod_name(run_name: str, start: int) -> str:
+    return dns_label(run_name, "driver", str(start))
+
+
+def workflow_reference(workflow: dict[str, Any]) -> str:
+    spec = workflow.get("spec") or {}
+    if spec.get("source"):
+        return f"{INLINE_SOURCE_MODULE}:{spec['function']}"
+    return str(spec["entrypoint"])
+
+
+def owner_reference(run: dict[str, Any]) -> dict[str, Any]:
+    meta = run["metadata"]
+    return {
+        "apiVersion": f"{api.GROUP}/{api.VERSION}",
+        "kind": "WorkflowRun",
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _security() -> tuple[dict[str, Any], dict[str, Any]]:
+    """Pod- and container-level settings of the restricted Pod Security Standard."""
+    pod = {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "runAsGroup": RUN_AS_USER,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    container = {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    return pod, container
+
+
+def _base_pod(
+    name: str,
+    run: dict[str, Any],
+    workflow: dict[str, Any],
+    config: OperatorConfig,
+    role: str,
+    module: str,
+    env: list[dict[str, Any]],
+) -> dict[str, Any]:
+    spec = workflow.get("spec") or {}
+    pod_security, container_security = _security()
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+    if spec.get("source"):
+        volumes.append(
+            {
+                "name": "source",
+                "configMap": {"name": source_configmap_name(workflow["metadata"]["name"])},
+            }
+        )
+        mounts.append({"name": "source", "mountPath": SOURCE_MOUNT_PATH, "readOnly": True})
+        env = [*env, {"name": SOURCE_DIR_ENV, "value": SOURCE_MOUNT_PATH}]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": run["metadata"]["namespace"],
+            "labels": {api.LABEL_RUN: run["metadata"]["name"], api.LABEL_ROLE: role},
+            "annotations": {},
+            "ownerReferences": [owner_reference(run)],
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "enableServiceLinks": False,
+            "terminationGracePeriodSeconds": 5,
+            "securityContext": pod_security,
+            "volumes": volumes,
+            "containers": [
+                {
+                    "name": role,
+                    "image": spec.get("image") or config.default_image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "args": [*PYTHON_ARGS, module],
+                    "env": env,
+                    "securityContext": container_security,
+                    "volumeMounts": mounts,
+                    "terminationMessagePolicy": "File",
+                }
+            ],
+        },
+    }
+
+
+def driver_pod(
+    run: dict[str, Any], workflow: dict[str, Any], config: OperatorConfig, start: int
+) -> dict[str, Any]:
+    env = [
+        {"name": "FLUX_RUN", "value": run["metadata"]["name"]},
+        {"name": "FLUX_NAMESPACE", "value": run["metadata"]["namespace"]},
+        {"name": "FLUX_WORKFLOW", "value": workflow_reference(workflow)},
+        {"name": "FLUX_DRIVER_LINGER_SECONDS", "value": f"{config.driver_linger:g}"},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+    ]
+    name = driver_pod_name(run["metadata"]["name"], start)
+    pod = _base_pod(name, run, workflow, config, "driver", DRIVER_MODULE, env)
+    pod["spec"]["serviceAccountName"] = config.driver_service_account
+    pod["spec"]["automountServiceAccountToken"] = True
+    return pod
+
+
+def task_pod(
+    run: dict[str, Any],
+    workflow: dict[str, Any],
+    config: OperatorConfig,
+    spec: TaskSpec,
+    timeout: float,
+    name: str,
+) -> dict[str, Any]:
+    wf_spec = workflow.get("spec") or {}
+    secret_map: dict[str, Any] = wf_spec.get("secrets") or {}
+    env: list[dict[str, Any]] = [
+        {"name": TASK_ENV, "value": json.dumps(spec.model_dump(by_alias=True, mode="json"))},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+    ]
+    if spec.step == Step.ATTEMPT:
+        for secret in spec.secrets:
+            ref = secret_map.get(secret)
+            if ref is None:
+                continue  # the task runner then fails naming the missing secret
+            env.append(
+                {
+                    "name": f"FLUX_SECRET_{secret}",
+                    "valueFrom": {"secretKeyRef": {"name": ref["secretName"], "key": ref["key"]}},
+                }
+            )
+    pod = _base_pod(name, run, workflow, config, "task", TASK_MODULE, env)
+    meta, pod_spec = pod["metadata"], pod["spec"]
+    meta["labels"][api.LABEL_CALL] = short_hash(spec.call_id)
+    meta["annotations"].update(
+        {
+            api.ANNOTATION_CALL_ID: spec.call_id,
+            api.ANNOTATION_STEP: spec.step.value,
+            api.ANNOTATION_ATTEMPT: str(spec.attempt),
+        }
+    )
+    pod_spec["automountServiceAccountToken"] = False
+    if timeout and spec.step == Step.ATTEMPT:
+        pod_spec["activeDeadlineSeconds"] = max(1, math.ceil(timeout))
+    defaults = wf_spec.get("taskDefaults") or {}
+    if defaults.get("resources"):
+        pod_spec["containers"][0]["resources"] = defaults["resources"]
+    for key in ("nodeSelector", "tolerations", "serviceAccountName"):
+        if defaults.get(key):
+            pod_spec[key] = defaults[key]
+    return pod

@@ -1,0 +1,365 @@
+"""One reconcile of a WorkflowRun: from what is observed to what must change.
+
+Pure: ``plan_run`` takes the run, its Workflow and its pods as read from the
+API and returns a :class:`Plan`; the operator carries the plan out. Nothing is
+remembered between reconciles, so operator restarts and repeated or lost
+watch events do no harm.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from flux.k8s import api
+from flux.k8s.calls import Call, PodView, next_move
+from flux.k8s.config import OperatorConfig
+from flux.k8s.history import FINAL_PHASES, FINISHED_TASK_STATES
+from flux.k8s.pods import driver_pod, driver_pod_name, task_pod, task_pod_name
+from flux.k8s.protocol import Step, TaskSpec
+
+OUTCOME_TYPES = frozenset({"TASK_COMPLETED", "TASK_FAILED", "TASK_CANCELLED", "TASK_RESUMED"})
+SUCCEEDED = "Succeeded"
+# Reasons on the Succeeded condition for failures the operator finds itself.
+WORKFLOW_NOT_FOUND = "WorkflowNotFound"
+WORKFLOW_INVALID = "WorkflowInvalid"
+DRIVER_FAILED = "DriverFailed"
+# Failure types recorded by the workflow that mean the user's input was wrong.
+INPUT_ERRORS = {"WorkflowInputError": "InvalidInput", "GraphValidationError": "InvalidGraph"}
+
+
+@dataclass
+class Observed:
+    run: dict[str, Any]
+    workflow: dict[str, Any] | None
+    pods: list[dict[str, Any]]
+    now: dt.datetime
+    logs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    status: dict[str, Any] = field(default_factory=dict)
+    create: list[dict[str, Any]] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+    wake_at: dt.datetime | None = None
+
+    def wake(self, when: dt.datetime | None) -> None:
+        if when is not None and (self.wake_at is None or when < self.wake_at):
+            self.wake_at = when
+
+
+def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.5) -> Plan:
+    run, now = observed.run, observed.now
+    status: dict[str, Any] = run.get("status") or {}
+    phase = status.get("phase")
+    plan = Plan()
+    views = {
+        p["metadata"]["name"]: PodView.from_pod(p, observed.logs.get(p["metadata"]["name"]))
+        for p in observed.pods
+    }
+    if phase in FINAL_PHASES:
+        plan.delete.extend(views)
+        _conditions(plan, status, now)
+        return plan
+    workflow = observed.workflow
+    problem = _workflow_problem(run, workflow)
+    if problem is not None:
+        reason, message = problem
+        if reason == "":
+            plan.wake(now + dt.timedelta(seconds=1))  # the Workflow is being checked
+            return plan
+        _fail(plan, status, reason, message, now)
+        plan.delete.extend(views)
+        return plan
+    assert workflow is not None
+    if phase is None:
+        plan.status["phase"] = "Pending"
+    history: list[dict[str, Any]] = status.get("history") or []
+    settled = {e["sourceId"] for e in history if e["type"] in OUTCOME_TYPES}
+    records = {r["callId"]: r for r in status.get("tasks") or []}
+    updated = dict(records)
+    referenced: set[str] = set()
+    for event in history:
+        if event["type"] != "TASK_STARTED" or "task" not in (event.get("value") or {}):
+            continue
+        call_id = event["sourceId"]
+        record = records.get(call_id)
+        if call_id in settled:
+            if record and record.get("pod") and record.get("state") not in FINISHED_TASK_STATES:
+                plan.delete.append(record["pod"])  # abandoned by the workflow
+                updated[call_id] = {**record, "state": "Cancelled", "pod": None}
+            continue
+        call = Call.from_event(event)
+        pod = views.get(record["pod"]) if record and record.get("pod") else None
+        move = next_move(
+            call,
+            record,
+            pod,
+            now,
+            pending_timeout=config.pending_timeout,
+            infrastructure_retries=config.infrastructure_retries,
+            timeout_backstop=config.timeout_backstop,
+            unit_random=unit_random,
+        )
+        if move is None:
+            if record and record.get("pod"):
+                referenced.add(record["pod"])
+            continue
+        new_record = move.record
+        if move.start is not None:
+            new_record = _start_task_pod(plan, run, workflow, config, call, new_record, move.start)
+            referenced.add(new_record["pod"])
+        plan.delete.extend(move.delete)
+        plan.events.extend(move.events)
+        plan.wake(move.wake_at)
+        updated[call_id] = new_record
+    if updated != records:
+        plan.status["tasks"] = list(updated.values())
+    # Task pods no record points to any more (finished steps, superseded pods).
+    for name in views:
+        role = _role(observed.pods, name)
+        if role == "task" and name not in referenced and name not in plan.delete:
+            plan.delete.append(name)
+    _plan_driver(plan, observed, config, workflow, status, updated, settled, views)
+    _wake_for_sleeps(plan, history, settled)
+    _conditions(plan, {**status, **plan.status}, now)
+    return plan
+
+
+def _start_task_pod(
+    plan: Plan,
+    run: dict[str, Any],
+    workflow: dict[str, Any],
+    config: OperatorConfig,
+    call: Call,
+    record: dict[str, Any],
+    start: tuple[Step, int],
+) -> dict[str, Any]:
+    step, attempt = start
+    starts = int(record.get("podStarts", 0)) + 1
+    name = task_pod_name(run["metadata"]["name"], call.call_id, starts)
+    spec = TaskSpec(
+        run=run["metadata"]["name"],
+        call_id=call.call_id,
+        name=call.name,
+        task=call.task,
+        step=step,
+        attempt=attempt,
+        positional=call.args,
+        keywords=call.kwargs,
+        secrets=call.secrets,
+    )
+    plan.create.append(task_pod(run, workflow, config, spec, call.policy.timeout, name))
+    return {**record, "podStarts": starts, "pod": name}
+
+
+def _plan_driver(
+    plan: Plan,
+    observed: Observed,
+    config: OperatorConfig,
+    workflow: dict[str, Any],
+    status: dict[str, Any],
+    records: dict[str, dict[str, Any]],
+    settled: set[str],
+    views: dict[str, PodView],
+) -> None:
+    run, now = observed.run, observed.now
+    driver: dict[str, Any] = dict(status.get("driver") or {"starts": 0, "failures": 0})
+    before = dict(driver)
+    current = driver.get("pod")
+    active = False
+    for name, view in views.items():
+        if _role(observed.pods, name) != "driver":
+            continue
+        if name != current or view.finished:
+            plan.delete.append(name)
+        if name == current:
+            if view.phase == "Failed":
+                driver["failures"] = int(driver.get("failures", 0)) + 1
+                driver["lastFailure"] = now.isoformat()
+                driver["pod"] = None
+            elif view.phase == "Succeeded":
+                driver["failures"] = 0
+                driver["pod"] = None
+            else:
+                active = True
+    if current and current not in views:
+        driver["pod"] = None
+    if not active and _driver_needed(status, records, settled, now):
+        failures = int(driver.get("failures", 0))
+        if failures >= config.driver_max_failures:
+            _fail(
+                plan,
+                status,
+                DRIVER_FAILED,
+                f"the workflow driver failed {failures} times in a row; "
+                f"see the logs of pod {before.get('pod') or current}",
+                now,
+            )
+            return
+        last = driver.get("lastFailure")
+        not_before = (
+            dt.datetime.fromisoformat(last) + dt.timedelta(seconds=min(2**failures, 60))
+            if failures and last
+            else now
+        )
+        if not_before > now:
+            plan.wake(not_before)
+        else:
+            starts = int(driver.get("starts", 0)) + 1
+            plan.create.append(driver_pod(run, workflow, config, starts))
+            driver.update(starts=starts, pod=driver_pod_name(run["metadata"]["name"], starts))
+    if driver != before:
+        plan.status["driver"] = driver
+
+
+def _driver_needed(
+    status: dict[str, Any],
+    records: dict[str, dict[str, Any]],
+    settled: set[str],
+    now: dt.datetime,
+) -> bool:
+    history: list[dict[str, Any]] = status.get("history") or []
+    if not history:
+        return True
+    if status.get("phase") == "Paused":
+        return status.get("resume") is not None
+    if any(
+        r.get("state") in FINISHED_TASK_STATES and cid not in settled for cid, r in records.items()
+    ):
+        return True
+    sleeps = _pending_sleeps(history, settled)
+    if any(until <= now for until in sleeps):
+        return True
+    outstanding_tasks = any(
+        e["type"] == "TASK_STARTED"
+        and "task" in (e.get("value") or {})
+        and e["sourceId"] not in settled
+        for e in history
+    )
+    # Nothing outstanding and not finished: the last driver stopped early (crash, deletion).
+    return not outstanding_tasks and not sleeps
+
+
+def _pending_sleeps(history: list[dict[str, Any]], settled: set[str]) -> list[dt.datetime]:
+    return [
+        dt.datetime.fromisoformat(e["value"]["until"])
+        for e in history
+        if e["type"] == "TASK_STARTED"
+        and e["name"] == "sleep"
+        and "until" in (e.get("value") or {})
+        and e["sourceId"] not in settled
+    ]
+
+
+def _wake_for_sleeps(plan: Plan, history: list[dict[str, Any]], settled: set[str]) -> None:
+    for until in _pending_sleeps(history, settled):
+        plan.wake(until)
+
+
+def _role(pods: list[dict[str, Any]], name: str) -> str | None:
+    for pod in pods:
+        if pod["metadata"]["name"] == name:
+            role: str | None = (pod["metadata"].get("labels") or {}).get(api.LABEL_ROLE)
+            return role
+    return None
+
+
+def _workflow_problem(
+    run: dict[str, Any], workflow: dict[str, Any] | None
+) -> tuple[str, str] | None:
+    """(reason, message) when the run cannot start; ("", "") while the Workflow is checked."""
+    ref = ((run.get("spec") or {}).get("workflowRef") or {}).get("name")
+    namespace = run["metadata"]["namespace"]
+    if workflow is None:
+        return WORKFLOW_NOT_FOUND, f"Workflow {ref!r} not found in namespace {namespace!r}"
+    ready = next(
+        (
+            c
+            for c in (workflow.get("status") or {}).get("conditions") or []
+            if c.get("type") == "Ready"
+        ),
+        None,
+    )
+    generation = workflow["metadata"].get("generation")
+    if ready is None or ready.get("observedGeneration") != generation:
+        return "", ""
+    if ready.get("status") != "True":
+        return WORKFLOW_INVALID, f"Workflow {ref!r} is not ready: {ready.get('message', '')}"
+    return None
+
+
+def _fail(plan: Plan, status: dict[str, Any], reason: str, message: str, now: dt.datetime) -> None:
+    plan.status.update(
+        phase="Failed",
+        finishTime=now.isoformat(),
+        error={"type": reason, "message": message, "kind": "configuration"},
+    )
+    _conditions(plan, {**status, **plan.status}, now)
+
+
+def _conditions(plan: Plan, status: dict[str, Any], now: dt.datetime) -> None:
+    """Keep the Succeeded condition in step with the phase; each change is also an Event."""
+    wanted = succeeded_condition(status)
+    conditions: list[dict[str, Any]] = list(status.get("conditions") or [])
+    old = next((c for c in conditions if c.get("type") == SUCCEEDED), None)
+    if old and all(old.get(k) == wanted[k] for k in ("status", "reason", "message")):
+        return
+    wanted["lastTransitionTime"] = (
+        old["lastTransitionTime"]
+        if old and old.get("status") == wanted["status"]
+        else now.isoformat()
+    )
+    plan.status["conditions"] = [c for c in conditions if c.get("type") != SUCCEEDED] + [wanted]
+    kind = "Warning" if wanted["status"] == "False" else "Normal"
+    plan.events.append((kind, wanted["reason"], wanted["message"]))
+
+
+def succeeded_condition(status: dict[str, Any]) -> dict[str, Any]:
+    phase = status.get("phase") or "Pending"
+    error = status.get("error") or {}
+    if phase == "Succeeded":
+        return {
+            "type": SUCCEEDED,
+            "status": "True",
+            "reason": "Succeeded",
+            "message": "the workflow completed",
+        }
+    if phase == "Failed":
+        error_type = str(error.get("type", "Failed"))
+        reason = INPUT_ERRORS.get(
+            error_type,
+            error_type
+            if error_type in (WORKFLOW_NOT_FOUND, WORKFLOW_INVALID, DRIVER_FAILED)
+            else "WorkflowFailed",
+        )
+        return {
+            "type": SUCCEEDED,
+            "status": "False",
+            "reason": reason,
+            "message": str(error.get("message", "the workflow failed")),
+        }
+    if phase == "Cancelled":
+        return {
+            "type": SUCCEEDED,
+            "status": "False",
+            "reason": "Cancelled",
+            "message": "the run was cancelled",
+        }
+    if phase == "Paused":
+        pause = (status.get("pause") or {}).get("name", "")
+        return {
+            "type": SUCCEEDED,
+            "status": "Unknown",
+            "reason": "Paused",
+            "message": f"waiting at pause {pause!r}; resume by patching status.resume",
+        }
+    return {
+        "type": SUCCEEDED,
+        "status": "Unknown",
+        "reason": phase,
+        "message": f"the run is {phase.lower()}",
+    }

@@ -1,0 +1,1 @@
+"""What runs inside the pods: the workflow driver and the task runner."""

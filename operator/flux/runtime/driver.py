@@ -1,0 +1,271 @@
+"""The workflow driver: replays a WorkflowRun's workflow in a pod and records its steps.
+
+The driver is the only writer of a run's history. It replays the workflow
+against ``status.history``, delivers the outcomes the operator put in
+``status.tasks`` (and resume inputs and due timers), and appends the new events
+with JSON-patch ``add`` operations, so it never rewrites what is there. It exits
+when the run finishes or pauses, when only a long sleep is left, or when
+nothing has happened for a while; the operator starts a new driver when there
+is work, and replay makes that safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import random
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes_asyncio import watch
+
+from flux import codec
+from flux.engine.commands import CancelCall, StartTimer
+from flux.engine.failures import ErrorInfo, describe, error_info
+from flux.engine.instance import WorkflowInstance
+from flux.events import EventType, ExecutionEvent, ExecutionState
+from flux.k8s import api
+from flux.k8s.history import (
+    PHASES,
+    event_from_status,
+    event_to_status,
+    finished_records,
+    history_from_status,
+)
+from flux.runtime.loading import import_object
+from flux.workflow import Workflow
+
+log = logging.getLogger("flux.driver")
+
+WORKFLOW_ENV = "FLUX_WORKFLOW"
+RUN_ENV = "FLUX_RUN"
+NAMESPACE_ENV = "FLUX_NAMESPACE"
+LINGER_ENV = "FLUX_DRIVER_LINGER_SECONDS"
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class Driver:
+    runs: api.Runs
+    namespace: str
+    name: str
+    workflow: Workflow[Any]
+    linger: float = 30.0
+    timers: dict[str, dt.datetime] = field(default_factory=dict)
+
+    async def run(self) -> int:
+        body = await self.runs.get(self.namespace, self.name)
+        status = body.get("status") or {}
+        history = history_from_status(status)
+        instance = WorkflowInstance(
+            self.workflow,
+            self.name,
+            history,
+            clock=utc_now,
+            rng=random.Random(random.SystemRandom().random()),
+            input=codec.decode((body.get("spec") or {}).get("input")),
+        )
+        instance.start()
+        idle_since = utc_now()
+        while True:
+            changed = self.observe(instance, body.get("status") or {})
+            body = await self.publish(instance, body)
+            if changed:
+                idle_since = utc_now()
+            if instance.state.is_final or instance.state == ExecutionState.PAUSED:
+                return 0
+            wait = self.linger - (utc_now() - idle_since).total_seconds()
+            if self.timers:
+                due_in = (min(self.timers.values()) - utc_now()).total_seconds()
+                if due_in > self.linger and not _tasks_in_flight(instance, self.timers):
+                    return 0  # a long sleep: the operator wakes a new driver when it is due
+                wait = min(wait, max(due_in, 0.0))
+            if wait <= 0 and not self.timers:
+                return 0  # waited long: the operator starts a driver when an outcome arrives
+            body = await self.wait_for_change(body, max(wait, 0.0)) or body
+
+    def observe(self, instance: WorkflowInstance, status: dict[str, Any]) -> bool:
+        """Deliver everything that has happened since the last look. True if anything did."""
+        changed = self._carry_out(instance)
+        in_flight = set(instance.in_flight())
+        for record in finished_records(status):
+            call_id = record["callId"]
+            if call_id not in in_flight:
+                continue
+            if record["state"] == "Completed":
+                instance.deliver(EventType.TASK_COMPLETED, call_id, record.get("output"))
+            else:
+                instance.deliver(EventType.TASK_FAILED, call_id, record.get("error"))
+            in_flight = set(instance.in_flight())
+            changed = self._carry_out(instance) or True
+        resume = status.get("resume")
+        if resume is not None and instance.pending_pause_name() is not None:
+            instance.resume(codec.decode(resume.get("input")))
+            changed = self._carry_out(instance) or True
+        now = utc_now()
+        for call_id, until in sorted(self.timers.items(), key=lambda item: item[1]):
+            if until <= now:
+                del self.timers[call_id]
+                instance.deliver(EventType.TASK_COMPLETED, call_id, None)
+                changed = self._carry_out(instance) or True
+        return changed
+
+    def _carry_out(self, instance: WorkflowInstance) -> bool:
+        """Handle commands that are the driver's own: timers and abandoned calls."""
+        did = False
+        while commands := instance.take_commands():
+            for command in commands:
+                match command:
+                    case StartTimer():
+                        self.timers[command.call_id] = command.until
+                    case CancelCall():
+                        self.timers.pop(command.call_id, None)
+                        instance.deliver(EventType.TASK_CANCELLED, command.call_id)
+                        did = True
+                # Task calls need nothing here: the operator acts on their TASK_STARTED.
+        return did
+
+    async def publish(self, instance: WorkflowInstance, body: dict[str, Any]) -> dict[str, Any]:
+        events = instance.take_events()
+        status = body.get("status") or {}
+        ops = status_patch(instance, status, events)
+        if not ops:
+            return body
+        return await self.runs.patch_status(self.namespace, self.name, ops)
+
+    async def wait_for_change(self, body: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+        version = body["metadata"]["resourceVersion"]
+        try:
+            return await asyncio.wait_for(self._next_modification(version), timeout)
+        except TimeoutError:
+            return None
+
+    async def _next_modification(self, version: str) -> dict[str, Any]:
+        stream = watch.Watch()
+        async with stream.stream(
+            self.runs.custom.list_namespaced_custom_object,
+            api.GROUP,
+            api.VERSION,
+            self.namespace,
+            api.RUNS,
+            field_selector=f"metadata.name={self.name}",
+            resource_version=version,
+            timeout_seconds=300,
+        ) as events:
+            async for event in events:
+                if event["type"] in ("MODIFIED", "ADDED"):
+                    found: dict[str, Any] = event["object"]
+                    return found
+                if event["type"] == "DELETED":
+                    raise SystemExit(0)
+        return await self.runs.get(self.namespace, self.name)
+
+
+def status_patch(
+    instance: WorkflowInstance, status: dict[str, Any], events: list[ExecutionEvent]
+) -> list[dict[str, Any]]:
+    """JSON-patch operations that append ``events`` and refresh the run's summary."""
+    ops: list[dict[str, Any]] = []
+    if not status:
+        ops.append({"op": "add", "path": "/status", "value": {}})
+    if "history" not in status:
+        ops.append({"op": "add", "path": "/status/history", "value": []})
+    ops.extend(
+        {"op": "add", "path": "/status/history/-", "value": event_to_status(e)} for e in events
+    )
+    summary = run_summary(instance)
+    for key, value in summary.items():
+        if status.get(key) != value:
+            if value is None:
+                if key in status:
+                    ops.append({"op": "remove", "path": f"/status/{key}"})
+            else:
+                ops.append({"op": "add", "path": f"/status/{key}", "value": value})
+    if status.get("resume") is not None and instance.pending_pause_name() is None:
+        ops.append({"op": "remove", "path": "/status/resume"})
+    if not events and len(ops) == int(not status) + int("history" not in status):
+        return []
+    return ops
+
+
+def run_summary(instance: WorkflowInstance) -> dict[str, Any]:
+    """The status fields derived from the instance (None means absent)."""
+    ctx = instance.ctx
+    first = ctx.events[0] if ctx.events else None
+    last = ctx.events[-1] if ctx.events else None
+    summary: dict[str, Any] = {
+        "phase": PHASES[ctx.state],
+        "startTime": first.time.isoformat() if first else None,
+        "finishTime": last.time.isoformat() if last and ctx.state.is_final else None,
+        "output": None,
+        "error": None,
+        "pause": None,
+    }
+    final = next((e for e in reversed(ctx.events) if e.type in _FINAL), None)
+    if final is not None and final.type == EventType.WORKFLOW_COMPLETED:
+        summary["output"] = final.value
+    elif final is not None and final.type == EventType.WORKFLOW_FAILED:
+        info: ErrorInfo = final.value or ErrorInfo()
+        summary["error"] = {
+            "type": info.get("type", "Error"),
+            "message": describe(info),
+            "kind": info.get("kind", "code"),
+        }
+    if ctx.state == ExecutionState.PAUSED:
+        paused = next(e for e in reversed(ctx.events) if e.type == EventType.TASK_PAUSED)
+        summary["pause"] = {"name": paused.name, "output": (paused.value or {}).get("output")}
+    return summary
+
+
+_FINAL = (EventType.WORKFLOW_COMPLETED, EventType.WORKFLOW_FAILED, EventType.WORKFLOW_CANCELLED)
+
+
+def _tasks_in_flight(instance: WorkflowInstance, timers: dict[str, dt.datetime]) -> bool:
+    return any(call_id not in timers for call_id in instance.in_flight())
+
+
+async def _fail_to_load(runs: api.Runs, namespace: str, name: str, exc: Exception) -> None:
+    info = error_info(exc)
+    await runs.patch_status(
+        namespace,
+        name,
+        {
+            "status": {
+                "phase": "Failed",
+                "error": {"type": info["type"], "message": describe(info), "kind": "code"},
+            }
+        },
+    )
+
+
+async def main_async() -> int:
+    namespace, name = os.environ[NAMESPACE_ENV], os.environ[RUN_ENV]
+    linger = float(os.environ.get(LINGER_ENV, "30"))
+    api_client = await api.connect()
+    async with api_client:
+        runs = api.Runs(api_client)
+        try:
+            workflow = import_object(os.environ[WORKFLOW_ENV])
+            if not isinstance(workflow, Workflow):
+                raise TypeError(f"{os.environ[WORKFLOW_ENV]} is not a @workflow")
+        except Exception as exc:
+            await _fail_to_load(runs, namespace, name, exc)
+            return 1
+        return await Driver(runs, namespace, name, workflow, linger).run()
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    return asyncio.run(main_async())
+
+
+__all__ = ["Driver", "event_from_status", "main", "run_summary", "status_patch"]
+
+if __name__ == "__main__":
+    sys.exit(main())
