@@ -63,6 +63,8 @@ start_daemon etcd "$BIN_DIR/etcd" --name flux-e2e --data-dir "$ETCD_DATA" \
   --unsafe-no-fsync --log-level warn
 wait_for "etcd health" 60 etcd curl -fsS http://127.0.0.1:2379/health
 
+# The requestheader flags only publish a client CA for the controller-manager
+# and scheduler's delegated authentication (no cert is issued for that name).
 start_daemon kube-apiserver "$BIN_DIR/kube-apiserver" \
   --etcd-servers http://127.0.0.1:2379 \
   --bind-address "$BRIDGE_IP" --advertise-address "$BRIDGE_IP" --secure-port "$API_PORT" \
@@ -77,6 +79,9 @@ start_daemon kube-apiserver "$BIN_DIR/kube-apiserver" \
   --kubelet-preferred-address-types InternalIP \
   --service-account-issuer https://kubernetes.default.svc.cluster.local \
   --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
+  --requestheader-client-ca-file "$PKI/ca.crt" --requestheader-allowed-names front-proxy-client \
+  --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+  --requestheader-extra-headers-prefix X-Remote-Extra- \
   --allow-privileged=false --profiling=false
 wait_for "kube-apiserver /readyz" 120 kube-apiserver kctl get --raw /readyz
 

@@ -21,8 +21,10 @@ SYSCTLS=(
   net.netfilter.nf_conntrack_tcp_timeout_close_wait
   net.netfilter.nf_conntrack_tcp_be_liberal
 )
-# Host paths the node writes outside its own directories.
-HOST_PATHS=(/var/log/containers /var/lib/cni)
+# Host paths the node writes outside its own directories (the kubelet hardcodes
+# /var/lib/kubelet/device-plugins and /var/log/containers; libcni caches in
+# /var/lib/cni); removed at restore unless they existed before.
+HOST_PATHS=(/var/log/containers /var/lib/cni /var/lib/kubelet /usr/libexec/kubernetes)
 IPT=(iptables ip6tables)
 
 save() {

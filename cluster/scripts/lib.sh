@@ -54,7 +54,7 @@ need_root() {
 }
 
 # kubectl against our cluster.
-kctl() { "$BIN_DIR/kubectl" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
+kctl() { "$BIN_DIR/kubectl" --kubeconfig "$KUBECONFIG_PATH" --cache-dir "$STATE_DIR/kube-cache" "$@"; }
 
 # --- daemons -----------------------------------------------------------------
 # Each daemon runs in its own session with its log in $LOG_DIR/<name>.log; its

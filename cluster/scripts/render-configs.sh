@@ -11,7 +11,8 @@ render() { # <template> <output>
   local text var
   text=$(<"$CLUSTER_DIR/config/$1")
   for var in CONTAINERD_ROOT CONTAINERD_STATE CONTAINERD_SOCK PAUSE_IMAGE CNI_BIN_DIR \
-    CNI_CONF_DIR CNI_IPAM_DIR POD_LOGS_DIR BRIDGE BRIDGE_IP POD_CIDR SERVICE_CIDR PKI STATE_DIR NODE_NAME; do
+    CNI_CONF_DIR CNI_IPAM_DIR POD_LOGS_DIR KUBELET_ROOT BRIDGE BRIDGE_IP POD_CIDR \
+    SERVICE_CIDR PKI STATE_DIR NODE_NAME; do
     text=${text//@$var@/${!var}}
   done
   [[ $text != *@[A-Z]*@* ]] || die "unrendered placeholder in $1"

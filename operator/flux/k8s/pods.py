@@ -19,9 +19,9 @@ from flux.k8s.protocol import (
     TaskSpec,
 )
 
-# The image's entrypoint is an init (tini) that forwards SIGTERM; pods set only
-# its arguments so that the init stays PID 1.
-PYTHON_ARGS = ["python", "-m"]
+# The image's entrypoint is an init (tini) plus python; pods set only python's
+# arguments, so that the init stays PID 1 and SIGTERM ends the pod at once.
+PYTHON_ARGS = ["-m"]
 DRIVER_MODULE = "flux.runtime.driver"
 TASK_MODULE = "flux.runtime.task"
 RUN_AS_USER = 10001

@@ -1,0 +1,212 @@
+"""The operator's decisions, driven directly with observed state (no cluster)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+
+from flux.k8s.config import OperatorConfig
+from flux.k8s.protocol import TASK_ENV, Outcome, TaskResult
+from flux.k8s.reconcile import Observed, plan_run
+
+NOW = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
+CONFIG = OperatorConfig(default_image="flux-runtime:test")
+
+
+def workflow(ready: str = "True", message: str = "ok", **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "wf", "namespace": "ns", "generation": 1, "uid": "wf-uid"},
+        "spec": spec or {"entrypoint": "examples.hello:hello",
+                         "secrets": {"API_KEY": {"secretName": "api", "key": "token"}}},
+        "status": {"conditions": [{"type": "Ready", "status": ready, "message": message,
+                                   "observedGeneration": 1}]},
+    }
+
+
+def run(status: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "flux.dev/v1alpha1", "kind": "WorkflowRun",
+        "metadata": {"name": "r1", "namespace": "ns", "uid": "run-uid", "generation": 1},
+        "spec": {"workflowRef": {"name": "wf"}, "input": "World"},
+        "status": status or {},
+    }
+
+
+def started(call_id: str, name: str = "say", **policy: Any) -> dict[str, Any]:
+    return {"id": 2, "type": "TASK_STARTED", "sourceId": call_id, "name": name,
+            "time": NOW.isoformat(),
+            "value": {"args": ["World"], "kwargs": {}, "task": "examples.hello:say_hello",
+                      "policy": {"retry_max_attempts": 0, "retry_delay": 1.0,
+                                 "retry_backoff": 2.0, "timeout": 0.0, **policy},
+                      "secrets": ["API_KEY"]}}
+
+
+WF_STARTED = {"id": 1, "type": "WORKFLOW_STARTED", "sourceId": "r1", "name": "hello",
+              "time": NOW.isoformat(), "value": "World"}
+
+
+def pod(name: str, role: str, phase: str, result: TaskResult | None = None,
+        **status: Any) -> dict[str, Any]:
+    terminated = {"exitCode": 0 if phase == "Succeeded" else 1}
+    if result is not None:
+        terminated["message"] = result.to_message()
+    state = {"terminated": terminated} if phase in ("Succeeded", "Failed") else {
+        "running": {"startedAt": NOW.isoformat()}}
+    return {
+        "metadata": {"name": name, "labels": {"flux.dev/role": role, "flux.dev/run": "r1"},
+                     "creationTimestamp": NOW.isoformat()},
+        "status": {"phase": phase, "containerStatuses": [{"state": state}], **status},
+    }
+
+
+def plan(status: dict[str, Any] | None = None, pods: list[dict[str, Any]] | None = None,
+         wf: dict[str, Any] | None = None, now: dt.datetime = NOW) -> Any:
+    return plan_run(Observed(run(status), wf if wf is not None else workflow(), pods or [], now),
+                    CONFIG)
+
+
+def test_new_run_starts_a_driver_pod_and_is_pending() -> None:
+    result = plan()
+    assert result.status["phase"] == "Pending"
+    (driver,) = result.create
+    assert driver["metadata"]["labels"]["flux.dev/role"] == "driver"
+    env = {e["name"]: e.get("value") for e in driver["spec"]["containers"][0]["env"]}
+    assert env["FLUX_WORKFLOW"] == "examples.hello:hello"
+    assert driver["spec"]["serviceAccountName"] == "flux-driver"
+    assert result.status["driver"]["starts"] == 1
+
+
+def test_missing_workflow_fails_with_a_clear_condition_and_event() -> None:
+    result = plan_run(Observed(run(), None, [], NOW), CONFIG)
+    assert result.status["phase"] == "Failed"
+    (condition,) = result.status["conditions"]
+    assert condition["reason"] == "WorkflowNotFound"
+    assert "'wf' not found in namespace 'ns'" in condition["message"]
+    assert result.events[0][:2] == ("Warning", "WorkflowNotFound")
+    assert not result.create
+
+
+def test_invalid_workflow_fails_the_run() -> None:
+    result = plan(wf=workflow("False", "spec.source line 3: syntax error: invalid syntax"))
+    assert result.status["phase"] == "Failed"
+    assert "line 3" in result.status["error"]["message"]
+    assert result.status["conditions"][0]["reason"] == "WorkflowInvalid"
+
+
+def test_a_recorded_task_call_becomes_a_locked_down_task_pod() -> None:
+    status = {"phase": "Running", "history": [WF_STARTED, started("say#0")],
+              "driver": {"starts": 1, "pod": "d"}}
+    result = plan(status, [pod("d", "driver", "Running")])
+    (task_pod,) = result.create
+    spec = task_pod["spec"]
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    container = spec["containers"][0]
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    env = {e["name"]: e for e in container["env"]}
+    assert json.loads(env[TASK_ENV]["value"])["callId"] == "say#0"
+    assert env["FLUX_SECRET_API_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "api", "key": "token"}
+    (record,) = result.status["tasks"]
+    assert record["state"] == "Running" and record["pod"] == task_pod["metadata"]["name"]
+
+
+def _running(call_policy: dict[str, Any] | None = None, **record: Any) -> dict[str, Any]:
+    base = {"callId": "say#0", "name": "say", "state": "Running", "step": "attempt",
+            "attempts": 1, "pod": "p1"}
+    return {"phase": "Running", "history": [WF_STARTED, started("say#0", **(call_policy or {}))],
+            "tasks": [{**base, **record}], "driver": {"starts": 1, "pod": "d"}}
+
+
+def test_a_succeeded_pod_records_the_output_and_is_removed() -> None:
+    done = TaskResult(outcome=Outcome.COMPLETED, value="Hello, World")
+    result = plan(_running(), [pod("p1", "task", "Succeeded", done), pod("d", "driver", "Running")])
+    (record,) = result.status["tasks"]
+    assert record["state"] == "Completed" and record["output"] == "Hello, World"
+    assert "p1" in result.delete
+
+
+def test_an_outcome_the_driver_has_not_seen_wakes_a_driver() -> None:
+    done = TaskResult(outcome=Outcome.COMPLETED, value="x")
+    status = _running()
+    status["driver"] = {"starts": 1, "pod": None}
+    result = plan(status, [pod("p1", "task", "Succeeded", done)])
+    assert [p["metadata"]["labels"]["flux.dev/role"] for p in result.create] == ["driver"]
+
+
+def test_a_failed_attempt_with_retries_waits_without_a_pod() -> None:
+    failed = TaskResult(outcome=Outcome.FAILED, error={"type": "ValueError", "message": "boom"})
+    result = plan(_running({"retry_max_attempts": 2}),
+                  [pod("p1", "task", "Failed", failed), pod("d", "driver", "Running")])
+    (record,) = result.status["tasks"]
+    assert record["state"] == "Retrying"
+    assert record["nextAttemptAt"] == (NOW + dt.timedelta(seconds=1)).isoformat()
+    assert record["lastError"]["type"] == "ValueError"
+    assert result.wake_at == NOW + dt.timedelta(seconds=1)
+    assert not result.create and "p1" in result.delete
+
+
+def test_a_due_retry_starts_the_next_attempt() -> None:
+    status = _running({"retry_max_attempts": 2}, state="Retrying", pod=None,
+                      nextAttemptAt=NOW.isoformat())
+    result = plan(status, [pod("d", "driver", "Running")], now=NOW + dt.timedelta(seconds=1))
+    (task_pod,) = result.create
+    assert task_pod["metadata"]["annotations"]["flux.dev/attempt"] == "2"
+    assert result.status["tasks"][0]["attempts"] == 2
+
+
+def test_exhausted_retries_run_the_fallback_with_a_retry_error() -> None:
+    failed = TaskResult(outcome=Outcome.FAILED, error={"type": "ValueError", "message": "boom"})
+    status = _running({"retry_max_attempts": 1, "has_fallback": True}, attempts=2)
+    result = plan(status, [pod("p1", "task", "Failed", failed), pod("d", "driver", "Running")])
+    (task_pod,) = result.create
+    assert task_pod["metadata"]["annotations"]["flux.dev/step"] == "fallback"
+    record = result.status["tasks"][0]
+    assert record["state"] == "FallingBack"
+    assert record["triggerError"]["type"] == "RetryError"
+
+
+@pytest.mark.parametrize("has_fallback", [False, True])
+def test_a_deadline_kill_is_a_timeout(has_fallback: bool) -> None:
+    status = _running({"timeout": 2.0, "has_fallback": has_fallback})
+    killed = pod("p1", "task", "Failed", reason="DeadlineExceeded")
+    result = plan(status, [killed, pod("d", "driver", "Running")])
+    record = result.status["tasks"][0]
+    if has_fallback:
+        assert record["triggerError"]["type"] == "ExecutionTimeoutError"
+    else:
+        assert record["state"] == "Failed"
+        assert record["error"]["cause"]["type"] == "ExecutionTimeoutError"
+
+
+def test_a_task_pod_gets_the_timeout_as_its_active_deadline() -> None:
+    status = {"phase": "Running", "history": [WF_STARTED, started("say#0", timeout=2.5)],
+              "driver": {"starts": 1, "pod": "d"}}
+    result = plan(status, [pod("d", "driver", "Running")])
+    assert result.create[0]["spec"]["activeDeadlineSeconds"] == 3
+
+
+def test_a_paused_run_gets_a_driver_only_when_resumed() -> None:
+    status = {"phase": "Paused", "history": [WF_STARTED], "driver": {"starts": 1, "pod": None}}
+    assert not plan(status).create
+    result = plan({**status, "resume": {"input": {"ok": True}}})
+    assert [p["metadata"]["labels"]["flux.dev/role"] for p in result.create] == ["driver"]
+
+
+def test_a_finished_run_removes_its_pods_and_reports_success() -> None:
+    result = plan({"phase": "Succeeded", "history": [WF_STARTED]},
+                  [pod("d", "driver", "Succeeded")])
+    assert result.delete == ["d"]
+    assert result.status["conditions"][0]["status"] == "True"
+    assert result.events == [("Normal", "Succeeded", "the workflow completed")]
+
+
+def test_invalid_input_is_reported_as_such() -> None:
+    status = {"phase": "Failed", "history": [WF_STARTED],
+              "error": {"type": "WorkflowInputError", "message": "input: not a string"}}
+    condition = plan(status).status["conditions"][0]
+    assert condition["reason"] == "InvalidInput"
+    assert condition["message"] == "input: not a string"
