@@ -1,0 +1,148 @@
+"""The workflow driver against an in-memory WorkflowRun (no cluster)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime as dt
+import random
+from typing import Any
+
+from flux import WorkflowExecutionContext, task, workflow
+from flux.engine.instance import WorkflowInstance
+from flux.k8s.history import history_from_status
+from flux.runtime.driver import Driver, status_patch
+from flux.tasks import pause
+
+
+@task
+def double(x: int) -> int:
+    return 2 * x
+
+
+@workflow
+async def pipeline_wf(ctx: WorkflowExecutionContext[int]) -> dict[str, Any]:
+    a = await double(ctx.input)
+    b = await double(a)
+    decision = await pause("approve", output=b)
+    return {"b": b, "decision": decision}
+
+
+class FakeRuns:
+    """Applies the driver's JSON patches to one stored WorkflowRun."""
+
+    def __init__(self, body: dict[str, Any]):
+        self.body = body
+        self.patches = 0
+
+    async def get(self, namespace: str, name: str) -> dict[str, Any]:
+        return copy.deepcopy(self.body)
+
+    async def patch_status(self, namespace: str, name: str, ops: Any) -> dict[str, Any]:
+        assert isinstance(ops, list), "the driver appends with JSON patch, never rewrites"
+        self.patches += 1
+        for op in ops:
+            parts = op["path"].strip("/").split("/")
+            parent = self.body
+            for part in parts[:-1]:
+                parent = parent[part]
+            last = parts[-1]
+            if op["op"] == "add" and last == "-":
+                parent.append(op["value"])
+            elif op["op"] == "add":
+                parent[last] = op["value"]
+            elif op["op"] == "remove":
+                del parent[last]
+        self.body["metadata"]["resourceVersion"] = str(self.patches)
+        return copy.deepcopy(self.body)
+
+
+def new_run(input: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "r1", "namespace": "ns", "resourceVersion": "0"},
+        "spec": {"workflowRef": {"name": "wf"}, "input": input},
+    }
+
+
+def complete_outstanding(runs: FakeRuns) -> list[str]:
+    """Play the operator: run every recorded task call and record its outcome."""
+    status = runs.body["status"]
+    settled = {e["sourceId"] for e in status["history"] if e["type"] == "TASK_COMPLETED"}
+    records = status.setdefault("tasks", [])
+    done = []
+    for event in status["history"]:
+        value = event.get("value") or {}
+        if event["type"] != "TASK_STARTED" or "task" not in value:
+            continue
+        if event["sourceId"] in settled or any(r["callId"] == event["sourceId"] for r in records):
+            continue
+        assert value["task"].endswith(":double")
+        records.append(
+            {
+                "callId": event["sourceId"],
+                "name": event["name"],
+                "state": "Completed",
+                "output": 2 * value["args"][0],
+            }
+        )
+        done.append(event["sourceId"])
+    return done
+
+
+async def step(driver: Driver, runs: FakeRuns, instance: Any) -> None:
+    driver.observe(instance, runs.body.get("status") or {})
+    await driver.publish(instance, runs.body)
+
+
+def test_driver_records_calls_delivers_outcomes_and_pauses() -> None:
+    runs = FakeRuns(new_run(3))
+    driver = Driver(runs, "ns", "r1", pipeline_wf)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        instance = WorkflowInstance(pipeline_wf, "r1", [], clock=_clock, rng=_rng(), input=3)
+        instance.start()
+        await step(driver, runs, instance)
+        assert runs.body["status"]["phase"] == "Running"
+        assert complete_outstanding(runs) == ["double#0"]
+        await step(driver, runs, instance)
+        assert complete_outstanding(runs) == ["double#1"]
+        await step(driver, runs, instance)
+        status = runs.body["status"]
+        assert status["phase"] == "Paused"
+        assert status["pause"] == {"name": "approve", "output": 12}
+
+        # A new driver (the old one exited while paused) replays, then resumes.
+        status["resume"] = {"input": "ok"}
+        replayed = WorkflowInstance(
+            pipeline_wf, "r1", history_from_status(status), clock=_clock, rng=_rng()
+        )
+        replayed.start()
+        assert replayed.take_commands() == []
+        await step(driver, runs, replayed)
+
+    asyncio.run(scenario())
+    status = runs.body["status"]
+    assert status["phase"] == "Succeeded"
+    assert status["output"] == {"b": 12, "decision": "ok"}
+    assert "resume" not in status and "pause" not in status
+    ids = [e["id"] for e in status["history"]]
+    assert ids == list(range(1, len(ids) + 1))
+
+
+def test_status_patch_appends_and_is_empty_when_nothing_changed() -> None:
+    instance = WorkflowInstance(pipeline_wf, "r1", [], clock=_clock, rng=_rng(), input=1)
+    instance.start()
+    ops = status_patch(instance, {}, instance.take_events())
+    assert ops[0] == {"op": "add", "path": "/status", "value": {}}
+    assert [o["path"] for o in ops if o["path"] == "/status/history/-"]
+    runs = FakeRuns(new_run(1))
+    asyncio.run(runs.patch_status("ns", "r1", ops))
+    assert status_patch(instance, runs.body["status"], []) == []
+
+
+def _clock() -> dt.datetime:
+    return dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def _rng() -> random.Random:
+    return random.Random(7)
