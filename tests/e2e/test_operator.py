@@ -329,9 +329,9 @@ def test_bad_workflows_and_runs_fail_clearly(
         describe=operator.log_tail,
     )
     assert condition["status"] == "False"
-    assert "line 6" in condition["message"] and "syntax" in condition["message"]
+    assert "line 5" in condition["message"] and "syntax" in condition["message"]
     expected = {
-        "uses-broken": ("WorkflowInvalid", "line 6"),
+        "uses-broken": ("WorkflowInvalid", "line 5"),
         "uses-missing": ("WorkflowNotFound", "no-such-workflow"),
         "bad-input": ("InvalidInput", "valid integer"),
     }

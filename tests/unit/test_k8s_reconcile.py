@@ -19,16 +19,23 @@ CONFIG = OperatorConfig(default_image="flux-runtime:test")
 def workflow(ready: str = "True", message: str = "ok", **spec: Any) -> dict[str, Any]:
     return {
         "metadata": {"name": "wf", "namespace": "ns", "generation": 1, "uid": "wf-uid"},
-        "spec": spec or {"entrypoint": "examples.hello:hello",
-                         "secrets": {"API_KEY": {"secretName": "api", "key": "token"}}},
-        "status": {"conditions": [{"type": "Ready", "status": ready, "message": message,
-                                   "observedGeneration": 1}]},
+        "spec": spec
+        or {
+            "entrypoint": "examples.hello:hello",
+            "secrets": {"API_KEY": {"secretName": "api", "key": "token"}},
+        },
+        "status": {
+            "conditions": [
+                {"type": "Ready", "status": ready, "message": message, "observedGeneration": 1}
+            ]
+        },
     }
 
 
 def run(status: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
-        "apiVersion": "flux.dev/v1alpha1", "kind": "WorkflowRun",
+        "apiVersion": "flux.dev/v1alpha1",
+        "kind": "WorkflowRun",
         "metadata": {"name": "r1", "namespace": "ns", "uid": "run-uid", "generation": 1},
         "spec": {"workflowRef": {"name": "wf"}, "input": "World"},
         "status": status or {},
@@ -36,36 +43,68 @@ def run(status: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def started(call_id: str, name: str = "say", **policy: Any) -> dict[str, Any]:
-    return {"id": 2, "type": "TASK_STARTED", "sourceId": call_id, "name": name,
-            "time": NOW.isoformat(),
-            "value": {"args": ["World"], "kwargs": {}, "task": "examples.hello:say_hello",
-                      "policy": {"retry_max_attempts": 0, "retry_delay": 1.0,
-                                 "retry_backoff": 2.0, "timeout": 0.0, **policy},
-                      "secrets": ["API_KEY"]}}
+    return {
+        "id": 2,
+        "type": "TASK_STARTED",
+        "sourceId": call_id,
+        "name": name,
+        "time": NOW.isoformat(),
+        "value": {
+            "args": ["World"],
+            "kwargs": {},
+            "task": "examples.hello:say_hello",
+            "policy": {
+                "retry_max_attempts": 0,
+                "retry_delay": 1.0,
+                "retry_backoff": 2.0,
+                "timeout": 0.0,
+                **policy,
+            },
+            "secrets": ["API_KEY"],
+        },
+    }
 
 
-WF_STARTED = {"id": 1, "type": "WORKFLOW_STARTED", "sourceId": "r1", "name": "hello",
-              "time": NOW.isoformat(), "value": "World"}
+WF_STARTED = {
+    "id": 1,
+    "type": "WORKFLOW_STARTED",
+    "sourceId": "r1",
+    "name": "hello",
+    "time": NOW.isoformat(),
+    "value": "World",
+}
 
 
-def pod(name: str, role: str, phase: str, result: TaskResult | None = None,
-        **status: Any) -> dict[str, Any]:
+def pod(
+    name: str, role: str, phase: str, result: TaskResult | None = None, **status: Any
+) -> dict[str, Any]:
     terminated = {"exitCode": 0 if phase == "Succeeded" else 1}
     if result is not None:
         terminated["message"] = result.to_message()
-    state = {"terminated": terminated} if phase in ("Succeeded", "Failed") else {
-        "running": {"startedAt": NOW.isoformat()}}
+    state = (
+        {"terminated": terminated}
+        if phase in ("Succeeded", "Failed")
+        else {"running": {"startedAt": NOW.isoformat()}}
+    )
     return {
-        "metadata": {"name": name, "labels": {"flux.dev/role": role, "flux.dev/run": "r1"},
-                     "creationTimestamp": NOW.isoformat()},
+        "metadata": {
+            "name": name,
+            "labels": {"flux.dev/role": role, "flux.dev/run": "r1"},
+            "creationTimestamp": NOW.isoformat(),
+        },
         "status": {"phase": phase, "containerStatuses": [{"state": state}], **status},
     }
 
 
-def plan(status: dict[str, Any] | None = None, pods: list[dict[str, Any]] | None = None,
-         wf: dict[str, Any] | None = None, now: dt.datetime = NOW) -> Any:
-    return plan_run(Observed(run(status), wf if wf is not None else workflow(), pods or [], now),
-                    CONFIG)
+def plan(
+    status: dict[str, Any] | None = None,
+    pods: list[dict[str, Any]] | None = None,
+    wf: dict[str, Any] | None = None,
+    now: dt.datetime = NOW,
+) -> Any:
+    return plan_run(
+        Observed(run(status), wf if wf is not None else workflow(), pods or [], now), CONFIG
+    )
 
 
 def test_new_run_starts_a_driver_pod_and_is_pending() -> None:
@@ -97,8 +136,11 @@ def test_invalid_workflow_fails_the_run() -> None:
 
 
 def test_a_recorded_task_call_becomes_a_locked_down_task_pod() -> None:
-    status = {"phase": "Running", "history": [WF_STARTED, started("say#0")],
-              "driver": {"starts": 1, "pod": "d"}}
+    status = {
+        "phase": "Running",
+        "history": [WF_STARTED, started("say#0")],
+        "driver": {"starts": 1, "pod": "d"},
+    }
     result = plan(status, [pod("d", "driver", "Running")])
     (task_pod,) = result.create
     spec = task_pod["spec"]
@@ -109,16 +151,28 @@ def test_a_recorded_task_call_becomes_a_locked_down_task_pod() -> None:
     env = {e["name"]: e for e in container["env"]}
     assert json.loads(env[TASK_ENV]["value"])["callId"] == "say#0"
     assert env["FLUX_SECRET_API_KEY"]["valueFrom"]["secretKeyRef"] == {
-        "name": "api", "key": "token"}
+        "name": "api",
+        "key": "token",
+    }
     (record,) = result.status["tasks"]
     assert record["state"] == "Running" and record["pod"] == task_pod["metadata"]["name"]
 
 
 def _running(call_policy: dict[str, Any] | None = None, **record: Any) -> dict[str, Any]:
-    base = {"callId": "say#0", "name": "say", "state": "Running", "step": "attempt",
-            "attempts": 1, "pod": "p1"}
-    return {"phase": "Running", "history": [WF_STARTED, started("say#0", **(call_policy or {}))],
-            "tasks": [{**base, **record}], "driver": {"starts": 1, "pod": "d"}}
+    base = {
+        "callId": "say#0",
+        "name": "say",
+        "state": "Running",
+        "step": "attempt",
+        "attempts": 1,
+        "pod": "p1",
+    }
+    return {
+        "phase": "Running",
+        "history": [WF_STARTED, started("say#0", **(call_policy or {}))],
+        "tasks": [{**base, **record}],
+        "driver": {"starts": 1, "pod": "d"},
+    }
 
 
 def test_a_succeeded_pod_records_the_output_and_is_removed() -> None:
@@ -139,8 +193,10 @@ def test_an_outcome_the_driver_has_not_seen_wakes_a_driver() -> None:
 
 def test_a_failed_attempt_with_retries_waits_without_a_pod() -> None:
     failed = TaskResult(outcome=Outcome.FAILED, error={"type": "ValueError", "message": "boom"})
-    result = plan(_running({"retry_max_attempts": 2}),
-                  [pod("p1", "task", "Failed", failed), pod("d", "driver", "Running")])
+    result = plan(
+        _running({"retry_max_attempts": 2}),
+        [pod("p1", "task", "Failed", failed), pod("d", "driver", "Running")],
+    )
     (record,) = result.status["tasks"]
     assert record["state"] == "Retrying"
     assert record["nextAttemptAt"] == (NOW + dt.timedelta(seconds=1)).isoformat()
@@ -150,8 +206,9 @@ def test_a_failed_attempt_with_retries_waits_without_a_pod() -> None:
 
 
 def test_a_due_retry_starts_the_next_attempt() -> None:
-    status = _running({"retry_max_attempts": 2}, state="Retrying", pod=None,
-                      nextAttemptAt=NOW.isoformat())
+    status = _running(
+        {"retry_max_attempts": 2}, state="Retrying", pod=None, nextAttemptAt=NOW.isoformat()
+    )
     result = plan(status, [pod("d", "driver", "Running")], now=NOW + dt.timedelta(seconds=1))
     (task_pod,) = result.create
     assert task_pod["metadata"]["annotations"]["flux.dev/attempt"] == "2"
@@ -183,8 +240,11 @@ def test_a_deadline_kill_is_a_timeout(has_fallback: bool) -> None:
 
 
 def test_a_task_pod_gets_the_timeout_as_its_active_deadline() -> None:
-    status = {"phase": "Running", "history": [WF_STARTED, started("say#0", timeout=2.5)],
-              "driver": {"starts": 1, "pod": "d"}}
+    status = {
+        "phase": "Running",
+        "history": [WF_STARTED, started("say#0", timeout=2.5)],
+        "driver": {"starts": 1, "pod": "d"},
+    }
     result = plan(status, [pod("d", "driver", "Running")])
     assert result.create[0]["spec"]["activeDeadlineSeconds"] == 3
 
@@ -197,16 +257,20 @@ def test_a_paused_run_gets_a_driver_only_when_resumed() -> None:
 
 
 def test_a_finished_run_removes_its_pods_and_reports_success() -> None:
-    result = plan({"phase": "Succeeded", "history": [WF_STARTED]},
-                  [pod("d", "driver", "Succeeded")])
+    result = plan(
+        {"phase": "Succeeded", "history": [WF_STARTED]}, [pod("d", "driver", "Succeeded")]
+    )
     assert result.delete == ["d"]
     assert result.status["conditions"][0]["status"] == "True"
     assert result.events == [("Normal", "Succeeded", "the workflow completed")]
 
 
 def test_invalid_input_is_reported_as_such() -> None:
-    status = {"phase": "Failed", "history": [WF_STARTED],
-              "error": {"type": "WorkflowInputError", "message": "input: not a string"}}
+    status = {
+        "phase": "Failed",
+        "history": [WF_STARTED],
+        "error": {"type": "WorkflowInputError", "message": "input: not a string"},
+    }
     condition = plan(status).status["conditions"][0]
     assert condition["reason"] == "InvalidInput"
     assert condition["message"] == "input: not a string"

@@ -22,11 +22,12 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from flux.k8s import api
 from flux.k8s.config import OperatorConfig
+from flux.k8s.decisions import condition_changed, set_condition, workflow_ready
 from flux.k8s.history import FINAL_PHASES
+from flux.k8s.models import Condition, to_json
 from flux.k8s.pods import owner_reference, source_configmap_name
 from flux.k8s.protocol import INLINE_SOURCE_MODULE, RESULT_LOG_MARKER
 from flux.k8s.reconcile import Observed, Plan, plan_run
-from flux.k8s.workflows import ready_condition
 
 log = logging.getLogger("flux.operator")
 Key = tuple[str, str]
@@ -130,7 +131,8 @@ class Reconciler:
                 if exc.status != 409:
                     raise
         if plan.status:
-            await self.runs.patch_status(namespace, name, {"status": plan.status})
+            ops = status_ops(run.get("status"), plan.status)
+            await self.runs.patch_status(namespace, name, ops)
         for pod_name in dict.fromkeys(plan.delete):
             try:
                 await self.core.delete_namespaced_pod(pod_name, namespace, grace_period_seconds=0)
@@ -159,27 +161,29 @@ class Reconciler:
         meta, spec = workflow["metadata"], workflow.get("spec") or {}
         if spec.get("source"):
             await self._ensure_source(workflow)
-        status = workflow.get("status") or {}
-        conditions = list(status.get("conditions") or [])
-        wanted = ready_condition(spec, meta.get("generation"), conditions, utc_now())
-        if wanted is None:
+        stored = [
+            Condition.model_validate(c)
+            for c in (workflow.get("status") or {}).get("conditions") or []
+        ]
+        wanted = workflow_ready(spec, meta.get("generation"))
+        if not condition_changed(stored, wanted):
             return
-        others = [c for c in conditions if c.get("type") != "Ready"]
+        conditions = set_condition(stored, wanted, utc_now())
         await self.runs.patch_workflow_status(
             meta["namespace"],
             meta["name"],
             {
                 "status": {
-                    "conditions": [*others, wanted],
+                    "conditions": [to_json(c) for c in conditions],
                     "observedGeneration": meta.get("generation"),
                 }
             },
         )
         kopf.event(
             _body(workflow),
-            type="Normal" if wanted["status"] == "True" else "Warning",
-            reason=wanted["reason"],
-            message=wanted["message"],
+            type="Normal" if wanted.status == "True" else "Warning",
+            reason=wanted.reason,
+            message=wanted.message,
         )
 
     async def _ensure_source(self, workflow: dict[str, Any]) -> None:
@@ -255,6 +259,25 @@ async def _backstop(namespace: str | None, name: str, memo: Any, **_: Any) -> No
     """Timers derive from status; this catches any wake-up lost to a restart."""
     assert namespace is not None
     await memo["reconciler"].reconcile(namespace, name)
+
+
+def status_ops(current: dict[str, Any] | None, changes: dict[str, Any]) -> list[dict[str, Any]]:
+    """JSON-patch operations for status changes.
+
+    Not a merge patch: a merge patch drops every null, also inside task outputs.
+    A None at the top of a change, or of a task record, means "no longer set".
+    """
+    current = current or {}
+    ops: list[dict[str, Any]] = [] if current else [{"op": "add", "path": "/status", "value": {}}]
+    for key, value in changes.items():
+        if key == "tasks":
+            value = [{k: v for k, v in record.items() if v is not None} for record in value]
+        if value is None:
+            if key in current:
+                ops.append({"op": "remove", "path": f"/status/{key}"})
+        else:
+            ops.append({"op": "add", "path": f"/status/{key}", "value": value})
+    return ops
 
 
 def _body(obj: dict[str, Any]) -> kopf.Body:

@@ -12,19 +12,23 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from flux.events import TASK_OUTCOME_EVENTS
 from flux.k8s import api
 from flux.k8s.calls import Call, PodView, next_move
 from flux.k8s.config import OperatorConfig
+from flux.k8s.decisions import condition_changed, set_condition
 from flux.k8s.history import FINAL_PHASES, FINISHED_TASK_STATES
+from flux.k8s.models import Condition, ConditionStatus, to_json
 from flux.k8s.pods import driver_pod, driver_pod_name, task_pod, task_pod_name
 from flux.k8s.protocol import Step, TaskSpec
 
-OUTCOME_TYPES = frozenset({"TASK_COMPLETED", "TASK_FAILED", "TASK_CANCELLED", "TASK_RESUMED"})
+OUTCOME_TYPES = frozenset(e.value for e in TASK_OUTCOME_EVENTS)
 SUCCEEDED = "Succeeded"
 # Reasons on the Succeeded condition for failures the operator finds itself.
 WORKFLOW_NOT_FOUND = "WorkflowNotFound"
 WORKFLOW_INVALID = "WorkflowInvalid"
 DRIVER_FAILED = "DriverFailed"
+OPERATOR_REASONS = frozenset({WORKFLOW_NOT_FOUND, WORKFLOW_INVALID, DRIVER_FAILED})
 # Failure types recorded by the workflow that mean the user's input was wrong.
 INPUT_ERRORS = {"WorkflowInputError": "InvalidInput", "GraphValidationError": "InvalidGraph"}
 
@@ -55,6 +59,7 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
     run, now = observed.run, observed.now
     status: dict[str, Any] = run.get("status") or {}
     phase = status.get("phase")
+    generation = run["metadata"].get("generation")
     plan = Plan()
     views = {
         p["metadata"]["name"]: PodView.from_pod(p, observed.logs.get(p["metadata"]["name"]))
@@ -62,7 +67,7 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
     }
     if phase in FINAL_PHASES:
         plan.delete.extend(views)
-        _conditions(plan, status, now)
+        _conditions(plan, status, now, generation)
         return plan
     workflow = observed.workflow
     problem = _workflow_problem(run, workflow)
@@ -71,7 +76,7 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
         if reason == "":
             plan.wake(now + dt.timedelta(seconds=1))  # the Workflow is being checked
             return plan
-        _fail(plan, status, reason, message, now)
+        _fail(plan, status, reason, message, now, generation)
         plan.delete.extend(views)
         return plan
     assert workflow is not None
@@ -125,7 +130,7 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
             plan.delete.append(name)
     _plan_driver(plan, observed, config, workflow, status, updated, settled, views)
     _wake_for_sleeps(plan, history, settled)
-    _conditions(plan, {**status, **plan.status}, now)
+    _conditions(plan, {**status, **plan.status}, now, generation)
     return plan
 
 
@@ -198,6 +203,7 @@ def _plan_driver(
                 f"the workflow driver failed {failures} times in a row; "
                 f"see the logs of pod {before.get('pod') or current}",
                 now,
+                run["metadata"].get("generation"),
             )
             return
         last = driver.get("lastFailure")
@@ -292,74 +298,58 @@ def _workflow_problem(
     return None
 
 
-def _fail(plan: Plan, status: dict[str, Any], reason: str, message: str, now: dt.datetime) -> None:
+def _fail(
+    plan: Plan,
+    status: dict[str, Any],
+    reason: str,
+    message: str,
+    now: dt.datetime,
+    generation: int | None,
+) -> None:
     plan.status.update(
         phase="Failed",
         finishTime=now.isoformat(),
         error={"type": reason, "message": message, "kind": "configuration"},
     )
-    _conditions(plan, {**status, **plan.status}, now)
+    _conditions(plan, {**status, **plan.status}, now, generation)
 
 
-def _conditions(plan: Plan, status: dict[str, Any], now: dt.datetime) -> None:
+def _conditions(
+    plan: Plan, status: dict[str, Any], now: dt.datetime, generation: int | None
+) -> None:
     """Keep the Succeeded condition in step with the phase; each change is also an Event."""
-    wanted = succeeded_condition(status)
-    conditions: list[dict[str, Any]] = list(status.get("conditions") or [])
-    old = next((c for c in conditions if c.get("type") == SUCCEEDED), None)
-    if old and all(old.get(k) == wanted[k] for k in ("status", "reason", "message")):
+    wanted = succeeded_condition(status, generation)
+    stored = [Condition.model_validate(c) for c in status.get("conditions") or []]
+    if not condition_changed(stored, wanted):
         return
-    wanted["lastTransitionTime"] = (
-        old["lastTransitionTime"]
-        if old and old.get("status") == wanted["status"]
-        else now.isoformat()
-    )
-    plan.status["conditions"] = [c for c in conditions if c.get("type") != SUCCEEDED] + [wanted]
-    kind = "Warning" if wanted["status"] == "False" else "Normal"
-    plan.events.append((kind, wanted["reason"], wanted["message"]))
+    plan.status["conditions"] = [to_json(c) for c in set_condition(stored, wanted, now)]
+    kind = "Warning" if wanted.status == ConditionStatus.FALSE else "Normal"
+    plan.events.append((kind, wanted.reason, wanted.message))
 
 
-def succeeded_condition(status: dict[str, Any]) -> dict[str, Any]:
+def succeeded_condition(status: dict[str, Any], generation: int | None = None) -> Condition:
     phase = status.get("phase") or "Pending"
     error = status.get("error") or {}
     if phase == "Succeeded":
-        return {
-            "type": SUCCEEDED,
-            "status": "True",
-            "reason": "Succeeded",
-            "message": "the workflow completed",
-        }
-    if phase == "Failed":
+        state, reason, message = "True", "Succeeded", "the workflow completed"
+    elif phase == "Failed":
         error_type = str(error.get("type", "Failed"))
         reason = INPUT_ERRORS.get(
-            error_type,
-            error_type
-            if error_type in (WORKFLOW_NOT_FOUND, WORKFLOW_INVALID, DRIVER_FAILED)
-            else "WorkflowFailed",
+            error_type, error_type if error_type in OPERATOR_REASONS else "WorkflowFailed"
         )
-        return {
-            "type": SUCCEEDED,
-            "status": "False",
-            "reason": reason,
-            "message": str(error.get("message", "the workflow failed")),
-        }
-    if phase == "Cancelled":
-        return {
-            "type": SUCCEEDED,
-            "status": "False",
-            "reason": "Cancelled",
-            "message": "the run was cancelled",
-        }
-    if phase == "Paused":
+        state, message = "False", str(error.get("message", "the workflow failed"))
+    elif phase == "Cancelled":
+        state, reason, message = "False", "Cancelled", "the run was cancelled"
+    elif phase == "Paused":
         pause = (status.get("pause") or {}).get("name", "")
-        return {
-            "type": SUCCEEDED,
-            "status": "Unknown",
-            "reason": "Paused",
-            "message": f"waiting at pause {pause!r}; resume by patching status.resume",
-        }
-    return {
-        "type": SUCCEEDED,
-        "status": "Unknown",
-        "reason": phase,
-        "message": f"the run is {phase.lower()}",
-    }
+        state, reason = "Unknown", "Paused"
+        message = f"waiting at pause {pause!r}; resume by patching status.resume"
+    else:
+        state, reason, message = "Unknown", phase, f"the run is {phase.lower()}"
+    return Condition(
+        type=SUCCEEDED,
+        status=ConditionStatus(state),
+        reason=reason,
+        message=message,
+        observed_generation=generation,
+    )

@@ -1,0 +1,427 @@
+"""The Workflow and WorkflowRun custom resources, as pydantic models.
+
+The CRDs in ``crds/`` are generated from these models (:mod:`flux.k8s.crds`),
+so every description here is what ``kubectl explain`` shows, and a field
+missing here is a field the API server prunes. Status fields therefore cover
+everything the operator and the driver write.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from flux.events import EventType, ExecutionEvent
+from flux.k8s.history import event_from_status, event_to_status
+from flux.k8s.protocol import Step
+
+API_VERSION = "flux.dev/v1alpha1"
+ENTRYPOINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$"
+IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# A Kubernetes resource.Quantity written as a string ("500m", "1Gi", "1e3").
+_DECIMAL = r"([0-9]+(\.[0-9]*)?|\.[0-9]+)"
+QUANTITY_PATTERN = rf"^[+-]?{_DECIMAL}([KMGTPE]i|[numkMGTPE]|[eE][+-]?{_DECIMAL})?$"
+
+# The API server admits any JSON value here and keeps it unpruned; without a
+# type, scalars and lists are admitted too (workflow inputs and outputs are any JSON).
+FreeForm = Annotated[Any, WithJsonSchema({"x-kubernetes-preserve-unknown-fields": True})]
+FreeFormObject = Annotated[
+    dict[str, Any],
+    WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
+]
+Quantity = Annotated[
+    int | Annotated[str, StringConstraints(pattern=QUANTITY_PATTERN)],
+    WithJsonSchema({"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN}),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+# Cross-field rules of a Workflow spec. The API server checks the CEL form
+# (x-kubernetes-validations); WorkflowSpec checks the same rules in Python, so
+# a spec that reached the operator some other way is caught with the same words.
+ONE_OF_ENTRYPOINT_SOURCE = "set exactly one of spec.entrypoint and spec.source"
+FUNCTION_WITH_SOURCE = "spec.function is required with spec.source, and only with it"
+WORKFLOW_SPEC_RULES: list[JsonValue] = [
+    {"rule": "has(self.entrypoint) != has(self.source)", "message": ONE_OF_ENTRYPOINT_SOURCE},
+    {"rule": "has(self.source) == has(self.function)", "message": FUNCTION_WITH_SOURCE},
+]
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(_Model):
+    """One aspect of the object's state (the shape of metav1.Condition)."""
+
+    type: str = Field(min_length=1, description="What the condition is about: Ready, Succeeded.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(
+        default="", description="Why the condition has this status, in one CamelCase word."
+    )
+    message: str = Field(default="", description="Why the condition has this status, for people.")
+    last_transition_time: dt.datetime | None = Field(
+        default=None, description="When the status last changed."
+    )
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The metadata.generation the condition was computed for."
+    )
+
+
+Conditions = Annotated[
+    list[Condition],
+    Field(
+        default_factory=list,
+        description="The latest observations of the object's state, one per type.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    ),
+]
+
+
+class ObjectMeta(_Model):
+    """The parts of metadata the operator reads."""
+
+    name: str = Field(default="", description="Name of the object.")
+    namespace: str = Field(default="", description="Namespace of the object.")
+    uid: str = Field(default="", description="UID of the object.")
+    generation: int | None = Field(default=None, description="Generation of the spec.")
+    resource_version: str = Field(default="", description="Version of the stored object.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels of the object.")
+    deletion_timestamp: dt.datetime | None = Field(
+        default=None, description="Set when the object is being deleted."
+    )
+
+
+# The API server owns metadata's schema: a CRD may say no more than that it is an
+# object (a description there makes the schema non-structural).
+Metadata = Annotated[
+    ObjectMeta, WithJsonSchema({"type": "object"}), Field(default_factory=ObjectMeta)
+]
+ApiVersion = Annotated[
+    str, Field(default=API_VERSION, description="The schema version: flux.dev/v1alpha1.")
+]
+
+
+# ---------------------------------------------------------------------- Workflow
+
+
+class SecretRef(_Model):
+    """Where the value of one secret a task requests comes from."""
+
+    secret_name: str = Field(min_length=1, description="Name of a Secret in the namespace.")
+    key: str = Field(min_length=1, description="Key within that Secret.")
+
+
+class Resources(_Model):
+    """Compute resources of a task container (as in a container's resources)."""
+
+    requests: dict[str, Quantity] = Field(
+        default_factory=dict, description="Resources reserved, e.g. cpu: 100m, memory: 128Mi."
+    )
+    limits: dict[str, Quantity] = Field(
+        default_factory=dict, description="Most the container may use, e.g. memory: 512Mi."
+    )
+
+
+class TaskDefaults(_Model):
+    """Pod settings for every task pod of the workflow's runs."""
+
+    resources: Resources | None = Field(default=None, description="Compute resources.")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels a task pod must run on."
+    )
+    tolerations: list[FreeFormObject] = Field(
+        default_factory=list, description="Tolerations, as in a pod spec."
+    )
+    service_account_name: str | None = Field(
+        default=None,
+        description="Service account of task pods; its token is never mounted.",
+    )
+
+
+class WorkflowSpec(_Model):
+    """The workflow's code, image and task pod defaults."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": WORKFLOW_SPEC_RULES})
+
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Image that runs the driver and task pods; the operator's default if unset.",
+    )
+    entrypoint: str | None = Field(
+        default=None,
+        pattern=ENTRYPOINT_PATTERN,
+        description="The @workflow function in the image, as module:function. Set this or source.",
+    )
+    source: str | None = Field(
+        default=None,
+        min_length=1,
+        description="An inline Python module defining the workflow and its tasks; mounted "
+        "into every pod. Set this or entrypoint.",
+    )
+    function: str | None = Field(
+        default=None,
+        pattern=IDENTIFIER_PATTERN,
+        description="The @workflow function defined in source (required with source).",
+    )
+    secrets: dict[str, SecretRef] = Field(
+        default_factory=dict,
+        description="Secrets tasks may request, by name: where each one's value is kept.",
+    )
+    parallelism: int | None = Field(
+        default=None, ge=1, description="Most task pods of one run at a time; unlimited if unset."
+    )
+    task_defaults: TaskDefaults | None = Field(
+        default=None, description="Pod settings for task pods."
+    )
+
+    @model_validator(mode="after")
+    def _one_way_to_name_the_code(self) -> Self:
+        if (self.entrypoint is None) == (self.source is None):
+            raise PydanticCustomError("workflow_spec", ONE_OF_ENTRYPOINT_SOURCE)
+        if (self.source is None) != (self.function is None):
+            raise PydanticCustomError("workflow_spec", FUNCTION_WITH_SOURCE)
+        return self
+
+
+class WorkflowStatus(_Model):
+    """What the operator found when it checked the workflow."""
+
+    conditions: Conditions
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation last checked."
+    )
+
+
+class Workflow(_Model):
+    """A workflow: its code (in the image or inline), image and task pod defaults."""
+
+    api_version: ApiVersion
+    kind: str = Field(default="Workflow", description="The resource kind: Workflow.")
+    metadata: Metadata
+    spec: WorkflowSpec = Field(description="The workflow's code, image and task pod defaults.")
+    status: WorkflowStatus = Field(
+        default_factory=WorkflowStatus, description="Set by the operator."
+    )
+
+
+# ------------------------------------------------------------------- WorkflowRun
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    PAUSED = "Paused"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+
+class TaskState(StrEnum):
+    RUNNING = "Running"
+    RETRYING = "Retrying"
+    FALLING_BACK = "FallingBack"
+    ROLLING_BACK = "RollingBack"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+
+class WorkflowRef(_Model):
+    """The Workflow a run executes."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "self == oldSelf", "message": "spec.workflowRef is immutable"}
+            ]
+        }
+    )
+
+    name: str = Field(min_length=1, description="Name of a Workflow in the run's namespace.")
+
+
+class WorkflowRunSpec(_Model):
+    """Which workflow to run, with what input."""
+
+    workflow_ref: WorkflowRef = Field(description="The Workflow to run.")
+    input: FreeForm = Field(default=None, description="The workflow's input: any JSON value.")
+
+
+class RunError(_Model):
+    """Why a run failed."""
+
+    type: str = Field(description="Error type, e.g. ValueError or WorkflowNotFound.")
+    message: str = Field(description="What went wrong.")
+    kind: str | None = Field(
+        default=None, description="code, timeout, infrastructure, unstartable or configuration."
+    )
+
+
+class TaskError(_Model):
+    """How a task's last attempt failed."""
+
+    type: str | None = Field(default=None, description="Error type.")
+    message: str | None = Field(default=None, description="What went wrong.")
+    exit_code: int | None = Field(default=None, description="Exit code of the task container.")
+    reason: str | None = Field(default=None, description="Pod or container reason, if any.")
+    kind: str | None = Field(
+        default=None, description="code, timeout, infrastructure or unstartable."
+    )
+
+
+class TaskRecord(_Model):
+    """Progress of one task call: its attempts, current pod and outcome."""
+
+    call_id: str = Field(min_length=1, description="The call's id in the history (name#n).")
+    name: str = Field(description="The task's name.")
+    state: TaskState = Field(description="Where the call stands.")
+    step: Step = Field(
+        default=Step.ATTEMPT,
+        description="What the current pod runs: attempt, fallback or rollback.",
+    )
+    attempts: int = Field(default=0, ge=0, description="Attempts started so far.")
+    start_time: dt.datetime | None = Field(default=None, description="When the call started.")
+    finish_time: dt.datetime | None = Field(default=None, description="When the call ended.")
+    pod: str | None = Field(default=None, description="The pod running the current step.")
+    pod_starts: int = Field(default=0, ge=0, description="Pods started for the call so far.")
+    next_attempt_at: dt.datetime | None = Field(
+        default=None, description="When the next attempt starts (while Retrying)."
+    )
+    last_error: TaskError | None = Field(
+        default=None, description="How the last failed step failed."
+    )
+    infrastructure_retries: int = Field(
+        default=0, ge=0, description="Steps restarted because their pod was lost."
+    )
+    trigger_error: FreeFormObject | None = Field(
+        default=None, description="The error that started the fallback or rollback."
+    )
+    output: FreeForm = Field(default=None, description="The task's output, once Completed.")
+    error: FreeFormObject | None = Field(
+        default=None, description="The task's error (with its causes), once Failed."
+    )
+
+
+class Pause(_Model):
+    """The pause the run waits at."""
+
+    name: str = Field(description="Name given to pause().")
+    output: FreeForm = Field(default=None, description="The value given to pause() as output.")
+
+
+class Resume(_Model):
+    """A request to resume a paused run (patch it with --subresource=status)."""
+
+    input: FreeForm = Field(default=None, description="What pause() returns: any JSON value.")
+
+
+class HistoryEvent(_Model):
+    """One event of the run's durable history."""
+
+    id: int = Field(default=0, ge=0, description="Position in the history, from 1.")
+    type: EventType = Field(description="Event type, e.g. TASK_STARTED.")
+    source_id: str = Field(description="Call id for task events, run name for workflow events.")
+    name: str = Field(description="Task or workflow name.")
+    time: dt.datetime = Field(description="When the event was recorded.")
+    value: FreeForm = Field(default=None, description="The event's payload (codec-encoded JSON).")
+
+    def to_event(self) -> ExecutionEvent:
+        return event_from_status(self.model_dump(mode="json", by_alias=True))
+
+    @classmethod
+    def from_event(cls, event: ExecutionEvent) -> HistoryEvent:
+        return cls.model_validate(event_to_status(event))
+
+
+class DriverStatus(_Model):
+    """The run's driver pods, so that a failing driver backs off."""
+
+    starts: int = Field(default=0, ge=0, description="Driver pods started so far.")
+    failures: int = Field(default=0, ge=0, description="Driver pods failed in a row.")
+    pod: str | None = Field(default=None, description="The current driver pod.")
+    last_failure: dt.datetime | None = Field(
+        default=None, description="When a driver pod last failed."
+    )
+
+
+class WorkflowRunStatus(_Model):
+    """Progress and outcome of the run, kept by the operator and the driver."""
+
+    # Enums are never optional (crds refuses them: the API server's validator
+    # checks a null against the enum); a default stands for "not set".
+    phase: Phase = Field(default=Phase.PENDING, description="Where the run stands.")
+    conditions: Conditions
+    start_time: dt.datetime | None = Field(default=None, description="When the run started.")
+    finish_time: dt.datetime | None = Field(default=None, description="When the run ended.")
+    output: FreeForm = Field(default=None, description="The workflow's output, once Succeeded.")
+    error: RunError | None = Field(default=None, description="Why the run failed, once Failed.")
+    tasks: list[TaskRecord] = Field(default_factory=list, description="One record per task call.")
+    pause: Pause | None = Field(default=None, description="The pause the run waits at.")
+    resume: Resume | None = Field(
+        default=None,
+        description="Set to resume a Paused run: kubectl patch wfr NAME --subresource=status "
+        '--type=merge -p \'{"status":{"resume":{"input":...}}}\'.',
+    )
+    history: list[HistoryEvent] = Field(
+        default_factory=list, description="The run's durable history; written by the driver."
+    )
+    driver: DriverStatus | None = Field(default=None, description="The run's driver pods.")
+
+
+class WorkflowRun(_Model):
+    """One execution of a Workflow: input in spec, progress and output in status."""
+
+    api_version: ApiVersion
+    kind: str = Field(default="WorkflowRun", description="The resource kind: WorkflowRun.")
+    metadata: Metadata
+    spec: WorkflowRunSpec = Field(description="Which workflow to run, with what input.")
+    status: WorkflowRunStatus = Field(
+        default_factory=WorkflowRunStatus, description="Set by the operator and the driver."
+    )
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+def plain(value: Any) -> Any:
+    """``value`` with every mapping a dict: kopf hands out read-only mapping views."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def parse_workflow(body: Mapping[str, Any]) -> Workflow:
+    return Workflow.model_validate(plain(body))
+
+
+def parse_run(body: Mapping[str, Any]) -> WorkflowRun:
+    return WorkflowRun.model_validate(plain(body))
+
+
+def to_json(model: BaseModel) -> dict[str, Any]:
+    """A model as the API takes it: camelCase keys, unset optional fields left out."""
+    data: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return data
