@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # Reinstall when the dependency list changes, not on every run.
 DEPS_STAMP := $(VENV)/.deps-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: demo test venv lint typecheck imports unit local check e2e bench crds clean
+.PHONY: demo test venv lint typecheck imports unit local check e2e bench bench-k8s crds clean
 
 $(DEPS_STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ demo: venv
 lint: venv
 	$(BIN)/ruff check operator tests examples benchmarks
 	$(BIN)/ruff format --check operator tests examples benchmarks
+	$(BIN)/python -m flux.k8s.crds --check crds
+
+# Regenerate crds/ from the pydantic models (never edit those files by hand).
+crds: venv
+	$(BIN)/python -m flux.k8s.crds crds
 
 typecheck: venv
 	$(BIN)/mypy
@@ -43,6 +48,10 @@ test: check e2e
 
 bench: venv
 	$(BIN)/python benchmarks/local_engine.py
+
+# Needs the test cluster (make cluster-up image).
+bench-k8s: venv
+	$(BIN)/python benchmarks/step_latency.py
 
 clean:
 	rm -rf $(VENV) .flux .pytest_cache .mypy_cache .ruff_cache

@@ -11,6 +11,8 @@
 #   cluster). Then either set FLUX_E2E_IMAGE to an image that cluster can pull, or
 #   FLUX_E2E_IMAGE_LOAD to a command that loads a docker-archive tarball into it
 #   (the tarball path is appended), e.g. 'kind load image-archive'.
+# FLUX_E2E_BASE_IMAGE=python:3.11-slim  base for the runtime image where a registry
+#   is reachable (default: a local debootstrapped Debian, as no registry is here).
 
 CLUSTER_SCRIPTS := cluster/scripts
 # In CI the cluster is stopped after the suite; elsewhere it is kept for reuse.

@@ -9,7 +9,13 @@ need_root
 
 PY=${1:-$REPO_ROOT/.venv/bin/python}
 [[ -x $PY ]] || die "$PY not found: run 'make venv' first"
-base=$("$CLUSTER_DIR/scripts/build-base-image.sh")
+# FLUX_E2E_BASE_IMAGE (e.g. python:3.11-slim) where a registry is reachable;
+# otherwise the local debootstrapped base, which must never be pulled.
+if [[ -n ${FLUX_E2E_BASE_IMAGE:-} ]]; then
+  base=$FLUX_E2E_BASE_IMAGE pull=missing
+else
+  base=$("$CLUSTER_DIR/scripts/build-base-image.sh") pull=never
+fi
 
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
@@ -27,8 +33,11 @@ with zipfile.ZipFile(sys.argv[1]) as z:
 print(h.hexdigest())
 PY
 )
-key=$(cat "$REPO_ROOT/runtime_image/Dockerfile" <(echo "$wheel_hash $base $RUNTIME_IMAGE") \
-  | sha256sum | cut -c1-16)
+# The build context is runtime_image/ (without any dist/ of its own) plus the wheel.
+mapfile -t src_files < <(cd "$REPO_ROOT/runtime_image" \
+  && find . \( -path ./dist -o -name __pycache__ \) -prune -o -type f -print | sort)
+key=$( (cd "$REPO_ROOT/runtime_image" && cat "${src_files[@]}"
+  echo "$wheel_hash $base $RUNTIME_IMAGE") | sha256sum | cut -c1-16)
 out="$IMAGE_CACHE/runtime-$key.tar"
 if [[ -s $out ]]; then
   log "runtime image unchanged: $out"
@@ -36,7 +45,7 @@ if [[ -s $out ]]; then
   exit 0
 fi
 
-cp "$REPO_ROOT/runtime_image/Dockerfile" "$ctx/Dockerfile"
+(cd "$REPO_ROOT/runtime_image" && cp --parents "${src_files[@]}" "$ctx/")
 build_args=(--build-arg "BASE_IMAGE=$base")
 # pip inside the build must trust the same CAs as this host (it may sit behind
 # a TLS-intercepting proxy).
@@ -45,10 +54,10 @@ if [[ -f $host_ca ]]; then
   build_args+=(-v "$host_ca:/run/flux-build-ca.pem:ro" --build-arg PIP_CERT=/run/flux-build-ca.pem)
 fi
 log "building $RUNTIME_IMAGE (base $base)"
-podman_ build --network host --pull=never "${build_args[@]}" -t "$RUNTIME_IMAGE" \
+podman_ build --network host --pull="$pull" "${build_args[@]}" -t "$RUNTIME_IMAGE" \
   -f "$ctx/Dockerfile" "$ctx" >&2
 rm -f "$IMAGE_CACHE"/runtime-*.tar  # keep only the current one
-podman_ save --format docker-archive -o "$out.tmp" "$RUNTIME_IMAGE" >&2
+podman_ save --quiet --format docker-archive -o "$out.tmp" "$RUNTIME_IMAGE" >&2
 mv "$out.tmp" "$out"
 log "runtime image saved: $out"
 echo "$out"

@@ -19,8 +19,8 @@ if daemon_pid containerd >/dev/null; then
   tasks=$(ctr_ tasks ls -q 2>/dev/null || true)
   for t in $tasks; do ctr_ tasks kill -s SIGKILL "$t" >/dev/null 2>&1 || true; done
   for t in $tasks; do ctr_ tasks delete -f "$t" >/dev/null 2>&1 || true; done
-  containers=$(ctr_ containers ls -q 2>/dev/null || true)
-  [[ -z $containers ]] || ctr_ containers delete $containers >/dev/null 2>&1 || true
+  mapfile -t containers < <(ctr_ containers ls -q 2>/dev/null || true)
+  ((${#containers[@]} == 0)) || ctr_ containers delete "${containers[@]}" >/dev/null 2>&1 || true
 fi
 stop_daemon containerd
 
@@ -28,8 +28,9 @@ stop_daemon containerd
 #    process still in the kubelet's pod cgroups. Found by exact match, killed
 #    by PID.
 for p in /proc/[0-9]*; do
-  tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q -- "-address $CONTAINERD_SOCK " \
-    && kill -KILL "${p#/proc/}" 2>/dev/null || true
+  if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q -- "-address $CONTAINERD_SOCK "; then
+    kill -KILL "${p#/proc/}" 2>/dev/null || true
+  fi
 done
 find /sys/fs/cgroup/*/kubepods -name cgroup.procs 2>/dev/null | while read -r procs; do
   while read -r pid; do kill -KILL "$pid" 2>/dev/null || true; done <"$procs"

@@ -23,8 +23,10 @@ SYSCTLS=(
 )
 # Host paths the node writes outside its own directories (the kubelet hardcodes
 # /var/lib/kubelet/device-plugins and /var/log/containers; libcni caches in
-# /var/lib/cni); removed at restore unless they existed before.
-HOST_PATHS=(/var/log/containers /var/lib/cni /var/lib/kubelet /usr/libexec/kubernetes)
+# /var/lib/cni; containerd 1.6 puts shim sockets in /run/containerd/s); removed
+# at restore unless they existed before.
+HOST_PATHS=(/var/log/containers /var/lib/cni /var/lib/kubelet /usr/libexec/kubernetes
+  /run/containerd)
 IPT=(iptables ip6tables)
 
 save() {

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # variables are used by the sourcing scripts
 # Shared settings for the cluster scripts. Source it; do not run it.
 # Everything a script needs to know about paths, versions and addresses is here
 # so that cluster-up, cluster-down and the tests agree.
@@ -83,15 +84,23 @@ daemon_pid() { # <name>: prints the PID if that daemon is alive
   echo "$pid"
 }
 
+# True while the process exists and has not exited (a zombie waiting for PID 1
+# to reap it counts as exited).
+alive() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  [[ ${stat##*) } != Z* ]]
+}
+
 stop_daemon() { # <name> [seconds before SIGKILL]
   local name=$1 wait=${2:-15} pid i
   if pid=$(daemon_pid "$name"); then
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < wait * 10; i++)); do
-      [[ -d /proc/$pid ]] || break
+      alive "$pid" || break
       sleep 0.1
     done
-    if [[ -d /proc/$pid ]]; then
+    if alive "$pid"; then
       log "$name did not stop in ${wait}s: SIGKILL"
       kill -KILL "$pid" 2>/dev/null || true
       sleep 0.2

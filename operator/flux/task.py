@@ -68,6 +68,12 @@ class Task(Generic[P, R]):
         try:
             return template.format(*args, **kwargs)
         except (IndexError, KeyError, ValueError, AttributeError):
+            pass
+        # "fetch_{url}" also names a call that passes ``url`` positionally.
+        try:
+            named = inspect.signature(self.func).bind_partial(*args, **kwargs).arguments
+            return template.format(*args, **{**named, **kwargs})
+        except (TypeError, IndexError, KeyError, ValueError, AttributeError):
             return template
 
     def with_options(self, **changes: Any) -> Task[P, R]:

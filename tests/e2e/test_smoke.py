@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from e2e_support import Cluster, container_state, pod_manifest, wait_terminated
+
+if TYPE_CHECKING:
+    from conftest import Cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -23,10 +25,10 @@ def test_python_pod_exits_zero_with_message_and_logs(cluster: Cluster, namespace
         "print(f'python={sys.version_info[0]}.{sys.version_info[1]} uid={os.getuid()}')\n"
         "open('/dev/termination-log', 'w').write('all good')\n"
     )
-    cluster.apply(pod_manifest("hello", cluster.image, ["-c", code]), namespace)
-    pod = wait_terminated(cluster, namespace, "hello", timeout=120)
+    cluster.apply(cluster.pod_manifest("hello", ["-c", code]), namespace)
+    pod = cluster.wait_terminated(namespace, "hello", timeout=120)
 
-    terminated = container_state(pod)["terminated"]
+    terminated = cluster.container_state(pod)["terminated"]
     assert pod["status"]["phase"] == "Succeeded"
     assert terminated["exitCode"] == 0
     assert terminated["message"] == "all good"
@@ -39,20 +41,19 @@ def test_active_deadline_kills_sleeping_pod_promptly(cluster: Cluster, namespace
     # The grace period is long on purpose: only a PID 1 that reacts to SIGTERM
     # at once ends the pod well before it; otherwise it takes the full minute.
     code = "import time; time.sleep(600)"
-    manifest = pod_manifest(
+    manifest = cluster.pod_manifest(
         "sleeper",
-        cluster.image,
         ["-c", code],
         activeDeadlineSeconds=5,
         terminationGracePeriodSeconds=60,
     )
     cluster.apply(manifest, namespace)
-    pod = wait_terminated(cluster, namespace, "sleeper", timeout=60)
+    pod = cluster.wait_terminated(namespace, "sleeper", timeout=60)
 
     status = pod["status"]
     assert status["phase"] == "Failed"
     assert status.get("reason") == "DeadlineExceeded"
-    terminated = container_state(pod)["terminated"]
+    terminated = cluster.container_state(pod)["terminated"]
     # 128 + SIGTERM: tini passed SIGTERM on and Python died of it (137 = SIGKILL).
     assert terminated["exitCode"] == 143, terminated
     ran_for = (_ts(terminated["finishedAt"]) - _ts(status["startTime"])).total_seconds()
@@ -76,9 +77,9 @@ def test_secret_key_ref_env_arrives(cluster: Cluster, namespace: str) -> None:
         }
     ]
     code = "import os, sys; sys.exit(0 if os.environ.get('FLUX_TOKEN') == 's3cr3t-value' else 7)"
-    cluster.apply(pod_manifest("secret-env", cluster.image, ["-c", code], env=env), namespace)
-    pod = wait_terminated(cluster, namespace, "secret-env", timeout=120)
-    assert container_state(pod)["terminated"]["exitCode"] == 0
+    cluster.apply(cluster.pod_manifest("secret-env", ["-c", code], env=env), namespace)
+    pod = cluster.wait_terminated(namespace, "secret-env", timeout=120)
+    assert cluster.container_state(pod)["terminated"]["exitCode"] == 0
 
 
 def test_missing_secret_is_create_container_config_error(cluster: Cluster, namespace: str) -> None:
@@ -88,11 +89,11 @@ def test_missing_secret_is_create_container_config_error(cluster: Cluster, names
             "valueFrom": {"secretKeyRef": {"name": "absent", "key": "token"}},
         }
     ]
-    manifest = pod_manifest("no-secret", cluster.image, ["-c", "pass"], env=env)
+    manifest = cluster.pod_manifest("no-secret", ["-c", "pass"], env=env)
     cluster.apply(manifest, namespace)
 
     def waiting() -> dict[str, Any] | None:
-        state = container_state(cluster.get("pod", "no-secret", namespace))
+        state = cluster.container_state(cluster.get("pod", "no-secret", namespace))
         return state.get("waiting") if "waiting" in state else None
 
     def config_error() -> dict[str, Any] | None:
@@ -109,9 +110,9 @@ def test_missing_secret_is_create_container_config_error(cluster: Cluster, names
 
 
 def test_nonzero_exit_is_reported(cluster: Cluster, namespace: str) -> None:
-    cluster.apply(pod_manifest("fails", cluster.image, ["-c", "raise SystemExit(3)"]), namespace)
-    pod = wait_terminated(cluster, namespace, "fails", timeout=120)
-    terminated = container_state(pod)["terminated"]
+    cluster.apply(cluster.pod_manifest("fails", ["-c", "raise SystemExit(3)"]), namespace)
+    pod = cluster.wait_terminated(namespace, "fails", timeout=120)
+    terminated = cluster.container_state(pod)["terminated"]
     assert pod["status"]["phase"] == "Failed"
     assert terminated["exitCode"] == 3
     assert terminated["reason"] == "Error"
@@ -120,17 +121,17 @@ def test_nonzero_exit_is_reported(cluster: Cluster, namespace: str) -> None:
 def test_memory_limit_gives_oom_killed(cluster: Cluster, namespace: str) -> None:
     # Writes 512 MiB into a 64 MiB container: the kernel's OOM killer ends it.
     code = "data = b'x' * (512 * 1024 * 1024); print(len(data))"
-    manifest = pod_manifest("hog", cluster.image, ["-c", code], memory="64Mi")
+    manifest = cluster.pod_manifest("hog", ["-c", code], memory="64Mi")
     cluster.apply(manifest, namespace)
-    pod = wait_terminated(cluster, namespace, "hog", timeout=120)
-    terminated = container_state(pod)["terminated"]
+    pod = cluster.wait_terminated(namespace, "hog", timeout=120)
+    terminated = cluster.container_state(pod)["terminated"]
     assert pod["status"]["phase"] == "Failed"
     assert terminated["reason"] == "OOMKilled", terminated
     assert terminated["exitCode"] == 137, terminated
 
 
 def test_job_completes_through_controller_manager(cluster: Cluster, namespace: str) -> None:
-    template = pod_manifest("job", cluster.image, ["-c", "print('job ran')"])
+    template = cluster.pod_manifest("job", ["-c", "print('job ran')"])
     job = {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -31,6 +31,7 @@ from flux.engine.policy import TaskPolicy
 from flux.errors import CodecError, NonDeterminismError, WorkflowCancelled
 from flux.events import (
     TASK_OUTCOME_EVENTS,
+    WORKFLOW_FINAL_EVENTS,
     WORKFLOW_STEP_EVENTS,
     EventType,
     ExecutionEvent,
@@ -79,11 +80,14 @@ class WorkflowInstance:
         self._new_events: list[ExecutionEvent] = []
         self._expected: collections.deque[ExecutionEvent] = collections.deque()
         self._outcomes_left = 0
+        self._unreplayed: collections.deque[ExecutionEvent] = collections.deque()
         self._replaying = False
         self._divergence: NonDeterminismError | None = None
         self._main: asyncio.Task[None] | None = None
         self._cancel_requested = False
         self.events: list[ExecutionEvent] = list(history)
+        # Replaying a run that already ended must not record its end a second time.
+        self._end_recorded = any(e.type in WORKFLOW_FINAL_EVENTS for e in history)
         if history:
             started = history[0]
             if started.type != EventType.WORKFLOW_STARTED:
@@ -117,12 +121,14 @@ class WorkflowInstance:
         self._expected = collections.deque(e for e in history if e.type in WORKFLOW_STEP_EVENTS)
         outcomes = [e for e in history if e.type in TASK_OUTCOME_EVENTS]
         self._outcomes_left = len(outcomes)
+        self._unreplayed = collections.deque(outcomes)
         self._replaying = True
         self._loop.run_until_idle()
         for event in outcomes:
             if self._divergence is not None:
                 break
             self._outcomes_left -= 1
+            self._unreplayed.popleft()
             call = self._calls.get(event.source_id)
             if call is None:
                 self._diverged(
@@ -227,6 +233,10 @@ class WorkflowInstance:
         name = task.call_name(args, kwargs)
         try:
             encoded = {"args": codec.encode(list(args)), "kwargs": codec.encode(kwargs)}
+            # The task gets the arguments as they cross the boundary (decoded copies),
+            # as it does in a pod: no aliasing with the workflow's objects.
+            args = tuple(codec.decode(encoded["args"]))
+            kwargs = codec.decode(encoded["kwargs"])
         except CodecError as exc:
             raise CodecError(f"task {name!r}: arguments cannot be serialised: {exc}") from None
         if SECRETS_ARGUMENT in kwargs and task.options.secret_requests:
@@ -370,6 +380,10 @@ class WorkflowInstance:
         self._new_events.append(event)
         return event
 
+    def _emit_end(self, event_type: EventType, value: Any) -> None:
+        if not self._end_recorded:
+            self._emit(event_type, self.execution_id, self.workflow.name, value)
+
     async def _run_main(self) -> None:
         try:
             self.ctx.input = self.workflow.validate_input(self.ctx.input)
@@ -383,12 +397,32 @@ class WorkflowInstance:
                 self._finish_failed(WorkflowCancelled("the workflow was cancelled from inside"))
             return
         except Exception as exc:
-            self._finish_failed(self._divergence or exc)
+            self._finish_failed(self._divergence or self._history_left_over() or exc)
             return
-        if self._divergence is not None:
-            self._finish_failed(self._divergence)
+        divergence = self._divergence or self._history_left_over()
+        if divergence is not None:
+            self._finish_failed(divergence)
             return
         self._finish_completed(output)
+
+    def _history_left_over(self) -> NonDeterminismError | None:
+        """A replayed workflow that ends before its history does has diverged from it."""
+        if not self._replaying:
+            return None
+        if self._expected:
+            missing = self._expected[0]
+            return self._diverged(
+                f"history records {missing.source_id} ({missing.name}), "
+                "but the replayed workflow ended without making that call"
+            )
+        for event in self._unreplayed:
+            # Outcomes of calls the workflow made and abandoned may follow its end.
+            if event.source_id not in self._calls:
+                return self._diverged(
+                    f"history records an outcome for {event.source_id} ({event.name}), "
+                    "but the replayed workflow ended without making that call"
+                )
+        return None
 
     def _finish_completed(self, output: Any) -> None:
         try:
@@ -398,19 +432,19 @@ class WorkflowInstance:
             return
         self.ctx.output = output
         self.ctx.state = ExecutionState.COMPLETED
-        self._emit(EventType.WORKFLOW_COMPLETED, self.execution_id, self.workflow.name, stored)
+        self._emit_end(EventType.WORKFLOW_COMPLETED, stored)
         self._cancel_leftovers()
 
     def _finish_failed(self, exc: BaseException) -> None:
         info: ErrorInfo = error_info(exc)
         self.ctx.output = dict(info)
         self.ctx.state = ExecutionState.FAILED
-        self._emit(EventType.WORKFLOW_FAILED, self.execution_id, self.workflow.name, info)
+        self._emit_end(EventType.WORKFLOW_FAILED, info)
         self._cancel_leftovers()
 
     def _finish_cancelled(self) -> None:
         self.ctx.state = ExecutionState.CANCELLED
-        self._emit(EventType.WORKFLOW_CANCELLED, self.execution_id, self.workflow.name, None)
+        self._emit_end(EventType.WORKFLOW_CANCELLED, None)
         self._cancel_leftovers()
 
     def _cancel_leftovers(self) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import os
 import random
 from collections.abc import Mapping
 from typing import Any
@@ -219,6 +220,18 @@ async def _startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None
     settings.scanning.disabled = True
     memo["api"] = await api.connect()
     memo["reconciler"] = Reconciler(memo["api"], OperatorConfig.from_env())
+
+
+@kopf.on.login()
+def _login(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    """The same credentials as our own client: FLUX_KUBECONFIG first, then the usual ones."""
+    kubeconfig = os.environ.get(api.KUBECONFIG_ENV)
+    if kubeconfig:
+        os.environ["KUBECONFIG"] = kubeconfig
+        return kopf.login_with_kubeconfig(settings=settings, **kwargs)
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return kopf.login_with_service_account(settings=settings, **kwargs)
+    return kopf.login_with_kubeconfig(settings=settings, **kwargs)
 
 
 @kopf.on.cleanup()

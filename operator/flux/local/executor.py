@@ -89,18 +89,10 @@ class LocalExecutor:
     ) -> WorkflowExecutionContext[Any]:
         if self.store.get_run(run_id).state.is_final:
             return self.stored_context(workflow.name, run_id)
-        history = self.store.events(run_id)
-        found, _ = self.secrets.resolve(workflow.secret_requests)
-        instance = WorkflowInstance(
-            workflow,
-            run_id,
-            history,
-            clock=self.clock,
-            rng=self._rng,
-            secrets=found,
-        )
+        instance = self._instance(workflow, run_id)
         instance.start()
-        if resume:
+        # A replay that diverged from history has already failed the run: record that.
+        if resume and not instance.state.is_final:
             instance.resume(resume_input)
         run = _Run(instance)
         self.store.set_owner(run_id, this_process())
@@ -112,6 +104,42 @@ class LocalExecutor:
             watcher.cancel()
             for runner in run.runners.values():
                 runner.cancel()
+            self.store.set_owner(run_id, None)
+        return instance.ctx
+
+    async def cancel_stored(
+        self, workflow: Workflow[Any], run_id: str
+    ) -> WorkflowExecutionContext[Any]:
+        """Cancel a run that no process is executing (paused, or interrupted by a crash).
+
+        Calls that were in flight when the run stopped get their rollbacks, as they
+        would had the run been cancelled while executing; nothing else runs.
+        """
+        if self.store.get_run(run_id).state.is_final:
+            return self.stored_context(workflow.name, run_id)
+        instance = self._instance(workflow, run_id)
+        instance.start()
+        interrupted: dict[str, ScheduleTask] = {}
+        cancels: list[CancelCall] = []
+        for command in instance.take_commands():
+            if isinstance(command, ScheduleTask) and command.resumed:
+                interrupted[command.call_id] = command
+            elif isinstance(command, CancelCall):
+                cancels.append(command)
+        instance.cancel()
+        cancels += [c for c in instance.take_commands() if isinstance(c, CancelCall)]
+        run = _Run(instance)
+        self.store.set_owner(run_id, this_process())
+        try:
+            self._commit(run)
+            for cancel in cancels:
+                scheduled = interrupted.get(cancel.call_id)
+                if scheduled is None:
+                    # Never started, a timer or a pause: there is nothing to roll back.
+                    self._deliver(run, cancel.call_id, EventType.TASK_CANCELLED, None)
+                else:
+                    await self._cancelled(run, self._call_runner(run, scheduled))
+        finally:
             self.store.set_owner(run_id, None)
         return instance.ctx
 
@@ -134,16 +162,21 @@ class LocalExecutor:
 
     # ---------------------------------------------------------------- driving
 
+    def _instance(self, workflow: Workflow[Any], run_id: str) -> WorkflowInstance:
+        found, _ = self.secrets.resolve(workflow.secret_requests)
+        return WorkflowInstance(
+            workflow,
+            run_id,
+            self.store.events(run_id),
+            clock=self.clock,
+            rng=self._rng,
+            secrets=found,
+        )
+
     def _step(self, run: _Run) -> None:
         """Commit what the workflow recorded, then carry out what it asked for."""
         instance = run.instance
-        events = instance.take_events()
-        state = instance.state if instance.state != run.stored_state else None
-        if events or state is not None:
-            self.store.append(instance.execution_id, events, state)
-            run.stored_state = instance.state
-        if self.observer and events:
-            self.observer(events)
+        self._commit(run)
         for command in instance.take_commands():
             match command:
                 case ScheduleTask():
@@ -158,6 +191,16 @@ class LocalExecutor:
                         instance.deliver(EventType.TASK_CANCELLED, command.call_id)
                         self._step(run)
         self._check_settled(run)
+
+    def _commit(self, run: _Run) -> None:
+        instance = run.instance
+        events = instance.take_events()
+        state = instance.state if instance.state != run.stored_state else None
+        if events or state is not None:
+            self.store.append(instance.execution_id, events, state)
+            run.stored_state = instance.state
+        if self.observer and events:
+            self.observer(events)
 
     def _check_settled(self, run: _Run) -> None:
         state = run.instance.state
@@ -176,9 +219,8 @@ class LocalExecutor:
 
         runner.add_done_callback(finished)
 
-    async def _run_task(self, run: _Run, command: ScheduleTask) -> None:
-        instance = run.instance
-        call_runner = TaskCallRunner(
+    def _call_runner(self, run: _Run, command: ScheduleTask) -> TaskCallRunner:
+        return TaskCallRunner(
             command.call_id,
             command.name,
             command.task,
@@ -189,6 +231,10 @@ class LocalExecutor:
             secrets=self.secrets.resolve,
             rng=self._rng,
         )
+
+    async def _run_task(self, run: _Run, command: ScheduleTask) -> None:
+        instance = run.instance
+        call_runner = self._call_runner(run, command)
         progress = (
             TaskProgress.from_events(instance.call_events(command.call_id))
             if command.resumed

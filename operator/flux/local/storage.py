@@ -16,8 +16,15 @@ class LocalFileStorage(OutputStorage):
     """One JSON file per value under ``base_path``; history keeps only a reference."""
 
     def __init__(self, base_path: str | os.PathLike[str] | None = None):
-        default = Path(os.environ.get("FLUX_HOME") or Path.cwd() / ".flux") / "outputs"
-        self.base_path = Path(base_path).resolve() if base_path else default.resolve()
+        # Without a base path, FLUX_HOME is read when a value is stored, not when the
+        # backend is built: workflow modules build it at import time.
+        self._base_path = Path(base_path).resolve() if base_path else None
+
+    @property
+    def base_path(self) -> Path:
+        if self._base_path is not None:
+            return self._base_path
+        return (Path(os.environ.get("FLUX_HOME") or Path.cwd() / ".flux") / "outputs").resolve()
 
     def config(self) -> dict[str, Any]:
         return {"base_path": str(self.base_path)}
