@@ -1,4 +1,8 @@
-"""The smallest workflow: one task."""
+"""The smallest workflow: one task.
+
+Run: flux run examples/hello.py:hello --input '"World"'
+Output: "Hello, World"
+"""
 
 from flux import WorkflowExecutionContext, task, workflow
 

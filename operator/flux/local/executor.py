@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import inspect
 import random
 import uuid
 from collections.abc import Callable
@@ -187,9 +188,10 @@ class LocalExecutor:
                     runner = run.runners.get(command.call_id)
                     if runner is not None:
                         runner.cancel()
-                    else:
-                        instance.deliver(EventType.TASK_CANCELLED, command.call_id)
-                        self._step(run)
+                    if runner is None or not _has_begun(runner):
+                        # A runner cancelled before its first step never runs its
+                        # handler, so the cancellation is recorded here.
+                        self._deliver(run, command.call_id, EventType.TASK_CANCELLED, None)
         self._check_settled(run)
 
     def _commit(self, run: _Run) -> None:
@@ -277,6 +279,11 @@ class LocalExecutor:
     def cancel(self, run: _Run) -> None:
         run.instance.cancel()
         self._step(run)
+
+
+def _has_begun(runner: asyncio.Task[None]) -> bool:
+    coro = runner.get_coro()
+    return not (inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == "CORO_CREATED")
 
 
 @dataclass

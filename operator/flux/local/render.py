@@ -85,7 +85,10 @@ def to_json(value: Any) -> str:
 
 
 def short(value: Any, limit: int = SHORT) -> str:
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return short_text(json.dumps(value, ensure_ascii=False, separators=(",", ":")), limit)
+
+
+def short_text(text: str, limit: int = SHORT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -141,10 +144,6 @@ def _started_detail(value: Any) -> str:
     args, kwargs = value.get("args") or [], value.get("kwargs") or {}
     parts = [short(a, 30) for a in args] + [f"{k}={short(v, 30)}" for k, v in kwargs.items()]
     return short_text(f"({', '.join(parts)})") if "args" in value else ""
-
-
-def short_text(text: str, limit: int = SHORT) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _retry_started_detail(value: Any) -> str:

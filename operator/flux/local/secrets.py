@@ -46,7 +46,9 @@ class SecretStore:
         found: dict[str, str] = {}
         missing: list[str] = []
         for name in names:
-            env_value = os.environ.get(ENV_PREFIX + name)
+            # FLUX_SECRET_KEY is the store's encryption key, never a secret's value.
+            env_name = ENV_PREFIX + name
+            env_value = os.environ.get(env_name) if env_name != KEY_ENV else None
             if env_value is not None:
                 found[name] = env_value
                 continue
