@@ -3,169 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from flux_runs import events_for, run_manifest, run_pods, status_of, wait_phase, workflow_manifest
 
 if TYPE_CHECKING:
-    from conftest import Cluster
+    from conftest import Cluster, Operator
 
 REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.e2e
-
-RUN_TIMEOUT = 180
-
-
-class Operator:
-    """The operator as a local process on the test cluster's kubeconfig."""
-
-    def __init__(self, cluster: Cluster, log_path: Path):
-        self.cluster = cluster
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {
-            **os.environ,
-            "FLUX_KUBECONFIG": self.cluster.kubeconfig,
-            "FLUX_DEFAULT_IMAGE": self.cluster.image,
-            "FLUX_DRIVER_LINGER_SECONDS": "20",
-        }
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flux.k8s"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def log_tail(self, lines: int = 60) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-@pytest.fixture(scope="session")
-def crds(cluster: Cluster) -> None:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    cluster.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/workflows.flux.dev",
-        "crd/workflowruns.flux.dev",
-    )
-
-
-@pytest.fixture(scope="session")
-def operator(
-    cluster: Cluster, crds: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Operator]:
-    op = Operator(cluster, tmp_path_factory.mktemp("operator") / "operator.log")
-    op.start()
-    yield op
-    op.stop()
-    print("operator log tail:\n" + op.log_tail())
-
-
-@pytest.fixture
-def flux_ns(cluster: Cluster, namespace: str, operator: Operator) -> str:
-    cluster.kubectl("apply", "-n", namespace, "-f", str(REPO / "deploy/driver-rbac.yaml"))
-    return namespace
-
-
-def workflow_manifest(name: str, source: str, function: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "flux.dev/v1alpha1",
-        "kind": "Workflow",
-        "metadata": {"name": name},
-        "spec": {"source": source, "function": function, **spec},
-    }
-
-
-def run_manifest(name: str, workflow: str, input: Any = None) -> dict[str, Any]:
-    spec: dict[str, Any] = {"workflowRef": {"name": workflow}}
-    if input is not None:
-        spec["input"] = input
-    return {
-        "apiVersion": "flux.dev/v1alpha1",
-        "kind": "WorkflowRun",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
-
-
-def status_of(cluster: Cluster, ns: str, run: str) -> dict[str, Any]:
-    status: dict[str, Any] = cluster.get("workflowrun", run, ns).get("status") or {}
-    return status
-
-
-def wait_phase(
-    cluster: Cluster,
-    operator: Operator,
-    ns: str,
-    run: str,
-    *phases: str,
-    timeout: float = RUN_TIMEOUT,
-) -> dict[str, Any]:
-    def probe() -> dict[str, Any] | None:
-        status = status_of(cluster, ns, run)
-        return status if status.get("phase") in phases else None
-
-    def describe() -> str:
-        status = status_of(cluster, ns, run)
-        pods = cluster.kubectl("get", "pods", "-n", ns, "-o", "wide", check=False).stdout
-        brief = {k: v for k, v in status.items() if k != "history"}
-        return (
-            f"status: {json.dumps(brief, indent=1)[:3000]}\npods:\n{pods}\n"
-            f"operator log:\n{operator.log_tail()}"
-        )
-
-    return cluster.wait_for(f"run {ns}/{run} to reach {phases}", probe, timeout, describe)
-
-
-def run_pods(cluster: Cluster, ns: str, run: str) -> list[str]:
-    out = cluster.kubectl(
-        "get",
-        "pods",
-        "-n",
-        ns,
-        "-l",
-        f"flux.dev/run={run}",
-        "-o",
-        "jsonpath={.items[*].metadata.name}",
-    ).stdout
-    return out.split()
-
-
-def events_for(cluster: Cluster, ns: str, name: str) -> list[dict[str, Any]]:
-    out = cluster.kubectl(
-        "get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name}", "-o", "json"
-    ).stdout
-    items: list[dict[str, Any]] = json.loads(out)["items"]
-    return items
-
 
 SEQUENTIAL = """
 from flux import WorkflowExecutionContext, task, workflow

@@ -16,7 +16,7 @@ from flux.k8s.models import Phase
 REPO = Path(__file__).resolve().parents[2]
 BY_KIND = {r.kind: r for r in crds.RESOURCES}
 FREE_FORM = {
-    "Workflow": {"spec.taskDefaults.tolerations[]"},
+    "Workflow": {"spec.taskDefaults.tolerations[]", "spec.homeVolume"},
     "WorkflowRun": {
         "spec.input",
         "status.output",

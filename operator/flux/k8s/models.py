@@ -194,6 +194,12 @@ class WorkflowSpec(_Model):
     task_defaults: TaskDefaults | None = Field(
         default=None, description="Pod settings for task pods."
     )
+    home_volume: FreeFormObject | None = Field(
+        default=None,
+        description="A pod volume source (for example a persistentVolumeClaim) mounted as "
+        "FLUX_HOME in the driver and every task pod, where file-backed output storage "
+        "(LocalFileStorage) keeps values that other pods read back.",
+    )
 
     @model_validator(mode="after")
     def _one_way_to_name_the_code(self) -> Self:

@@ -25,6 +25,7 @@ PYTHON_ARGS = ["-m"]
 DRIVER_MODULE = "flux.runtime.driver"
 TASK_MODULE = "flux.runtime.task"
 RUN_AS_USER = 10001
+HOME_MOUNT_PATH = "/flux/home"
 
 
 def short_hash(text: str, length: int = 10) -> str:
@@ -100,6 +101,11 @@ def _base_pod(
     pod_security, container_security = _security()
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
     mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+    if spec.get("homeVolume"):
+        # Shared by the run's pods: file-backed output storage lives here.
+        volumes.append({"name": "flux-home", **spec["homeVolume"]})
+        mounts.append({"name": "flux-home", "mountPath": HOME_MOUNT_PATH})
+        env = [*env, {"name": "FLUX_HOME", "value": HOME_MOUNT_PATH}]
     if spec.get("source"):
         volumes.append(
             {
