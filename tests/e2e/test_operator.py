@@ -203,3 +203,12 @@ def test_bad_workflows_and_runs_fail_clearly(
             ),
             30,
         )
+
+
+def test_task_pods_and_drivers_cannot_read_secrets(cluster: Cluster, flux_ns: str) -> None:
+    for account in ("flux-driver", "default"):
+        who = f"system:serviceaccount:{flux_ns}:{account}"
+        answer = cluster.kubectl(
+            "auth", "can-i", "get", "secrets", "-n", flux_ns, "--as", who, check=False
+        )
+        assert answer.stdout.strip() == "no", (account, answer.stdout, answer.stderr)
