@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
-from flux.events import EventType, ExecutionEvent, ExecutionState
+from flux.events import ExecutionEvent, ExecutionState
 
 PHASES = {
     ExecutionState.CREATED: "Pending",
@@ -20,25 +19,14 @@ FINISHED_TASK_STATES = frozenset({"Completed", "Failed"})
 
 
 def event_to_status(event: ExecutionEvent) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "type": event.type.value,
-        "sourceId": event.source_id,
-        "name": event.name,
-        "time": event.time.isoformat(),
-        "value": event.value,
-    }
+    """An event as kept in status: the history form, with Kubernetes' camelCase key."""
+    data = event.to_dict()
+    data["sourceId"] = data.pop("source_id")
+    return data
 
 
 def event_from_status(data: dict[str, Any]) -> ExecutionEvent:
-    return ExecutionEvent(
-        type=EventType(data["type"]),
-        source_id=data["sourceId"],
-        name=data["name"],
-        time=dt.datetime.fromisoformat(data["time"]),
-        value=data.get("value"),
-        id=int(data.get("id", 0)),
-    )
+    return ExecutionEvent.from_dict({**data, "source_id": data["sourceId"]})
 
 
 def history_from_status(status: dict[str, Any]) -> list[ExecutionEvent]:
