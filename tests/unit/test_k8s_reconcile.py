@@ -274,3 +274,27 @@ def test_invalid_input_is_reported_as_such() -> None:
     condition = plan(status).status["conditions"][0]
     assert condition["reason"] == "InvalidInput"
     assert condition["message"] == "input: not a string"
+
+
+def test_parallelism_caps_the_task_pods_of_a_run() -> None:
+    calls = [{**started(f"say#{i}"), "id": 2 + i} for i in range(5)]
+    status = {
+        "phase": "Running",
+        "history": [WF_STARTED, *calls],
+        "driver": {"starts": 1, "pod": "d"},
+    }
+    wf = workflow(entrypoint="examples.hello:hello", parallelism=2)
+    first = plan(status, [pod("d", "driver", "Running")], wf=wf)
+    assert len(first.create) == 2
+    assert [r["callId"] for r in first.status["tasks"]] == ["say#0", "say#1"]
+    # One finishes: exactly one more starts, in history order.
+    done = TaskResult(outcome=Outcome.COMPLETED, value="x")
+    records = first.status["tasks"]
+    pods = [
+        pod(records[0]["pod"], "task", "Succeeded", done),
+        pod(records[1]["pod"], "task", "Running"),
+        pod("d", "driver", "Running"),
+    ]
+    second = plan({**status, "tasks": records}, pods, wf=wf)
+    assert len(second.create) == 1
+    assert second.status["tasks"][-1]["callId"] == "say#2"

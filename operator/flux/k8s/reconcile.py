@@ -14,7 +14,7 @@ from typing import Any
 
 from flux.events import TASK_OUTCOME_EVENTS
 from flux.k8s import api
-from flux.k8s.calls import Call, PodView, next_move
+from flux.k8s.calls import RUNNING_STATES, Call, PodView, next_move
 from flux.k8s.config import OperatorConfig
 from flux.k8s.decisions import condition_changed, set_condition
 from flux.k8s.history import FINAL_PHASES, FINISHED_TASK_STATES
@@ -87,6 +87,8 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
     records = {r["callId"]: r for r in status.get("tasks") or []}
     updated = dict(records)
     referenced: set[str] = set()
+    limit = (workflow.get("spec") or {}).get("parallelism")
+    busy = sum(_holds_pod(r) for cid, r in records.items() if cid not in settled)
     for event in history:
         if event["type"] != "TASK_STARTED" or "task" not in (event.get("value") or {}):
             continue
@@ -113,6 +115,13 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
             if record and record.get("pod"):
                 referenced.add(record["pod"])
             continue
+        was_busy = record is not None and _holds_pod(record)
+        if move.start is not None and not was_busy:
+            if limit and busy >= limit:
+                continue  # spec.parallelism: this call waits for a free slot
+            busy += 1
+        elif move.start is None and was_busy and not _holds_pod(move.record):
+            busy -= 1
         new_record = move.record
         if move.start is not None:
             new_record = _start_task_pod(plan, run, workflow, config, call, new_record, move.start)
@@ -132,6 +141,10 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
     _wake_for_sleeps(plan, history, settled)
     _conditions(plan, {**status, **plan.status}, now, generation)
     return plan
+
+
+def _holds_pod(record: dict[str, Any]) -> bool:
+    return record.get("state") in RUNNING_STATES.values()
 
 
 def _start_task_pod(
