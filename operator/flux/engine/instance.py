@@ -77,6 +77,7 @@ class WorkflowInstance:
         self._calls: dict[str, _Call] = {}
         self._counters: collections.Counter[str] = collections.Counter()
         self._commands: list[Command] = []
+        self._descriptions: dict[Task[..., Any], dict[str, Any]] = {}
         self._new_events: list[ExecutionEvent] = []
         self._expected: collections.deque[ExecutionEvent] = collections.deque()
         self._outcomes_left = 0
@@ -245,7 +246,9 @@ class WorkflowInstance:
         if self._check_step(EventType.TASK_STARTED, call, encoded):
             # What an executor in another process needs to run the call; only the
             # arguments are compared on replay, so changing options is not divergence.
-            described = {**encoded, **describe_task(task)}
+            if task not in self._descriptions:
+                self._descriptions[task] = describe_task(task)
+            described = {**encoded, **self._descriptions[task]}
             self._emit(EventType.TASK_STARTED, call.call_id, name, described)
             self._commands.append(ScheduleTask(call.call_id, name, task, args, kwargs))
         return call.future
