@@ -27,6 +27,7 @@ FREE_FORM = {
         "status.tasks[].output",
         "status.tasks[].error",
         "status.tasks[].triggerError",
+        "status.tasks[].steps[].value",
     },
 }
 NON_STRUCTURAL = {"$ref", "$defs", "anyOf", "allOf", "oneOf", "not", "title", "default"}

@@ -283,7 +283,11 @@ def test_parallelism_caps_the_task_pods_of_a_run() -> None:
         "history": [WF_STARTED, *calls],
         "driver": {"starts": 1, "pod": "d"},
     }
-    wf = workflow(entrypoint="examples.hello:hello", parallelism=2)
+    wf = workflow(
+        entrypoint="examples.hello:hello",
+        parallelism=2,
+        secrets={"API_KEY": {"secretName": "api", "key": "token"}},
+    )
     first = plan(status, [pod("d", "driver", "Running")], wf=wf)
     assert len(first.create) == 2
     assert [r["callId"] for r in first.status["tasks"]] == ["say#0", "say#1"]
@@ -298,3 +302,46 @@ def test_parallelism_caps_the_task_pods_of_a_run() -> None:
     second = plan({**status, "tasks": records}, pods, wf=wf)
     assert len(second.create) == 1
     assert second.status["tasks"][-1]["callId"] == "say#2"
+
+
+def test_a_secret_the_workflow_does_not_map_fails_the_call_without_a_pod() -> None:
+    status = {
+        "phase": "Running",
+        "history": [WF_STARTED, started("say#0")],
+        "driver": {"starts": 1, "pod": "d"},
+    }
+    result = plan(
+        status, [pod("d", "driver", "Running")], wf=workflow(entrypoint="examples.hello:hello")
+    )
+    assert not result.create
+    (record,) = result.status["tasks"]
+    assert record["state"] == "Failed"
+    assert "API_KEY" in record["error"]["message"] and "spec.secrets" in record["error"]["message"]
+
+
+def test_a_missing_secret_fails_fast_naming_secret_and_key() -> None:
+    status = _running()
+    waiting = pod("p1", "task", "Pending")
+    waiting["status"]["containerStatuses"] = [
+        {
+            "state": {
+                "waiting": {
+                    "reason": "CreateContainerConfigError",
+                    "message": 'secret "api" not found',
+                }
+            }
+        }
+    ]
+    result = plan(status, [waiting, pod("d", "driver", "Running")])
+    (record,) = result.status["tasks"]
+    assert record["state"] == "Failed" and "p1" in result.delete
+    message = record["error"]["message"]
+    assert "API_KEY" in message and "'api'" in message and "'token'" in message
+
+
+def test_policy_steps_are_kept_for_the_history() -> None:
+    failed = TaskResult(outcome=Outcome.FAILED, error={"type": "ValueError", "message": "boom"})
+    status = _running({"retry_max_attempts": 1, "has_fallback": True})
+    first = plan(status, [pod("p1", "task", "Failed", failed), pod("d", "driver", "Running")])
+    steps = [s["type"] for s in first.status["tasks"][0]["steps"]]
+    assert steps == ["TASK_RETRY_STARTED"]

@@ -22,6 +22,7 @@ from flux.engine.policy import (
     TaskPolicy,
     after_attempt_failure,
 )
+from flux.events import EventType
 from flux.k8s.protocol import Outcome, Step, TaskResult
 
 RUNNING_STATES = {
@@ -154,9 +155,22 @@ def next_move(
     infrastructure_retries: int,
     timeout_backstop: float,
     unit_random: float = 0.5,
+    secret_refs: dict[str, dict[str, str]] | None = None,
 ) -> CallMove | None:
-    """The next move for ``call``, or None when there is nothing to do yet."""
+    """The next move for ``call``, or None when there is nothing to do yet.
+
+    ``secret_refs`` maps the Workflow's secret names to their Secret and key.
+    """
+    secret_refs = secret_refs or {}
     if record is None:
+        unmapped = [name for name in call.secrets if name not in secret_refs]
+        if unmapped:
+            return _secrets_missing(
+                call,
+                now,
+                ", ".join(unmapped) + " (the Workflow's "
+                "spec.secrets maps no Kubernetes Secret to it)",
+            )
         fresh = {
             "callId": call.call_id,
             "name": call.name,
@@ -180,6 +194,22 @@ def next_move(
     attempt = int(record.get("attempts", 1))
     if pod is None:
         return _pod_lost(call, record, step, attempt, infrastructure_retries)
+    if pod.waiting_reason == "CreateContainerConfigError" and call.secrets:
+        # Usually a missing Secret or key: that will not fix itself, so fail now.
+        refs = "; ".join(
+            f"secret {n} is key {secret_refs[n]['key']!r} of Secret "
+            f"{secret_refs[n]['secretName']!r}"
+            for n in call.secrets
+            if n in secret_refs
+        )
+        move = _secrets_missing(
+            call,
+            now,
+            f"{', '.join(call.secrets)}: {pod.waiting_message or 'the pod cannot start'} ({refs})",
+        )
+        move.record = {**record, **move.record, "pod": None}
+        move.delete.append(pod.name)
+        return move
     if not pod.finished:
         return _still_running(call, record, step, pod, now, pending_timeout, timeout_backstop)
     result = pod.result()
@@ -194,11 +224,17 @@ def _step_succeeded(
     record: dict[str, Any], step: Step, result: TaskResult, pod: PodView, now: dt.datetime
 ) -> CallMove:
     done = {**record, "finishTime": now.isoformat(), "pod": None}
+    attempt = int(record.get("attempts", 1))
     if step == Step.ROLLBACK:
         # The rollback ran; the task still fails with the error that triggered it.
         done.update(state="Failed", error=wrap_execution(record["triggerError"]))
+        done = with_step(done, EventType.TASK_ROLLBACK_COMPLETED)
     else:
         done.update(state="Completed", output=result.value)
+        if step == Step.FALLBACK:
+            done = with_step(done, EventType.TASK_FALLBACK_COMPLETED)
+        elif attempt > 1:
+            done = with_step(done, EventType.TASK_RETRY_COMPLETED, {"attempt": attempt})
     return CallMove(done, delete=[pod.name])
 
 
@@ -214,6 +250,12 @@ def _step_failed(
 ) -> CallMove:
     record = {**record, "lastError": _last_error(failure), "pod": None}
     if step != Step.ATTEMPT:
+        ended = (
+            EventType.TASK_FALLBACK_FAILED
+            if step == Step.FALLBACK
+            else EventType.TASK_ROLLBACK_FAILED
+        )
+        record = with_step(record, ended, {"error": failure})
         failed = {
             **record,
             "state": "Failed",
@@ -221,9 +263,23 @@ def _step_failed(
             "error": wrap_execution(failure),
         }
         return CallMove(failed, delete=[pod_name], events=[_task_failed_event(call, failure)])
+    if attempt > 1:
+        record = with_step(
+            record, EventType.TASK_RETRY_FAILED, {"attempt": attempt, "error": failure}
+        )
     decision = after_attempt_failure(call.policy, attempt, failure, now, unit_random)
     match decision:
         case RunAttempt():
+            record = with_step(
+                record,
+                EventType.TASK_RETRY_STARTED,
+                {
+                    "attempt": decision.attempt,
+                    "delay": decision.delay,
+                    "not_before": decision.not_before.isoformat(),
+                    "error": failure,
+                },
+            )
             retry = {
                 **record,
                 "state": "Retrying",
@@ -231,6 +287,7 @@ def _step_failed(
             }
             return CallMove(retry, delete=[pod_name], wake_at=decision.not_before)
         case RunFallback():
+            record = with_step(record, EventType.TASK_FALLBACK_STARTED, {"error": decision.error})
             moved = {
                 **record,
                 "state": RUNNING_STATES[Step.FALLBACK],
@@ -239,6 +296,7 @@ def _step_failed(
             }
             return CallMove(moved, start=(Step.FALLBACK, 1), delete=[pod_name])
         case RunRollback():
+            record = with_step(record, EventType.TASK_ROLLBACK_STARTED, {"error": decision.error})
             moved = {
                 **record,
                 "state": RUNNING_STATES[Step.ROLLBACK],
@@ -256,6 +314,39 @@ def _step_failed(
             return CallMove(
                 failed, delete=[pod_name], events=[_task_failed_event(call, decision.error)]
             )
+
+
+def _secrets_missing(call: Call, now: dt.datetime, detail: str) -> CallMove:
+    """A task whose secrets cannot reach it fails before its body runs, without retries."""
+    failure: ErrorInfo = {
+        "type": "SecretsNotFoundError",
+        "module": "flux.errors",
+        "kind": FailureKind.UNSTARTABLE.value,
+        "message": f"task {call.name!r}: missing secret(s): {detail}",
+    }
+    record = {
+        "callId": call.call_id,
+        "name": call.name,
+        "state": "Failed",
+        "step": Step.ATTEMPT.value,
+        "attempts": 0,
+        "startTime": now.isoformat(),
+        "finishTime": now.isoformat(),
+        "error": wrap_execution(failure),
+        "lastError": _last_error(failure),
+    }
+    return CallMove(record, events=[_task_failed_event(call, failure)])
+
+
+def with_step(record: dict[str, Any], event_type: EventType, value: Any = None) -> dict[str, Any]:
+    """``record`` with one more policy step, in the form history keeps it.
+
+    The driver copies these steps into history before the call's outcome, so a
+    run's history shows retries, fallbacks and rollbacks as the embedded
+    executor records them.
+    """
+    step = {"type": event_type.value, "value": value}
+    return {**record, "steps": [*record.get("steps", []), step]}
 
 
 def _pod_lost(

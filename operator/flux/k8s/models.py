@@ -296,6 +296,13 @@ class TaskError(_Model):
     )
 
 
+class PolicyStep(_Model):
+    """A retry, fallback or rollback step, as the run's history will record it."""
+
+    type: EventType = Field(description="Event type, e.g. TASK_RETRY_STARTED.")
+    value: FreeForm = Field(default=None, description="The event's payload.")
+
+
 class TaskRecord(_Model):
     """Progress of one task call: its attempts, current pod and outcome."""
 
@@ -326,6 +333,11 @@ class TaskRecord(_Model):
     output: FreeForm = Field(default=None, description="The task's output, once Completed.")
     error: FreeFormObject | None = Field(
         default=None, description="The task's error (with its causes), once Failed."
+    )
+    steps: list[PolicyStep] | None = Field(
+        default=None,
+        description="Retry, fallback and rollback steps so far; the driver copies them into "
+        "the history before the call's outcome.",
     )
 
 

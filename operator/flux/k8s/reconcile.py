@@ -110,6 +110,7 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
             infrastructure_retries=config.infrastructure_retries,
             timeout_backstop=config.timeout_backstop,
             unit_random=unit_random,
+            secret_refs=(workflow.get("spec") or {}).get("secrets") or {},
         )
         if move is None:
             if record and record.get("pod"):

@@ -98,6 +98,8 @@ class Driver:
             call_id = record["callId"]
             if call_id not in in_flight:
                 continue
+            for step in record.get("steps") or []:
+                instance.record(EventType(step["type"]), call_id, step.get("value"))
             if record["state"] == "Completed":
                 instance.deliver(EventType.TASK_COMPLETED, call_id, record.get("output"))
             else:
