@@ -7,11 +7,8 @@ against, so the two executors are held to one answer.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import uuid
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -24,51 +21,6 @@ if TYPE_CHECKING:
     from conftest import Cluster, Operator
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def shared_home(cluster: Cluster, flux_ns: str) -> Iterator[dict[str, Any]]:
-    """A volume all pods of a run can reach, for examples that store outputs in files."""
-    claim = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": "flux-home"},
-        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "100Mi"}}},
-    }
-    volume_name = f"flux-home-{flux_ns}"
-    if cluster.local:
-        # On the local single-node cluster: a host directory as a static volume.
-        path = tempfile.mkdtemp(prefix="flux-e2e-home-")
-        os.chmod(path, 0o1777)
-        cluster.apply(
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {"name": volume_name},
-                "spec": {
-                    "capacity": {"storage": "100Mi"},
-                    "accessModes": ["ReadWriteMany"],
-                    "persistentVolumeReclaimPolicy": "Retain",
-                    "storageClassName": "",
-                    "hostPath": {"path": path, "type": "Directory"},
-                },
-            },
-            "default",
-        )
-        claim["spec"].update(storageClassName="", volumeName=volume_name)
-    else:
-        storage_class = os.environ.get("FLUX_E2E_RWX_STORAGE_CLASS")
-        if not storage_class:
-            pytest.fail(
-                "set FLUX_E2E_RWX_STORAGE_CLASS to a ReadWriteMany storage class of "
-                "the cluster under test (needed by examples/configured_task.py)"
-            )
-        claim["spec"]["storageClassName"] = storage_class
-    cluster.apply(claim, flux_ns)
-    yield {"persistentVolumeClaim": {"claimName": "flux-home"}}
-    if cluster.local:
-        cluster.kubectl("delete", "pvc", "flux-home", "-n", flux_ns, "--wait=false", check=False)
-        cluster.kubectl("delete", "pv", volume_name, "--wait=false", check=False)
 
 
 def workflow_name(ref: str) -> str:

@@ -212,3 +212,36 @@ def test_task_pods_and_drivers_cannot_read_secrets(cluster: Cluster, flux_ns: st
             "auth", "can-i", "get", "secrets", "-n", flux_ns, "--as", who, check=False
         )
         assert answer.stdout.strip() == "no", (account, answer.stdout, answer.stderr)
+
+
+def test_a_lost_task_pod_is_restarted_without_using_the_task_retries(
+    cluster: Cluster, flux_ns: str, operator: Operator
+) -> None:
+    cluster.apply(workflow_manifest("lost", SLOW, "slow"), flux_ns)
+    cluster.apply(run_manifest("lost-1", "lost", 8), flux_ns)
+
+    def a_running_task_pod() -> str | None:
+        out = cluster.kubectl(
+            "get",
+            "pods",
+            "-n",
+            flux_ns,
+            "-l",
+            "flux.dev/run=lost-1,flux.dev/role=task",
+            "--field-selector=status.phase=Running",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ).stdout.split()
+        return out[0] if out else None
+
+    victim = cluster.wait_for(
+        "a running task pod", a_running_task_pod, 120, describe=operator.log_tail
+    )
+    cluster.kubectl("delete", "pod", victim, "-n", flux_ns, "--wait=false")
+    status = wait_phase(cluster, operator, flux_ns, "lost-1", "Succeeded", "Failed")
+    assert status["phase"] == "Succeeded", status.get("error")
+    assert status["output"] == [8, 8]
+    restarted = [t for t in status["tasks"] if t.get("infrastructureRetries")]
+    assert len(restarted) == 1, status["tasks"]
+    assert restarted[0]["attempts"] == 1
+    assert restarted[0]["lastError"]["kind"] == "infrastructure"

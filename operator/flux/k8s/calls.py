@@ -30,6 +30,8 @@ RUNNING_STATES = {
     Step.FALLBACK: "FallingBack",
     Step.ROLLBACK: "RollingBack",
 }
+# Pod status reasons that mean the pod, not the task, failed.
+INFRASTRUCTURE_REASONS = frozenset({"Evicted", "NodeLost", "Preempted", "Terminated"})
 # Container waiting reasons that mean the pod will not start without a change.
 UNSTARTABLE_REASONS = frozenset(
     {
@@ -95,6 +97,7 @@ class PodView:
     created: dt.datetime | None = None
     started: dt.datetime | None = None
     log_result: str | None = None
+    deleting: bool = False
 
     @classmethod
     def from_pod(cls, pod: dict[str, Any], log_result: str | None = None) -> PodView:
@@ -116,6 +119,7 @@ class PodView:
             created=_time(pod["metadata"].get("creationTimestamp")),
             started=_time(running.get("startedAt") or terminated.get("startedAt")),
             log_result=log_result,
+            deleting=bool(pod["metadata"].get("deletionTimestamp")),
         )
 
     @property
@@ -192,8 +196,13 @@ def next_move(
     if state not in RUNNING_STATES.values():
         return None
     attempt = int(record.get("attempts", 1))
-    if pod is None:
-        return _pod_lost(call, record, step, attempt, infrastructure_retries)
+    if pod is None or pod.deleting or pod.reason in INFRASTRUCTURE_REASONS:
+        # The operator deletes a step's pod only after recording its result, so a
+        # pod gone or going while still current was deleted, evicted or lost.
+        move = _pod_lost(call, record, step, attempt, infrastructure_retries)
+        if pod is not None:
+            move.delete.append(pod.name)
+        return move
     if pod.waiting_reason == "CreateContainerConfigError" and call.secrets:
         # Usually a missing Secret or key: that will not fix itself, so fail now.
         refs = "; ".join(

@@ -1,0 +1,262 @@
+"""The same task policies on both executors: same outcomes, attempts and event order.
+
+Each scenario runs on the embedded engine (in this process) and as a
+WorkflowRun on the cluster, and the two histories must agree call by call.
+Attempt counters live in FLUX_HOME, which on the cluster is a volume shared by
+the run's pods, so a task can fail its first attempts on either executor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from flux_runs import run_manifest, wait_phase, workflow_manifest
+
+from flux import codec
+from flux.local.loader import load_workflow
+
+if TYPE_CHECKING:
+    from conftest import Cluster, Operator
+
+pytestmark = pytest.mark.e2e
+
+SOURCE = '''
+import os
+import time
+from pathlib import Path
+
+from flux import ExecutionError, WorkflowExecutionContext, task, workflow
+
+
+def attempt_number(key: str) -> int:
+    """How many times this key was tried, across processes and pods."""
+    home = Path(os.environ.get("FLUX_HOME", "."))
+    home.mkdir(parents=True, exist_ok=True)
+    counter = home / f"{key}.count"
+    count = int(counter.read_text()) + 1 if counter.exists() else 1
+    counter.write_text(str(count))
+    return count
+
+
+@task.with_options(retry_max_attempts=3, retry_delay=1, retry_backoff=2)
+def flaky(key: str) -> int:
+    n = attempt_number(key)
+    if n < 3:
+        raise ValueError(f"attempt {n} failed")
+    return n
+
+
+def fallback_value(key: str) -> str:
+    return f"fallback for {key}"
+
+
+@task.with_options(retry_max_attempts=1, retry_delay=1, fallback=fallback_value)
+def always_fails(key: str) -> str:
+    raise RuntimeError("no luck")
+
+
+def undo(key: str) -> None:
+    attempt_number(key + "-undone")
+
+
+@task.with_options(rollback=undo)
+def breaks(key: str) -> str:
+    raise OSError("disk full")
+
+
+@task.with_options(timeout=1, fallback=fallback_value)
+def too_slow(key: str) -> str:
+    time.sleep(60)
+    return "late"
+
+
+@task.with_options(retry_max_attempts=1, retry_delay=1)
+def gives_up(key: str) -> str:
+    raise KeyError(key)
+
+
+@workflow
+async def retry_then_succeed(ctx: WorkflowExecutionContext[str]) -> int:
+    return await flaky(ctx.input)
+
+
+@workflow
+async def exhausted_to_fallback(ctx: WorkflowExecutionContext[str]) -> str:
+    return await always_fails(ctx.input)
+
+
+@workflow
+async def rollback_then_catch(ctx: WorkflowExecutionContext[str]) -> str:
+    try:
+        return await breaks(ctx.input)
+    except ExecutionError as error:
+        return f"caught {type(error.inner_exception).__name__}"
+
+
+@workflow
+async def timeout_to_fallback(ctx: WorkflowExecutionContext[str]) -> str:
+    return await too_slow(ctx.input)
+
+
+@workflow
+async def retries_exhausted(ctx: WorkflowExecutionContext[str]) -> str:
+    return await gives_up(ctx.input)
+'''
+
+SCENARIOS = [
+    "retry_then_succeed",
+    "exhausted_to_fallback",
+    "rollback_then_catch",
+    "timeout_to_fallback",
+    "retries_exhausted",
+]
+
+
+def per_call(events: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """Event types of each task call, in order (workflow events left out)."""
+    calls: dict[str, list[str]] = {}
+    for source, kind in events:
+        if kind.startswith("TASK_"):
+            calls.setdefault(source, []).append(kind)
+    return calls
+
+
+def run_locally(
+    tmp: Path, scenario: str, key: str, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    monkeypatch.setenv("FLUX_HOME", str(tmp / "home"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    module = tmp / "parity_scenarios.py"
+    module.write_text(SOURCE)
+    ctx = load_workflow(f"{module}:{scenario}").run(key)
+    events = [(e.source_id, e.type.value) for e in ctx.events]
+    error = ctx.output if ctx.has_failed else None
+    return {
+        "state": "Succeeded" if ctx.has_succeeded else "Failed",
+        "output": None if ctx.has_failed else ctx.output,
+        "error": (error or {}).get("type"),
+        "calls": per_call(events),
+    }
+
+
+def summary_of(status: dict[str, Any]) -> dict[str, Any]:
+    events = [(e["sourceId"], e["type"]) for e in status.get("history") or []]
+    return {
+        "state": status["phase"],
+        "output": codec.decode(status.get("output")) if status["phase"] == "Succeeded" else None,
+        "error": (status.get("error") or {}).get("type"),
+        "calls": per_call(events),
+    }
+
+
+@pytest.mark.timeout(600)
+def test_policies_behave_the_same_on_both_executors(
+    cluster: Cluster,
+    flux_ns: str,
+    operator: Operator,
+    shared_home: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token = uuid.uuid4().hex[:6]
+    for scenario in SCENARIOS:
+        name = scenario.replace("_", "-")
+        cluster.apply(workflow_manifest(name, SOURCE, scenario, homeVolume=shared_home), flux_ns)
+        cluster.apply(run_manifest(name, name, f"k8s-{scenario}-{token}"), flux_ns)
+    differences = []
+    for scenario in SCENARIOS:
+        local = run_locally(tmp_path / scenario, scenario, f"local-{scenario}-{token}", monkeypatch)
+        status = wait_phase(
+            cluster,
+            operator,
+            flux_ns,
+            scenario.replace("_", "-"),
+            "Succeeded",
+            "Failed",
+            timeout=300,
+        )
+        remote = summary_of(status)
+        # Outputs name the key, which differs between the executors by design.
+        for result, where in ((local, "local"), (remote, "k8s")):
+            if isinstance(result["output"], str):
+                result["output"] = result["output"].replace(f"{where}-{scenario}-{token}", "KEY")
+        if local != remote:
+            differences.append(
+                f"{scenario}:\n  local {json.dumps(local)}\n  k8s   {json.dumps(remote)}"
+            )
+    assert not differences, "\n".join(differences)
+    # Attempt counts as the cluster recorded them, for the record of this test.
+    tasks = {
+        t["name"]: t
+        for s in SCENARIOS
+        for t in cluster.get("wfr", s.replace("_", "-"), flux_ns)["status"].get("tasks", [])
+    }
+    assert tasks["flaky"]["attempts"] == 3
+    assert tasks["always_fails"]["attempts"] == 2
+    assert tasks["too_slow"]["lastError"]["type"] == "ExecutionTimeoutError"
+
+
+SECRET_SOURCE = """
+import hashlib
+
+from flux import WorkflowExecutionContext, task, workflow
+
+
+@task.with_options(secret_requests=["API_KEY"])
+def fingerprint(label: str, secrets: dict = {}) -> str:
+    return label + ":" + hashlib.sha256(secrets["API_KEY"].encode()).hexdigest()
+
+
+@task
+def plain(label: str, secrets: dict | None = None) -> str:
+    return f"{label}: secrets given: {secrets is not None}"
+
+
+@workflow
+async def uses_secret(ctx: WorkflowExecutionContext[str]) -> list:
+    return [await fingerprint(ctx.input), await plain(ctx.input)]
+"""
+
+
+def test_secrets_reach_only_their_tasks_and_never_status_events_or_logs(
+    cluster: Cluster, flux_ns: str, operator: Operator
+) -> None:
+    value = f"s3cr3t-{uuid.uuid4().hex}"
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "api"},
+            "stringData": {"token": value},
+        },
+        flux_ns,
+    )
+    secrets = {"API_KEY": {"secretName": "api", "key": "token"}}
+    cluster.apply(
+        workflow_manifest("secret", SECRET_SOURCE, "uses_secret", secrets=secrets), flux_ns
+    )
+    missing = {"API_KEY": {"secretName": "no-such-secret", "key": "token"}}
+    cluster.apply(
+        workflow_manifest("no-secret", SECRET_SOURCE, "uses_secret", secrets=missing), flux_ns
+    )
+    cluster.apply(run_manifest("secret-1", "secret", "x"), flux_ns)
+    cluster.apply(run_manifest("no-secret-1", "no-secret", "x"), flux_ns)
+    status = wait_phase(cluster, operator, flux_ns, "secret-1", "Succeeded", "Failed")
+    assert status["output"] == [
+        f"x:{hashlib.sha256(value.encode()).hexdigest()}",
+        "x: secrets given: False",
+    ]
+    failed = wait_phase(
+        cluster, operator, flux_ns, "no-secret-1", "Succeeded", "Failed", timeout=90
+    )
+    assert failed["phase"] == "Failed"
+    message = failed["error"]["message"]
+    assert "API_KEY" in message and "no-such-secret" in message and "token" in message
+    seen = cluster.kubectl("get", "wfr,events", "-n", flux_ns, "-o", "json").stdout
+    assert value not in seen
+    assert value not in operator.log_tail(100_000)
