@@ -205,6 +205,18 @@ def test_bad_workflows_and_runs_fail_clearly(
         )
 
 
+def test_the_operator_account_cannot_read_secrets(cluster: Cluster) -> None:
+    """deploy/operator-rbac.yaml, as installed, grants nothing on Secrets."""
+    cluster.kubectl("create", "namespace", "flux-system", check=False)
+    cluster.kubectl("apply", "-f", str(REPO / "deploy/operator-rbac.yaml"))
+    who = "system:serviceaccount:flux-system:flux-operator"
+    for verb in ("get", "list", "watch"):
+        answer = cluster.kubectl("auth", "can-i", verb, "secrets", "-A", "--as", who, check=False)
+        assert answer.stdout.strip() == "no", (verb, answer.stdout, answer.stderr)
+    allowed = cluster.kubectl("auth", "can-i", "create", "pods", "-A", "--as", who, check=False)
+    assert allowed.stdout.strip() == "yes"
+
+
 def test_task_pods_and_drivers_cannot_read_secrets(cluster: Cluster, flux_ns: str) -> None:
     for account in ("flux-driver", "default"):
         who = f"system:serviceaccount:{flux_ns}:{account}"

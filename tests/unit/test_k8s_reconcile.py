@@ -345,3 +345,30 @@ def test_policy_steps_are_kept_for_the_history() -> None:
     first = plan(status, [pod("p1", "task", "Failed", failed), pod("d", "driver", "Running")])
     steps = [s["type"] for s in first.status["tasks"][0]["steps"]]
     assert steps == ["TASK_RETRY_STARTED"]
+
+
+def test_an_unschedulable_pod_fails_its_attempt_after_the_pending_timeout() -> None:
+    stuck = pod("p1", "task", "Pending")
+    stuck["status"] = {
+        "phase": "Pending",
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/1 nodes are available: 1 Insufficient memory.",
+            }
+        ],
+    }
+    status = _running()
+    early = plan(status, [stuck, pod("d", "driver", "Running")], now=NOW + dt.timedelta(seconds=10))
+    assert "tasks" not in early.status
+    late = plan(
+        status,
+        [stuck, pod("d", "driver", "Running")],
+        now=NOW + dt.timedelta(seconds=CONFIG.pending_timeout + 1),
+    )
+    record = late.status["tasks"][0]
+    assert record["state"] == "Failed"
+    assert record["lastError"]["kind"] == "unstartable"
+    assert "Insufficient memory" in record["lastError"]["message"]

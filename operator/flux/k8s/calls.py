@@ -98,6 +98,7 @@ class PodView:
     started: dt.datetime | None = None
     log_result: str | None = None
     deleting: bool = False
+    unschedulable: str | None = None
 
     @classmethod
     def from_pod(cls, pod: dict[str, Any], log_result: str | None = None) -> PodView:
@@ -120,6 +121,14 @@ class PodView:
             started=_time(running.get("startedAt") or terminated.get("startedAt")),
             log_result=log_result,
             deleting=bool(pod["metadata"].get("deletionTimestamp")),
+            unschedulable=next(
+                (
+                    c.get("message") or "no node fits"
+                    for c in status.get("conditions") or []
+                    if c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable"
+                ),
+                None,
+            ),
         )
 
     @property
@@ -399,17 +408,18 @@ def _still_running(
     backstop: float,
 ) -> CallMove | None:
     if pod.phase == "Pending" and pod.created is not None:
-        stuck = pod.waiting_reason in UNSTARTABLE_REASONS
+        stuck = pod.waiting_reason in UNSTARTABLE_REASONS or pod.unschedulable is not None
         waited = (now - pod.created).total_seconds()
         if stuck and waited > pending_timeout:
-            reason = pod.waiting_reason or "Pending"
+            reason = pod.waiting_reason or ("Unschedulable" if pod.unschedulable else "Pending")
+            detail = pod.waiting_message or pod.unschedulable or ""
             failure: ErrorInfo = {
                 "type": "PodStartError",
                 "module": "",
                 "kind": FailureKind.UNSTARTABLE.value,
                 "reason": reason,
-                "message": f"pod {pod.name} could not start: {reason} "
-                f"{pod.waiting_message or ''}".strip(),
+                "message": f"pod {pod.name} could not start in {pending_timeout:g}s: "
+                f"{reason}: {detail}".rstrip(": "),
             }
             attempt = int(record.get("attempts", 1))
             return _step_failed(call, record, step, attempt, failure, pod.name, now, 0.5)
@@ -432,7 +442,9 @@ def _failure(call: Call, pod: PodView, result: TaskResult | None) -> ErrorInfo:
             info["exit_code"] = pod.exit_code
         return info
     if pod.reason == "DeadlineExceeded":
-        return timeout_info(call.name, call.policy.timeout)
+        info = timeout_info(call.name, call.policy.timeout)
+        info["reason"] = "DeadlineExceeded"
+        return info
     reason = pod.terminated_reason or pod.reason or "Error"
     info = {
         "type": "PodFailed",
