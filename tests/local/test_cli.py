@@ -360,10 +360,10 @@ def test_cancel_an_interrupted_run_runs_the_rollback(flux: Flux, tmp_path: Path)
     assert trace_lines(trace) == ["started", "rolled back"]
     types = [e.type for e in flux.events(run_id)]
     assert types[-4:] == [
-        EventType.WORKFLOW_CANCELLED,
         EventType.TASK_ROLLBACK_STARTED,
         EventType.TASK_ROLLBACK_COMPLETED,
         EventType.TASK_CANCELLED,
+        EventType.WORKFLOW_CANCELLED,
     ]
 
 

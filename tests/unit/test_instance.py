@@ -336,9 +336,12 @@ def test_a_failure_in_parallel_cancels_the_other_calls() -> None:
     assert [c.call_id for c in instance.take_commands()] == ["add#0", "add#1", "add#2"]
     instance.deliver(EventType.TASK_COMPLETED, "add#0", 2)
     instance.deliver(EventType.TASK_FAILED, "add#1", wrap_execution(error_info(OSError("x"))))
-    assert instance.state == ExecutionState.FAILED
     assert instance.take_commands() == [CancelCall("add#2")]
+    # The workflow moves on only once the cancellation (and any rollback) is recorded.
+    assert instance.state == ExecutionState.RUNNING
     instance.deliver(EventType.TASK_CANCELLED, "add#2")
+    assert instance.state == ExecutionState.FAILED
+    assert instance.events[-1].type == EventType.WORKFLOW_FAILED
     assert [e.type for e in instance.call_events("add#2")] == [
         EventType.TASK_STARTED,
         EventType.TASK_CANCELLED,
@@ -349,12 +352,13 @@ def test_cancel_stops_the_workflow_and_its_calls() -> None:
     instance = new(fan_out)
     instance.take_commands()
     instance.cancel()
+    cancels = sorted(c.call_id for c in instance.take_commands() if isinstance(c, CancelCall))
+    assert cancels == ["add#0", "add#1", "add#2"]
+    # Cancelled once every call's cancellation (rollback included) is recorded.
+    for call_id in cancels:
+        assert instance.state == ExecutionState.RUNNING
+        instance.deliver(EventType.TASK_CANCELLED, call_id)
     assert instance.state == ExecutionState.CANCELLED
-    assert sorted(c.call_id for c in instance.take_commands() if isinstance(c, CancelCall)) == [
-        "add#0",
-        "add#1",
-        "add#2",
-    ]
     assert instance.events[-1].type == EventType.WORKFLOW_CANCELLED
 
 

@@ -55,6 +55,7 @@ class _Call:
     until: dt.datetime | None = None
     settled: bool = False  # its outcome is in history
     replayed: bool = False  # the step was found in history rather than newly recorded
+    cancel_requested: bool = False  # the caller gave up on it; its cancellation is pending
 
 
 class WorkflowInstance:
@@ -157,7 +158,7 @@ class WorkflowInstance:
         for call in self._calls.values():
             if call.settled or not call.replayed:
                 continue
-            if call.future.cancelled():
+            if call.future.cancelled() or call.cancel_requested:
                 self._commands.append(CancelCall(call.call_id))
             elif call.kind == "task" and call.task is not None:
                 self._commands.append(
@@ -220,6 +221,10 @@ class WorkflowInstance:
         pending = self._pending_pause()
         return pending.name if pending else None
 
+    def is_settled(self, call_id: str) -> bool:
+        call = self._calls.get(call_id)
+        return call is not None and call.settled
+
     def in_flight(self) -> list[str]:
         return [c.call_id for c in self._calls.values() if not c.settled and c.kind != "pause"]
 
@@ -251,7 +256,26 @@ class WorkflowInstance:
             described = {**encoded, **self._descriptions[task]}
             self._emit(EventType.TASK_STARTED, call.call_id, name, described)
             self._commands.append(ScheduleTask(call.call_id, name, task, args, kwargs))
-        return call.future
+        return self._await_task(call)
+
+    async def _await_task(self, call: _Call) -> Any:
+        """The task's outcome. A caller that is cancelled (a failed ``parallel``, a
+        cancelled run) waits until the call's cancellation, rollback included, is
+        recorded, so that nothing of the call happens after the workflow moved on."""
+        try:
+            return await asyncio.shield(call.future)
+        except asyncio.CancelledError:
+            if call.future.done():
+                raise
+        call.cancel_requested = True
+        if not self._replaying:
+            self._commands.append(CancelCall(call.call_id))
+        while not call.future.done():
+            try:
+                await asyncio.shield(call.future)
+            except asyncio.CancelledError:
+                continue  # cancelled again while waiting: the wait goes on
+        raise asyncio.CancelledError
 
     def builtin(self, name: str, compute: _runtime.BuiltinCompute) -> Awaitable[Any]:
         call = self._new_call(name, "builtin")

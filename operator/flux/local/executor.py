@@ -185,6 +185,8 @@ class LocalExecutor:
                 case StartTimer():
                     self._start(run, command.call_id, self._run_timer(run, command))
                 case CancelCall():
+                    if instance.is_settled(command.call_id):
+                        continue  # it ended before the cancellation reached it
                     runner = run.runners.get(command.call_id)
                     if runner is not None:
                         runner.cancel()
