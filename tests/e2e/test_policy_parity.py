@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from flux import ExecutionError, WorkflowExecutionContext, task, workflow
+from flux.tasks import parallel
 
 
 def attempt_number(key: str) -> int:
@@ -78,6 +79,30 @@ def too_slow(key: str) -> str:
 @task.with_options(retry_max_attempts=1, retry_delay=1)
 def gives_up(key: str) -> str:
     raise KeyError(key)
+
+
+@task
+def fails_fast(key: str) -> str:
+    raise ValueError("first to fail")
+
+
+def undo_slow(key: str) -> None:
+    attempt_number(key + "-slow-undone")
+
+
+@task.with_options(rollback=undo_slow)
+def slow_step(key: str) -> str:
+    time.sleep(30)
+    return "slow"
+
+
+@workflow
+async def parallel_failure_rolls_back(ctx: WorkflowExecutionContext[str]) -> str:
+    try:
+        await parallel(slow_step(ctx.input), fails_fast(ctx.input))
+    except ExecutionError as error:
+        return f"caught {type(error.inner_exception).__name__}"
+    return "not reached"
 
 
 @workflow

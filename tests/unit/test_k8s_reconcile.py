@@ -372,3 +372,31 @@ def test_an_unschedulable_pod_fails_its_attempt_after_the_pending_timeout() -> N
     assert record["state"] == "Failed"
     assert record["lastError"]["kind"] == "unstartable"
     assert "Insufficient memory" in record["lastError"]["message"]
+
+
+def test_a_cancelled_call_stops_its_pod_and_runs_its_rollback() -> None:
+    status = {**_running({"has_rollback": True}), "cancelRequested": ["say#0"]}
+    result = plan(status, [pod("p1", "task", "Running"), pod("d", "driver", "Running")])
+    assert "p1" in result.delete
+    (rollback,) = result.create
+    assert rollback["metadata"]["annotations"]["flux.dev/step"] == "rollback"
+    record = result.status["tasks"][0]
+    assert record["state"] == "RollingBack" and record["cancelling"] is True
+    done = TaskResult(outcome=Outcome.COMPLETED)
+    status = {**status, "tasks": [record]}
+    after = plan(
+        status, [pod(record["pod"], "task", "Succeeded", done), pod("d", "driver", "Running")]
+    )
+    final = after.status["tasks"][0]
+    assert final["state"] == "Cancelled"
+    assert [s["type"] for s in final["steps"]] == [
+        "TASK_ROLLBACK_STARTED",
+        "TASK_ROLLBACK_COMPLETED",
+    ]
+
+
+def test_a_cancelled_call_without_rollback_just_stops() -> None:
+    status = {**_running(), "cancelRequested": ["say#0"]}
+    result = plan(status, [pod("p1", "task", "Running"), pod("d", "driver", "Running")])
+    assert "p1" in result.delete and not result.create
+    assert result.status["tasks"][0]["state"] == "Cancelled"

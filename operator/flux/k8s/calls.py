@@ -169,12 +169,16 @@ def next_move(
     timeout_backstop: float,
     unit_random: float = 0.5,
     secret_refs: dict[str, dict[str, str]] | None = None,
+    cancel_requested: bool = False,
 ) -> CallMove | None:
     """The next move for ``call``, or None when there is nothing to do yet.
 
-    ``secret_refs`` maps the Workflow's secret names to their Secret and key.
+    ``secret_refs`` maps the Workflow's secret names to their Secret and key;
+    ``cancel_requested`` says the workflow gave up on the call.
     """
     secret_refs = secret_refs or {}
+    if cancel_requested and not (record or {}).get("cancelling"):
+        return _cancel(call, record, pod, now)
     if record is None:
         unmapped = [name for name in call.secrets if name not in secret_refs]
         if unmapped:
@@ -244,8 +248,12 @@ def _step_succeeded(
     done = {**record, "finishTime": now.isoformat(), "pod": None}
     attempt = int(record.get("attempts", 1))
     if step == Step.ROLLBACK:
-        # The rollback ran; the task still fails with the error that triggered it.
-        done.update(state="Failed", error=wrap_execution(record["triggerError"]))
+        # The rollback ran; the task still fails with the error that triggered it
+        # (or, when the workflow gave up on it, ends cancelled).
+        if record.get("cancelling"):
+            done.update(state="Cancelled")
+        else:
+            done.update(state="Failed", error=wrap_execution(record["triggerError"]))
         done = with_step(done, EventType.TASK_ROLLBACK_COMPLETED)
     else:
         done.update(state="Completed", output=result.value)
@@ -274,6 +282,10 @@ def _step_failed(
             else EventType.TASK_ROLLBACK_FAILED
         )
         record = with_step(record, ended, {"error": failure})
+        if record.get("cancelling"):
+            return CallMove(
+                {**record, "state": "Cancelled", "finishTime": now.isoformat()}, delete=[pod_name]
+            )
         failed = {
             **record,
             "state": "Failed",
@@ -332,6 +344,57 @@ def _step_failed(
             return CallMove(
                 failed, delete=[pod_name], events=[_task_failed_event(call, decision.error)]
             )
+
+
+CANCELLED_ERROR: ErrorInfo = {
+    "type": "CancelledError",
+    "module": "asyncio",
+    "message": "the task was cancelled",
+    "kind": "code",
+}
+
+
+def _cancel(
+    call: Call, record: dict[str, Any] | None, pod: PodView | None, now: dt.datetime
+) -> CallMove | None:
+    """Stop a call the workflow gave up on; one that had started runs its rollback."""
+    if record is None:
+        return CallMove(
+            {
+                "callId": call.call_id,
+                "name": call.name,
+                "state": "Cancelled",
+                "attempts": 0,
+                "finishTime": now.isoformat(),
+            }
+        )
+    if record.get("state") in ("Completed", "Failed", "Cancelled"):
+        return None  # it ended first; the driver delivers that outcome
+    delete = [pod.name] if pod is not None else []
+    if call.policy.has_rollback and not call.policy.has_fallback:
+        rolling = with_step(
+            {
+                **record,
+                "state": RUNNING_STATES[Step.ROLLBACK],
+                "step": "rollback",
+                "triggerError": CANCELLED_ERROR,
+                "cancelling": True,
+                "nextAttemptAt": None,
+            },
+            EventType.TASK_ROLLBACK_STARTED,
+            {"error": CANCELLED_ERROR},
+        )
+        return CallMove(rolling, start=(Step.ROLLBACK, 1), delete=delete)
+    return CallMove(
+        {
+            **record,
+            "state": "Cancelled",
+            "pod": None,
+            "nextAttemptAt": None,
+            "finishTime": now.isoformat(),
+        },
+        delete=delete,
+    )
 
 
 def _secrets_missing(call: Call, now: dt.datetime, detail: str) -> CallMove:

@@ -15,7 +15,7 @@ PHASES = {
     ExecutionState.CANCELLED: "Cancelled",
 }
 FINAL_PHASES = frozenset({"Succeeded", "Failed", "Cancelled"})
-FINISHED_TASK_STATES = frozenset({"Completed", "Failed"})
+FINISHED_TASK_STATES = frozenset({"Completed", "Failed", "Cancelled"})
 
 
 def event_to_status(event: ExecutionEvent) -> dict[str, Any]:

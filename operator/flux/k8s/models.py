@@ -334,6 +334,9 @@ class TaskRecord(_Model):
     error: FreeFormObject | None = Field(
         default=None, description="The task's error (with its causes), once Failed."
     )
+    cancelling: bool | None = Field(
+        default=None, description="The workflow gave up on the call; its rollback runs."
+    )
     steps: list[PolicyStep] | None = Field(
         default=None,
         description="Retry, fallback and rollback steps so far; the driver copies them into "
@@ -405,6 +408,11 @@ class WorkflowRunStatus(_Model):
         default_factory=list, description="The run's durable history; written by the driver."
     )
     driver: DriverStatus | None = Field(default=None, description="The run's driver pods.")
+    cancel_requested: list[str] | None = Field(
+        default=None,
+        description="Task calls the workflow gave up on (written by the driver); the operator "
+        "stops their pods and runs their rollbacks.",
+    )
 
 
 class WorkflowRun(_Model):

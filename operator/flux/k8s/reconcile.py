@@ -87,6 +87,7 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
     records = {r["callId"]: r for r in status.get("tasks") or []}
     updated = dict(records)
     referenced: set[str] = set()
+    cancels = set(status.get("cancelRequested") or [])
     limit = (workflow.get("spec") or {}).get("parallelism")
     busy = sum(_holds_pod(r) for cid, r in records.items() if cid not in settled)
     for event in history:
@@ -111,6 +112,7 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
             timeout_backstop=config.timeout_backstop,
             unit_random=unit_random,
             secret_refs=(workflow.get("spec") or {}).get("secrets") or {},
+            cancel_requested=call_id in cancels,
         )
         if move is None:
             if record and record.get("pod"):

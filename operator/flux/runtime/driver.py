@@ -58,6 +58,7 @@ class Driver:
     workflow: Workflow[Any]
     linger: float = 30.0
     timers: dict[str, dt.datetime] = field(default_factory=dict)
+    cancels: set[str] = field(default_factory=set)
 
     async def run(self) -> int:
         body = await self.runs.get(self.namespace, self.name)
@@ -102,6 +103,8 @@ class Driver:
                 instance.record(EventType(step["type"]), call_id, step.get("value"))
             if record["state"] == "Completed":
                 instance.deliver(EventType.TASK_COMPLETED, call_id, record.get("output"))
+            elif record["state"] == "Cancelled":
+                instance.deliver(EventType.TASK_CANCELLED, call_id)
             else:
                 instance.deliver(EventType.TASK_FAILED, call_id, record.get("error"))
             in_flight = set(instance.in_flight())
@@ -126,9 +129,14 @@ class Driver:
                 match command:
                     case StartTimer():
                         self.timers[command.call_id] = command.until
-                    case CancelCall():
-                        self.timers.pop(command.call_id, None)
+                    case CancelCall() if command.call_id in self.timers:
+                        del self.timers[command.call_id]
                         instance.deliver(EventType.TASK_CANCELLED, command.call_id)
+                        did = True
+                    case CancelCall():
+                        # A task: the operator stops its pod and runs its rollback,
+                        # then its record says Cancelled and is delivered like any outcome.
+                        self.cancels.add(command.call_id)
                         did = True
                 # Task calls need nothing here: the operator acts on their TASK_STARTED.
         return did
@@ -136,7 +144,7 @@ class Driver:
     async def publish(self, instance: WorkflowInstance, body: dict[str, Any]) -> dict[str, Any]:
         events = instance.take_events()
         status = body.get("status") or {}
-        ops = status_patch(instance, status, events)
+        ops = status_patch(instance, status, events, self.cancels)
         if not ops:
             return body
         return await self.runs.patch_status(self.namespace, self.name, ops)
@@ -170,7 +178,10 @@ class Driver:
 
 
 def status_patch(
-    instance: WorkflowInstance, status: dict[str, Any], events: list[ExecutionEvent]
+    instance: WorkflowInstance,
+    status: dict[str, Any],
+    events: list[ExecutionEvent],
+    cancels: set[str] | None = None,
 ) -> list[dict[str, Any]]:
     """JSON-patch operations that append ``events`` and refresh the run's summary."""
     ops: list[dict[str, Any]] = []
@@ -182,6 +193,8 @@ def status_patch(
         {"op": "add", "path": "/status/history/-", "value": event_to_status(e)} for e in events
     )
     summary = run_summary(instance)
+    pending_cancels = sorted(c for c in cancels or () if c in instance.in_flight())
+    summary["cancelRequested"] = pending_cancels or None
     for key, value in summary.items():
         if status.get(key) != value:
             if value is None:
