@@ -30,6 +30,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -142,7 +143,8 @@ def main() -> None:
         "FLUX_DEFAULT_IMAGE": image,
         "FLUX_WATCH_NAMESPACES": namespace,
     }
-    log = open(REPO / ".flux-bench-operator.log", "wb")  # noqa: SIM115
+    log_path = Path(tempfile.mkdtemp(prefix="flux-bench-")) / "operator.log"
+    log = log_path.open("wb")
     operator = subprocess.Popen(
         [sys.executable, "-m", "flux.k8s"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
     )
