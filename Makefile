@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # Reinstall when the dependency list changes, not on every run.
 DEPS_STAMP := $(VENV)/.deps-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: demo test venv lint typecheck imports unit local check e2e bench bench-k8s crds clean
+.PHONY: demo test venv promtool lint typecheck imports unit local check e2e bench bench-k8s crds clean
 
 $(DEPS_STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,7 @@ lint: venv
 # Regenerate crds/ from the pydantic models (never edit those files by hand).
 crds: venv
 	$(BIN)/python -m flux.k8s.crds crds
+	cp crds/*.yaml charts/flux/files/crds/
 
 typecheck: venv
 	$(BIN)/mypy
@@ -35,7 +36,13 @@ typecheck: venv
 imports: venv
 	$(BIN)/lint-imports
 
-unit: venv
+# promtool (Debian's prometheus package) checks the metrics and alert rules;
+# the chart's e2e test runs the prometheus server from the same package.
+promtool:
+	@command -v promtool >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+
+unit: venv promtool
 	$(BIN)/pytest -q tests/unit
 
 local: venv

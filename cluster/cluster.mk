@@ -48,7 +48,7 @@ else
 	@exit 1
 endif
 
-e2e: venv image
+e2e: venv promtool image
 ifneq ($(strip $(FLUX_E2E_KUBECONFIG)),)
 	@command -v kubectl >/dev/null || test -n "$(FLUX_E2E_KUBECTL)" \
 	  || bash $(CLUSTER_SCRIPTS)/build-binaries.sh kubectl

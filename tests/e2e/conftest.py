@@ -281,6 +281,9 @@ class Operator:
             "FLUX_KUBECONFIG": self.cluster.kubeconfig,
             "FLUX_DEFAULT_IMAGE": self.cluster.image,
             "FLUX_DRIVER_LINGER_SECONDS": "20",
+            # Only the per-test namespaces: an operator installed by the chart test
+            # serves its own (chart-*) namespace, and no run may have two operators.
+            "FLUX_WATCH_NAMESPACES": "e2e-*",
         }
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(

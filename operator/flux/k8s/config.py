@@ -26,6 +26,8 @@ class OperatorConfig:
     # Grace beyond a task's timeout before the operator itself ends the attempt.
     timeout_backstop: float = 15.0
     namespaces: tuple[str, ...] = field(default_factory=tuple)
+    # Serve Prometheus metrics on this port (all interfaces); None: do not serve.
+    metrics_port: int | None = None
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -38,4 +40,5 @@ class OperatorConfig:
             pending_timeout=_env_float("FLUX_PENDING_TIMEOUT_SECONDS", cls.pending_timeout),
             driver_linger=_env_float("FLUX_DRIVER_LINGER_SECONDS", cls.driver_linger),
             namespaces=namespaces,
+            metrics_port=int(port) if (port := os.environ.get("FLUX_METRICS_PORT")) else None,
         )

@@ -9,19 +9,22 @@ overlap: an event that arrives during one marks the run for one more pass.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import logging
 import os
 import random
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import kopf
+import prometheus_client
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from flux.k8s import api
+from flux.k8s import api, metrics
 from flux.k8s.config import OperatorConfig
 from flux.k8s.decisions import condition_changed, set_condition, workflow_ready
 from flux.k8s.history import FINAL_PHASES
@@ -48,10 +51,23 @@ class Reconciler:
         self._again: set[Key] = set()
         self._wakers: dict[Key, asyncio.TimerHandle] = {}
         self._rng = random.Random()
+        # Last phase seen per run, for the metrics only; never used for decisions.
+        self._phases: dict[Key, str] = {}
+
+    async def _api(self, verb: str, resource: str, call: Awaitable[Any]) -> Any:
+        """One Kubernetes API request, counted."""
+        metrics.API_REQUESTS.labels(verb, resource).inc()
+        try:
+            return await call
+        except ApiException as exc:
+            metrics.API_ERRORS.labels(verb, resource, str(exc.status)).inc()
+            raise
 
     def forget(self, namespace: str, name: str) -> None:
         key = (namespace, name)
         self._locks.pop(key, None)
+        if self._phases.pop(key, None) is not None:
+            metrics.set_active(self._phases.values())
         waker = self._wakers.pop(key, None)
         if waker is not None:
             waker.cancel()
@@ -65,13 +81,19 @@ class Reconciler:
         async with lock:
             while True:
                 self._again.discard(key)
-                await self._reconcile_once(namespace, name)
+                started, result = time.monotonic(), "error"
+                try:
+                    await self._reconcile_once(namespace, name)
+                    result = "ok"
+                finally:
+                    elapsed = time.monotonic() - started
+                    metrics.RECONCILE_DURATION.labels(result).observe(elapsed)
                 if key not in self._again:
                     return
 
     async def _reconcile_once(self, namespace: str, name: str) -> None:
         try:
-            run = await self.runs.get(namespace, name)
+            run = await self._api("get", "workflowruns", self.runs.get(namespace, name))
         except ApiException as exc:
             if exc.status == 404:
                 self.forget(namespace, name)
@@ -82,25 +104,42 @@ class Reconciler:
         workflow = await self._workflow_of(run)
         pods = await self._pods_of(namespace, name)
         logs = await self._result_logs(namespace, pods)
-        plan = plan_run(
-            Observed(run, workflow, pods, utc_now(), logs), self.config, self._rng.random()
-        )
+        now = utc_now()
+        plan = plan_run(Observed(run, workflow, pods, now, logs), self.config, self._rng.random())
         await self._carry_out(run, plan)
+        self._observe(run, plan, now, pods)
+
+    def _observe(
+        self, run: dict[str, Any], plan: Plan, now: dt.datetime, pods: list[dict[str, Any]]
+    ) -> None:
+        """Metrics of a reconcile whose plan was carried out."""
+        key = (run["metadata"]["namespace"], run["metadata"]["name"])
+        metrics.record(metrics.deltas(run, plan.status, now, self._phases.get(key), pods))
+        phase = plan.status.get("phase") or (run.get("status") or {}).get("phase")
+        if phase and self._phases.get(key) != phase:
+            self._phases[key] = phase
+            metrics.set_active(self._phases.values())
 
     async def _workflow_of(self, run: dict[str, Any]) -> dict[str, Any] | None:
         ref = ((run.get("spec") or {}).get("workflowRef") or {}).get("name")
         if not ref:
             return None
         try:
-            return await self.runs.get_workflow(run["metadata"]["namespace"], ref)
+            return await self._api(  # type: ignore[no-any-return]
+                "get", "workflows", self.runs.get_workflow(run["metadata"]["namespace"], ref)
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
 
     async def _pods_of(self, namespace: str, run_name: str) -> list[dict[str, Any]]:
-        response = await self.core.list_namespaced_pod(
-            namespace, label_selector=f"{api.LABEL_RUN}={run_name}", _preload_content=False
+        response = await self._api(
+            "list",
+            "pods",
+            self.core.list_namespaced_pod(
+                namespace, label_selector=f"{api.LABEL_RUN}={run_name}", _preload_content=False
+            ),
         )
         items: list[dict[str, Any]] = json.loads(await response.read())["items"]
         return items
@@ -114,7 +153,9 @@ class Reconciler:
             if not terminated or '"inLog":true' not in (terminated.get("message") or ""):
                 continue
             name = pod["metadata"]["name"]
-            text: str = await self.core.read_namespaced_pod_log(name, namespace, tail_lines=5)
+            text: str = await self._api(
+                "get", "pods/log", self.core.read_namespaced_pod_log(name, namespace, tail_lines=5)
+            )
             for line in reversed(text.splitlines()):
                 if line.startswith(RESULT_LOG_MARKER):
                     found[name] = line[len(RESULT_LOG_MARKER) :]
@@ -127,16 +168,22 @@ class Reconciler:
         # reconcile whose status patch then failed is found again, not doubled.
         for pod in plan.create:
             try:
-                await self.core.create_namespaced_pod(namespace, pod)
+                await self._api("create", "pods", self.core.create_namespaced_pod(namespace, pod))
             except ApiException as exc:
                 if exc.status != 409:
                     raise
         if plan.status:
             ops = status_ops(run.get("status"), plan.status)
-            await self.runs.patch_status(namespace, name, ops)
+            await self._api(
+                "patch", "workflowruns/status", self.runs.patch_status(namespace, name, ops)
+            )
         for pod_name in dict.fromkeys(plan.delete):
             try:
-                await self.core.delete_namespaced_pod(pod_name, namespace, grace_period_seconds=0)
+                await self._api(
+                    "delete",
+                    "pods",
+                    self.core.delete_namespaced_pod(pod_name, namespace, grace_period_seconds=0),
+                )
             except ApiException as exc:
                 if exc.status != 404:
                     raise
@@ -170,15 +217,19 @@ class Reconciler:
         if not condition_changed(stored, wanted):
             return
         conditions = set_condition(stored, wanted, utc_now())
-        await self.runs.patch_workflow_status(
-            meta["namespace"],
-            meta["name"],
-            {
-                "status": {
-                    "conditions": [to_json(c) for c in conditions],
-                    "observedGeneration": meta.get("generation"),
-                }
-            },
+        await self._api(
+            "patch",
+            "workflows/status",
+            self.runs.patch_workflow_status(
+                meta["namespace"],
+                meta["name"],
+                {
+                    "status": {
+                        "conditions": [to_json(c) for c in conditions],
+                        "observedGeneration": meta.get("generation"),
+                    }
+                },
+            ),
         )
         kopf.event(
             _body(workflow),
@@ -203,11 +254,19 @@ class Reconciler:
         }
         name = configmap["metadata"]["name"]
         try:
-            await self.core.replace_namespaced_config_map(name, meta["namespace"], configmap)
+            await self._api(
+                "update",
+                "configmaps",
+                self.core.replace_namespaced_config_map(name, meta["namespace"], configmap),
+            )
         except ApiException as exc:
             if exc.status != 404:
                 raise
-            await self.core.create_namespaced_config_map(meta["namespace"], configmap)
+            await self._api(
+                "create",
+                "configmaps",
+                self.core.create_namespaced_config_map(meta["namespace"], configmap),
+            )
 
 
 @kopf.on.startup()
@@ -219,7 +278,11 @@ async def _startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None
     settings.watching.server_timeout = 600
     settings.scanning.disabled = True
     memo["api"] = await api.connect()
-    memo["reconciler"] = Reconciler(memo["api"], OperatorConfig.from_env())
+    config = OperatorConfig.from_env()
+    metrics.set_build_info()
+    if config.metrics_port is not None:
+        prometheus_client.start_http_server(config.metrics_port)
+    memo["reconciler"] = Reconciler(memo["api"], config)
 
 
 @kopf.on.login()
@@ -229,8 +292,16 @@ def _login(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInf
     if kubeconfig:
         os.environ["KUBECONFIG"] = kubeconfig
         return kopf.login_with_kubeconfig(settings=settings, **kwargs)
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        return kopf.login_with_service_account(settings=settings, **kwargs)
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    if host:
+        info = kopf.login_with_service_account(settings=settings, **kwargs)
+        if info is None:
+            return None
+        # kopf names the API server kubernetes.default.svc, which needs cluster DNS;
+        # the address the kubelet gives every pod works without it (as the drivers use).
+        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+        server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+        return dataclasses.replace(info, server=server)
     return kopf.login_with_kubeconfig(settings=settings, **kwargs)
 
 

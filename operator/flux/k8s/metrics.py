@@ -1,0 +1,270 @@
+"""Prometheus metrics of the operator, and the pure function that derives their updates.
+
+Names follow Prometheus conventions: prefix ``flux_``, base units (seconds),
+counters end in ``_total``. Labels are bounded: workflow and task names come
+from code and manifests, outcomes and phases from fixed sets. No label ever
+names a run or a pod.
+
+:func:`deltas` turns one reconcile (the run's status as read, and the status
+changes the plan made) into :class:`Deltas`, without touching any metric; the
+Reconciler applies them with :func:`record` after the plan was carried out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+from flux.k8s.history import FINAL_PHASES
+
+ACTIVE_PHASES = ("Pending", "Running", "Paused")
+
+# Runs last from seconds to days; task steps and reconciles are much shorter.
+_RUN_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+_TASK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
+_RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+RUNS_STARTED = Counter(
+    "flux_runs_started_total", "WorkflowRuns the operator started.", ["workflow"]
+)
+RUNS_FINISHED = Counter(
+    "flux_runs_finished_total",
+    "WorkflowRuns that reached a final phase, by outcome (succeeded, failed, cancelled).",
+    ["workflow", "outcome"],
+)
+RUNS_ACTIVE = Gauge(
+    "flux_runs_active", "WorkflowRuns this operator process sees, by phase.", ["phase"]
+)
+RUN_DURATION = Histogram(
+    "flux_run_duration_seconds",
+    "From a run's start to its final phase.",
+    ["workflow", "outcome"],
+    buckets=_RUN_BUCKETS,
+)
+TASK_ATTEMPTS = Counter(
+    "flux_task_attempts_total",
+    "Task steps (attempts, fallbacks, rollbacks) that ended, by outcome "
+    "(succeeded, failed, timeout, infrastructure, unstartable, cancelled).",
+    ["workflow", "task", "outcome"],
+)
+TASK_RETRIES = Counter("flux_task_retries_total", "Task retries scheduled.", ["workflow", "task"])
+TASK_TIMEOUTS = Counter(
+    "flux_task_timeouts_total", "Task attempts that exceeded their timeout.", ["workflow", "task"]
+)
+TASK_FALLBACKS = Counter(
+    "flux_task_fallbacks_total", "Task fallbacks started.", ["workflow", "task"]
+)
+TASK_ROLLBACKS = Counter(
+    "flux_task_rollbacks_total", "Task rollbacks started.", ["workflow", "task"]
+)
+TASK_STAGE_DURATION = Histogram(
+    "flux_task_stage_duration_seconds",
+    "Task pod latency by stage, from pod timestamps (one-second resolution): queued "
+    "(call started to its first pod created), starting (pod created to container "
+    "running), running (container running to finished).",
+    ["workflow", "stage"],
+    buckets=_TASK_BUCKETS,
+)
+RECONCILE_DURATION = Histogram(
+    "flux_reconcile_duration_seconds",
+    "One reconcile of a WorkflowRun, API calls included, by result (ok, error).",
+    ["result"],
+    buckets=_RECONCILE_BUCKETS,
+)
+API_REQUESTS = Counter(
+    "flux_kubernetes_api_requests_total",
+    "Kubernetes API requests the reconciler made.",
+    ["verb", "resource"],
+)
+API_ERRORS = Counter(
+    "flux_kubernetes_api_errors_total",
+    "Kubernetes API requests that failed, by HTTP status code (expected ones included).",
+    ["verb", "resource", "code"],
+)
+DRIVER_RESTARTS = Counter(
+    "flux_driver_restarts_total",
+    "Driver pods started for a run that already had one (after an exit or a failure).",
+    ["workflow"],
+)
+BUILD = Info("flux_build", "The operator's version.")
+
+# Steps recorded in a task record (see flux.k8s.calls.with_step) that the counters follow.
+_STEP_COUNTERS = {
+    "TASK_RETRY_STARTED": "retries",
+    "TASK_FALLBACK_STARTED": "fallbacks",
+    "TASK_ROLLBACK_STARTED": "rollbacks",
+}
+_KNOWN_FAILURE_KINDS = frozenset({"timeout", "infrastructure", "unstartable"})
+
+
+@dataclass
+class Deltas:
+    """What one reconcile adds to the metrics. Keys are (workflow, task) or (workflow, outcome)."""
+
+    workflow: str
+    started: bool = False
+    finished: str | None = None  # outcome
+    duration: float | None = None
+    attempts: dict[tuple[str, str], int] = field(default_factory=dict)  # (task, outcome)
+    retries: dict[str, int] = field(default_factory=dict)  # task -> count
+    fallbacks: dict[str, int] = field(default_factory=dict)
+    rollbacks: dict[str, int] = field(default_factory=dict)
+    timeouts: dict[str, int] = field(default_factory=dict)
+    driver_restarts: int = 0
+    stages: list[tuple[str, float]] = field(default_factory=list)  # (stage, seconds)
+
+
+def _bump(counts: dict[Any, int], key: Any, by: int = 1) -> None:
+    if by:
+        counts[key] = counts.get(key, 0) + by
+
+
+def _time(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _step_outcome(new: Mapping[str, Any], added_steps: list[str]) -> str:
+    """Outcome of the step (attempt, fallback, rollback) whose pod the record just let go."""
+    state = new.get("state")
+    if "TASK_ROLLBACK_COMPLETED" in added_steps or state == "Completed":
+        return "succeeded"
+    if state == "Cancelled" and not added_steps:
+        return "cancelled"
+    kind = (new.get("lastError") or {}).get("kind")
+    return kind if kind in _KNOWN_FAILURE_KINDS else "failed"
+
+
+def _stages(record: Mapping[str, Any], pod: Mapping[str, Any]) -> list[tuple[str, float]]:
+    """Stage latencies of a task pod whose container has terminated."""
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    terminated = ((statuses[0].get("state") or {}).get("terminated") or {}) if statuses else {}
+    created = _time((pod.get("metadata") or {}).get("creationTimestamp"))
+    running, finished = _time(terminated.get("startedAt")), _time(terminated.get("finishedAt"))
+    found: list[tuple[str, float]] = []
+    started = _time(record.get("startTime"))
+    if int(record.get("podStarts", 0)) == 1 and started is not None and created is not None:
+        found.append(("queued", (created - started).total_seconds()))
+    if created is not None and running is not None:
+        found.append(("starting", (running - created).total_seconds()))
+    if running is not None and finished is not None:
+        found.append(("running", (finished - running).total_seconds()))
+    return [(stage, max(seconds, 0.0)) for stage, seconds in found]
+
+
+def _task_deltas(
+    out: Deltas,
+    old: Mapping[str, Any] | None,
+    new: Mapping[str, Any],
+    pods: Mapping[str, Mapping[str, Any]],
+) -> None:
+    task = str(new.get("name") or "")
+    old = old or {}
+    old_steps = old.get("steps") or []
+    new_steps = new.get("steps") or []
+    added = [str(s.get("type")) for s in new_steps[len(old_steps) :]]
+    for step in added:
+        which = _STEP_COUNTERS.get(step)
+        if which is not None:
+            _bump(getattr(out, which), task)
+    old_pod = old.get("pod")
+    if old_pod and new.get("pod") != old_pod:
+        outcome = _step_outcome(new, added)
+        _bump(out.attempts, (task, outcome))
+        if outcome == "timeout":
+            _bump(out.timeouts, task)
+        pod = pods.get(old_pod)
+        if pod is not None:
+            out.stages.extend(_stages(old, pod))
+
+
+def deltas(
+    run: Mapping[str, Any],
+    changes: Mapping[str, Any],
+    now: dt.datetime,
+    seen_phase: str | None,
+    pods: Iterable[Mapping[str, Any]] = (),
+) -> Deltas:
+    """The metric updates of one reconcile: the run as read, the plan's status changes.
+
+    ``seen_phase`` is the phase this process saw the run in last (None: never
+    seen it). A run counts as finished only on a transition this process saw,
+    so an operator restart does not count finished runs again.
+    """
+    status: Mapping[str, Any] = run.get("status") or {}
+    workflow = str(((run.get("spec") or {}).get("workflowRef") or {}).get("name") or "")
+    out = Deltas(workflow=workflow)
+    before, after = status.get("phase"), changes.get("phase", status.get("phase"))
+    out.started = before is None and after is not None
+    if after in FINAL_PHASES and seen_phase is not None and seen_phase not in FINAL_PHASES:
+        out.finished = str(after).lower()
+        start = _time(status.get("startTime")) or _time(
+            (run.get("metadata") or {}).get("creationTimestamp")
+        )
+        finish = _time(changes.get("finishTime") or status.get("finishTime")) or now
+        if start is not None:
+            out.duration = max((finish - start).total_seconds(), 0.0)
+    if "tasks" in changes:
+        by_name = {str((p.get("metadata") or {}).get("name")): p for p in pods}
+        old_records = {r.get("callId"): r for r in status.get("tasks") or []}
+        for record in changes["tasks"] or []:
+            _task_deltas(out, old_records.get(record.get("callId")), record, by_name)
+    driver = changes.get("driver")
+    if driver:
+        old_starts = int((status.get("driver") or {}).get("starts", 0))
+        new_starts = int(driver.get("starts", old_starts))
+        out.driver_restarts = max(new_starts - max(old_starts, 1), 0)
+    return out
+
+
+def record(d: Deltas) -> None:
+    """Apply one reconcile's deltas to the metrics."""
+    wf = d.workflow
+    if d.started:
+        RUNS_STARTED.labels(wf).inc()
+    if d.finished is not None:
+        RUNS_FINISHED.labels(wf, d.finished).inc()
+        if d.duration is not None:
+            RUN_DURATION.labels(wf, d.finished).observe(d.duration)
+    for (task, outcome), n in d.attempts.items():
+        TASK_ATTEMPTS.labels(wf, task, outcome).inc(n)
+    for counter, counts in (
+        (TASK_RETRIES, d.retries),
+        (TASK_FALLBACKS, d.fallbacks),
+        (TASK_ROLLBACKS, d.rollbacks),
+        (TASK_TIMEOUTS, d.timeouts),
+    ):
+        for task, n in counts.items():
+            counter.labels(wf, task).inc(n)
+    for stage, seconds in d.stages:
+        TASK_STAGE_DURATION.labels(wf, stage).observe(seconds)
+    if d.driver_restarts:
+        DRIVER_RESTARTS.labels(wf).inc(d.driver_restarts)
+
+
+def set_active(phases: Iterable[str]) -> None:
+    """Set the active-runs gauge from the phases of the runs this process tracks."""
+    counts = dict.fromkeys(ACTIVE_PHASES, 0)
+    for phase in phases:
+        if phase in counts:
+            counts[phase] += 1
+    for phase, n in counts.items():
+        RUNS_ACTIVE.labels(phase).set(n)
+
+
+def set_build_info() -> None:
+    try:
+        version = metadata.version("flux-k8s")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    BUILD.info({"version": version})
