@@ -34,7 +34,8 @@ async def parallel(
     if raise_on_error:
         try:
             return list(await asyncio.gather(*children))
-        except BaseException:
+        except (Exception, asyncio.CancelledError):
+            # Not BaseException: a coroutine being closed (GeneratorExit) must not wait.
             for child in children:
                 child.cancel()
             # Let the cancelled calls settle so their cancellation is recorded.
