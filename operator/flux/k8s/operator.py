@@ -276,7 +276,6 @@ async def _startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None
     # React within milliseconds: step latency is the product.
     settings.batching.batch_window = 0.01
     settings.watching.server_timeout = 600
-    settings.scanning.disabled = True
     memo["api"] = await api.connect()
     config = OperatorConfig.from_env()
     metrics.set_build_info()
