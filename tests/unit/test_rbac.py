@@ -21,7 +21,7 @@ def test_the_operator_has_no_access_to_secrets() -> None:
         assert "*" not in rule["verbs"], rule
 
 
-def test_drivers_only_read_runs_and_write_their_status() -> None:
+def test_drivers_only_read_runs_write_their_status_and_keep_their_archive() -> None:
     granted = {
         (r, v)
         for rule in rules("driver-rbac.yaml")
@@ -33,4 +33,7 @@ def test_drivers_only_read_runs_and_write_their_status() -> None:
         ("workflowruns", "list"),
         ("workflowruns", "watch"),
         ("workflowruns/status", "patch"),
+        ("configmaps", "get"),
+        ("configmaps", "create"),
+        ("configmaps", "update"),
     }

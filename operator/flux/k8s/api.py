@@ -6,10 +6,12 @@ handler ever blocks the event loop.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
 from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
 
 GROUP = "flux.dev"
 VERSION = "v1alpha1"
@@ -69,3 +71,33 @@ class Runs:
             GROUP, VERSION, namespace, WORKFLOWS, name
         )
         return workflow
+
+
+class ConfigMaps:
+    """The ConfigMaps a run's archive and large values live in."""
+
+    def __init__(self, api: client.ApiClient):
+        self.core: Any = client.CoreV1Api(api)
+
+    async def get(self, namespace: str, name: str) -> dict[str, Any]:
+        response = await self.core.read_namespaced_config_map(
+            name, namespace, _preload_content=False
+        )
+        found: dict[str, Any] = json.loads(await response.read())
+        return found
+
+    async def put(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Create it, or replace one of the same name not yet referenced (a retried write)."""
+        namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+        try:
+            response = await self.core.create_namespaced_config_map(
+                namespace, manifest, _preload_content=False
+            )
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            response = await self.core.replace_namespaced_config_map(
+                name, namespace, manifest, _preload_content=False
+            )
+        stored: dict[str, Any] = json.loads(await response.read())
+        return stored

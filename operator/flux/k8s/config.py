@@ -26,6 +26,9 @@ class OperatorConfig:
     # Grace beyond a task's timeout before the operator itself ends the attempt.
     timeout_backstop: float = 15.0
     namespaces: tuple[str, ...] = field(default_factory=tuple)
+    # Task pods one run may hold at once unless its Workflow sets spec.parallelism;
+    # it bounds both the cluster load and the run's inline task records.
+    max_task_pods_per_run: int = 500
     # Serve Prometheus metrics on this port (all interfaces); None: do not serve.
     metrics_port: int | None = None
 
@@ -39,6 +42,9 @@ class OperatorConfig:
             ),
             pending_timeout=_env_float("FLUX_PENDING_TIMEOUT_SECONDS", cls.pending_timeout),
             driver_linger=_env_float("FLUX_DRIVER_LINGER_SECONDS", cls.driver_linger),
+            max_task_pods_per_run=int(
+                os.environ.get("FLUX_MAX_TASK_PODS_PER_RUN", cls.max_task_pods_per_run)
+            ),
             namespaces=namespaces,
             metrics_port=int(port) if (port := os.environ.get("FLUX_METRICS_PORT")) else None,
         )

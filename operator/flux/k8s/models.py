@@ -267,11 +267,52 @@ class WorkflowRef(_Model):
     name: str = Field(min_length=1, description="Name of a Workflow in the run's namespace.")
 
 
+class ConfigMapKeyRef(_Model):
+    """A key of a ConfigMap in the run's namespace."""
+
+    name: str = Field(min_length=1, description="The ConfigMap's name.")
+    key: str = Field(min_length=1, description="The key whose value is used.")
+
+
+class InputSource(_Model):
+    """Where a large input is kept instead of spec.input."""
+
+    config_map_key_ref: ConfigMapKeyRef = Field(
+        description="A ConfigMap key holding the input as JSON text."
+    )
+
+
 class WorkflowRunSpec(_Model):
     """Which workflow to run, with what input."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!(has(self.input) && has(self.inputFrom))",
+                    "message": "set spec.input or spec.inputFrom, not both",
+                }
+            ]
+        }
+    )
+
     workflow_ref: WorkflowRef = Field(description="The Workflow to run.")
     input: FreeForm = Field(default=None, description="The workflow's input: any JSON value.")
+    input_from: InputSource | None = Field(
+        default=None,
+        description="Read the input from a ConfigMap key instead (for inputs too large to keep "
+        "in the run; the run stays within its size budget).",
+    )
+
+
+class ArchiveRef(_Model):
+    """A ConfigMap owned by the run holding part of it (gzip-compressed JSON)."""
+
+    config_map: str = Field(description="The ConfigMap's name.")
+    count: int = Field(ge=0, description="How many items it holds.")
+    resource_version: str = Field(
+        description="Its resourceVersion when stored; a reader checks it is unchanged."
+    )
 
 
 class RunError(_Model):
@@ -331,6 +372,9 @@ class TaskRecord(_Model):
         default=None, description="The error that started the fallback or rollback."
     )
     output: FreeForm = Field(default=None, description="The task's output, once Completed.")
+    output_ref: ArchiveRef | None = Field(
+        default=None, description="Where an output too large for the run is kept instead."
+    )
     error: FreeFormObject | None = Field(
         default=None, description="The task's error (with its causes), once Failed."
     )
@@ -396,8 +440,17 @@ class WorkflowRunStatus(_Model):
     start_time: dt.datetime | None = Field(default=None, description="When the run started.")
     finish_time: dt.datetime | None = Field(default=None, description="When the run ended.")
     output: FreeForm = Field(default=None, description="The workflow's output, once Succeeded.")
+    output_ref: ArchiveRef | None = Field(
+        default=None, description="Where an output too large for the run is kept instead."
+    )
     error: RunError | None = Field(default=None, description="Why the run failed, once Failed.")
-    tasks: list[TaskRecord] = Field(default_factory=list, description="One record per task call.")
+    tasks: list[TaskRecord] = Field(
+        default_factory=list,
+        description="One record per task call in play; settled ones move to taskArchive.",
+    )
+    task_archive: list[ArchiveRef] | None = Field(
+        default=None, description="Settled task records moved out, oldest first."
+    )
     pause: Pause | None = Field(default=None, description="The pause the run waits at.")
     resume: Resume | None = Field(
         default=None,
@@ -405,7 +458,12 @@ class WorkflowRunStatus(_Model):
         '--type=merge -p \'{"status":{"resume":{"input":...}}}\'.',
     )
     history: list[HistoryEvent] = Field(
-        default_factory=list, description="The run's durable history; written by the driver."
+        default_factory=list,
+        description="The newest part of the run's durable history (written by the driver); "
+        "older events are in historyArchive.",
+    )
+    history_archive: list[ArchiveRef] | None = Field(
+        default=None, description="Older history events moved out, oldest first."
     )
     driver: DriverStatus | None = Field(default=None, description="The run's driver pods.")
     cancel_requested: list[str] | None = Field(

@@ -24,7 +24,7 @@ import prometheus_client
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from flux.k8s import api, metrics
+from flux.k8s import api, archive, metrics, runstore
 from flux.k8s.config import OperatorConfig
 from flux.k8s.decisions import condition_changed, set_condition, workflow_ready
 from flux.k8s.history import FINAL_PHASES
@@ -47,6 +47,8 @@ class Reconciler:
         # Typed as Any: we send and read raw JSON dicts, not the client's model classes.
         self.core: Any = client.CoreV1Api(api_client)
         self.runs = api.Runs(api_client)
+        self.configmaps = api.ConfigMaps(api_client)
+        self.open_calls = runstore.OpenCallsCache(self.configmaps)
         self._locks: dict[Key, asyncio.Lock] = {}
         self._again: set[Key] = set()
         self._wakers: dict[Key, asyncio.TimerHandle] = {}
@@ -66,6 +68,7 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         key = (namespace, name)
         self._locks.pop(key, None)
+        self.open_calls.forget(namespace, name)
         if self._phases.pop(key, None) is not None:
             metrics.set_active(self._phases.values())
         waker = self._wakers.pop(key, None)
@@ -104,8 +107,12 @@ class Reconciler:
         workflow = await self._workflow_of(run)
         pods = await self._pods_of(namespace, name)
         logs = await self._result_logs(namespace, pods)
+        open_calls = None
+        if (run.get("status") or {}).get("historyArchive"):
+            open_calls = await self.open_calls.open_calls(run)
         now = utc_now()
-        plan = plan_run(Observed(run, workflow, pods, now, logs), self.config, self._rng.random())
+        observed = Observed(run, workflow, pods, now, logs, open_calls)
+        plan = plan_run(observed, self.config, self._rng.random())
         await self._carry_out(run, plan)
         self._observe(run, plan, now, pods)
 
@@ -172,6 +179,7 @@ class Reconciler:
             except ApiException as exc:
                 if exc.status != 409:
                     raise
+        await self._move_out(run, plan)
         if plan.status:
             ops = status_ops(run.get("status"), plan.status)
             await self._api(
@@ -190,6 +198,37 @@ class Reconciler:
         for kind, reason, message in plan.events:
             kopf.event(_body(run), type=kind, reason=reason, message=message)
         self._schedule(namespace, name, plan.wake_at)
+
+    async def _move_out(self, run: dict[str, Any], plan: Plan) -> None:
+        """Keep the run in budget: store large outputs and settled records in ConfigMaps."""
+        name, status = run["metadata"]["name"], run.get("status") or {}
+        for record in plan.status.get("tasks") or []:
+            output = record.get("output")
+            if output is None or archive.encoded_size(output) <= archive.INLINE_VALUE_BYTES:
+                continue
+            stored = await self._put_configmap(
+                run,
+                archive.value_name(name, record["callId"]),
+                archive.VALUE,
+                archive.pack(output),
+            )
+            record["outputRef"] = archive.entry(stored, 1)
+            record["output"] = None
+        if not plan.archive_tasks:
+            return
+        entries = list(status.get("taskArchive") or [])
+        for payload in archive.split(plan.archive_tasks):
+            chunk = archive.chunk_name(name, archive.TASKS, len(entries))
+            stored = await self._put_configmap(run, chunk, archive.TASKS, payload)
+            entries.append(archive.entry(stored, len(archive.unpack(payload))))
+        plan.status["taskArchive"] = entries
+        plan.status.setdefault("tasks", status.get("tasks") or [])
+
+    async def _put_configmap(
+        self, run: dict[str, Any], name: str, kind: str, payload: bytes
+    ) -> dict[str, Any]:
+        manifest = archive.configmap(run, name, kind, payload)
+        return await self._api("put", "configmaps", self.configmaps.put(manifest))  # type: ignore[no-any-return]
 
     def _schedule(self, namespace: str, name: str, when: dt.datetime | None) -> None:
         key = (namespace, name)
@@ -353,14 +392,52 @@ def status_ops(current: dict[str, Any] | None, changes: dict[str, Any]) -> list[
     current = current or {}
     ops: list[dict[str, Any]] = [] if current else [{"op": "add", "path": "/status", "value": {}}]
     for key, value in changes.items():
+        if key == "tasks" and current.get("tasks"):
+            ops.extend(task_record_ops(current["tasks"], value))
+            continue
         if key == "tasks":
-            value = [{k: v for k, v in record.items() if v is not None} for record in value]
+            value = [_set_fields(record) for record in value]
         if value is None:
             if key in current:
                 ops.append({"op": "remove", "path": f"/status/{key}"})
         else:
             ops.append({"op": "add", "path": f"/status/{key}", "value": value})
     return ops
+
+
+def task_record_ops(
+    current: list[dict[str, Any]], wanted: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Per-record operations turning ``current`` into ``wanted``.
+
+    ``wanted`` keeps the current records' order, with records removed and new
+    ones at the end, so a pass touching few records writes only those. Each
+    replace first tests the callId at its index, so a stale view fails the
+    patch instead of overwriting the wrong record.
+    """
+    ops: list[dict[str, Any]] = []
+    by_id = {r["callId"]: _set_fields(r) for r in wanted}
+    for index in reversed(range(len(current))):
+        if current[index]["callId"] not in by_id:
+            ops.append({"op": "remove", "path": f"/status/tasks/{index}"})
+    kept = [r for r in current if r["callId"] in by_id]
+    for index, record in enumerate(kept):
+        new = by_id[record["callId"]]
+        if new != record:
+            path = f"/status/tasks/{index}"
+            ops.append({"op": "test", "path": f"{path}/callId", "value": record["callId"]})
+            ops.append({"op": "replace", "path": path, "value": new})
+    known = {r["callId"] for r in current}
+    ops.extend(
+        {"op": "add", "path": "/status/tasks/-", "value": record}
+        for call_id, record in by_id.items()
+        if call_id not in known
+    )
+    return ops
+
+
+def _set_fields(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if v is not None}
 
 
 def _body(obj: dict[str, Any]) -> kopf.Body:

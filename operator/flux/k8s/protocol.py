@@ -5,12 +5,18 @@ Task pods get no Kubernetes credentials: their whole input is the
 comes back as the container's termination message (a :class:`TaskResult`), or,
 when it is larger than a termination message may be, as the last line of the
 container log after :data:`RESULT_LOG_MARKER`.
+
+A batch pod (``task.map(items, batch_size=N)``) runs several calls of one task:
+``FLUX_TASK`` then holds a :class:`BatchSpec` (``"kind": "batch"``) and the
+result is a :class:`BatchResult` with one :class:`TaskResult` per call,
+reported the same way.
 """
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -18,6 +24,9 @@ from pydantic.alias_generators import to_camel
 TASK_ENV = "FLUX_TASK"
 SOURCE_DIR_ENV = "FLUX_SOURCE_DIR"
 TERMINATION_LOG = "/dev/termination-log"
+# Where the task runner writes its termination message instead (tests, local runs).
+TERMINATION_LOG_ENV = "FLUX_TERMINATION_LOG"
+BATCH_KIND: Literal["batch"] = "batch"
 # Kubernetes keeps at most 4096 bytes of a termination message.
 TERMINATION_MESSAGE_LIMIT = 4096
 RESULT_LOG_MARKER = "FLUX_RESULT "
@@ -61,3 +70,68 @@ class TaskResult(_Model):
 
     def to_message(self) -> str:
         return self.model_dump_json(by_alias=True, exclude_defaults=True)
+
+
+class BatchItem(_Model):
+    """One call in a batch pod; the fields mean what they mean in :class:`TaskSpec`."""
+
+    call_id: str
+    name: str
+    step: Step = Step.ATTEMPT
+    attempt: int = 1
+    positional: list[Any] = Field(default_factory=list, description="codec-encoded args")
+    keywords: dict[str, Any] = Field(default_factory=dict, description="codec-encoded kwargs")
+
+
+class BatchSpec(_Model):
+    """Several calls of one task, run one after another in one pod."""
+
+    kind: Literal["batch"] = BATCH_KIND
+    run: str
+    task: str = Field(description="module:qualname of the @task object")
+    secrets: list[str] = Field(default_factory=list)
+    timeout: float = Field(
+        default=0, ge=0, description="seconds per attempt item (0 = none); not for fallbacks"
+    )
+    items: list[BatchItem]
+
+    def to_env(self) -> str:
+        """The value of ``FLUX_TASK`` for a batch pod."""
+        return self.model_dump_json(by_alias=True)
+
+
+class BatchResult(_Model):
+    """The outcome of every call of a batch pod, by call id."""
+
+    kind: Literal["batch"] = BATCH_KIND
+    items: dict[str, TaskResult] = Field(default_factory=dict)
+    in_log: bool = False
+
+    def to_message(self) -> str:
+        body = self.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        return json.dumps({"kind": BATCH_KIND, **body}, separators=(",", ":"), ensure_ascii=False)
+
+
+def is_batch(data: Any) -> bool:
+    """Whether a decoded ``FLUX_TASK`` value (or result) is of the batch form."""
+    return isinstance(data, dict) and (data.get("kind") == BATCH_KIND or "items" in data)
+
+
+def parse_task_spec(raw: str) -> TaskSpec | BatchSpec:
+    """``FLUX_TASK`` → the spec of a single call or of a batch."""
+    data = json.loads(raw)
+    if is_batch(data):
+        return BatchSpec.model_validate(data)
+    return TaskSpec.model_validate(data)
+
+
+def parse_batch_result(message: str) -> BatchResult:
+    """A batch pod's termination message, or its result log line (marker optional).
+
+    A termination message saying ``inLog: true`` parses to a result with no items:
+    the items are then on the log line.
+    """
+    text = message.strip()
+    if text.startswith(RESULT_LOG_MARKER.strip()):
+        text = text[len(RESULT_LOG_MARKER.strip()) :].lstrip()
+    return BatchResult.model_validate(json.loads(text))

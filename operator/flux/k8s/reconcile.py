@@ -12,8 +12,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from flux.events import TASK_OUTCOME_EVENTS
-from flux.k8s import api
+from flux.k8s import api, archive
+from flux.k8s.archive import OpenCalls
 from flux.k8s.calls import RUNNING_STATES, Call, PodView, next_move
 from flux.k8s.config import OperatorConfig
 from flux.k8s.decisions import condition_changed, set_condition
@@ -22,7 +22,6 @@ from flux.k8s.models import Condition, ConditionStatus, to_json
 from flux.k8s.pods import driver_pod, driver_pod_name, task_pod, task_pod_name
 from flux.k8s.protocol import Step, TaskSpec
 
-OUTCOME_TYPES = frozenset(e.value for e in TASK_OUTCOME_EVENTS)
 SUCCEEDED = "Succeeded"
 # Reasons on the Succeeded condition for failures the operator finds itself.
 WORKFLOW_NOT_FOUND = "WorkflowNotFound"
@@ -40,6 +39,9 @@ class Observed:
     pods: list[dict[str, Any]]
     now: dt.datetime
     logs: dict[str, str] = field(default_factory=dict)
+    # The calls the whole history (archive and status) leaves open; derived from
+    # status.history alone when not given (a run with nothing archived).
+    open_calls: OpenCalls | None = None
 
 
 @dataclass
@@ -49,6 +51,8 @@ class Plan:
     delete: list[str] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)
     wake_at: dt.datetime | None = None
+    # Settled task records to move out of status into the task archive.
+    archive_tasks: list[dict[str, Any]] = field(default_factory=list)
 
     def wake(self, when: dt.datetime | None) -> None:
         if when is not None and (self.wake_at is None or when < self.wake_at):
@@ -82,24 +86,25 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
     assert workflow is not None
     if phase is None:
         plan.status["phase"] = "Pending"
-    history: list[dict[str, Any]] = status.get("history") or []
-    settled = {e["sourceId"] for e in history if e["type"] in OUTCOME_TYPES}
+    open_calls = observed.open_calls or OpenCalls().apply(status.get("history") or [])
+    started = open_calls.started
     records = {r["callId"]: r for r in status.get("tasks") or []}
     updated = dict(records)
     referenced: set[str] = set()
     cancels = set(status.get("cancelRequested") or [])
-    limit = (workflow.get("spec") or {}).get("parallelism")
-    busy = sum(_holds_pod(r) for cid, r in records.items() if cid not in settled)
-    for event in history:
-        if event["type"] != "TASK_STARTED" or "task" not in (event.get("value") or {}):
+    limit = (workflow.get("spec") or {}).get("parallelism") or config.max_task_pods_per_run
+    busy = sum(_holds_pod(r) for cid, r in records.items() if cid in started)
+    for call_id, record in records.items():
+        # A record of a settled call still holding a pod: the workflow abandoned it.
+        if call_id in started or not record.get("pod"):
             continue
-        call_id = event["sourceId"]
+        if record.get("state") not in FINISHED_TASK_STATES:
+            plan.delete.append(record["pod"])
+            updated[call_id] = {**record, "state": "Cancelled", "pod": None}
+    for call_id, event in started.items():
+        if "task" not in (event.get("value") or {}):
+            continue
         record = records.get(call_id)
-        if call_id in settled:
-            if record and record.get("pod") and record.get("state") not in FINISHED_TASK_STATES:
-                plan.delete.append(record["pod"])  # abandoned by the workflow
-                updated[call_id] = {**record, "state": "Cancelled", "pod": None}
-            continue
         call = Call.from_event(event)
         pod = views.get(record["pod"]) if record and record.get("pod") else None
         move = next_move(
@@ -133,6 +138,12 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
         plan.events.extend(move.events)
         plan.wake(move.wake_at)
         updated[call_id] = new_record
+    plan.archive_tasks = archive.settled_to_archive(
+        [r for cid, r in updated.items() if cid not in started], set(updated)
+    )
+    if plan.archive_tasks:
+        moved = {r["callId"] for r in plan.archive_tasks}
+        updated = {cid: r for cid, r in updated.items() if cid not in moved}
     if updated != records:
         plan.status["tasks"] = list(updated.values())
     # Task pods no record points to any more (finished steps, superseded pods).
@@ -140,8 +151,9 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
         role = _role(observed.pods, name)
         if role == "task" and name not in referenced and name not in plan.delete:
             plan.delete.append(name)
-    _plan_driver(plan, observed, config, workflow, status, updated, settled, views)
-    _wake_for_sleeps(plan, history, settled)
+    _plan_driver(plan, observed, config, workflow, status, updated, open_calls, views)
+    for until in _pending_sleeps(open_calls):
+        plan.wake(until)
     _conditions(plan, {**status, **plan.status}, now, generation)
     return plan
 
@@ -184,7 +196,7 @@ def _plan_driver(
     workflow: dict[str, Any],
     status: dict[str, Any],
     records: dict[str, dict[str, Any]],
-    settled: set[str],
+    open_calls: OpenCalls,
     views: dict[str, PodView],
 ) -> None:
     run, now = observed.run, observed.now
@@ -209,7 +221,7 @@ def _plan_driver(
                 active = True
     if current and current not in views:
         driver["pod"] = None
-    if not active and _driver_needed(status, records, settled, now):
+    if not active and _driver_needed(status, records, open_calls, now):
         failures = int(driver.get("failures", 0))
         if failures >= config.driver_max_failures:
             _fail(
@@ -241,45 +253,30 @@ def _plan_driver(
 def _driver_needed(
     status: dict[str, Any],
     records: dict[str, dict[str, Any]],
-    settled: set[str],
+    open_calls: OpenCalls,
     now: dt.datetime,
 ) -> bool:
-    history: list[dict[str, Any]] = status.get("history") or []
-    if not history:
+    if not open_calls.events:
         return True
     if status.get("phase") == "Paused":
         return status.get("resume") is not None
-    if any(
-        r.get("state") in FINISHED_TASK_STATES and cid not in settled for cid, r in records.items()
-    ):
+    started = open_calls.started
+    if any(r.get("state") in FINISHED_TASK_STATES and cid in started for cid, r in records.items()):
         return True
-    sleeps = _pending_sleeps(history, settled)
+    sleeps = _pending_sleeps(open_calls)
     if any(until <= now for until in sleeps):
         return True
-    outstanding_tasks = any(
-        e["type"] == "TASK_STARTED"
-        and "task" in (e.get("value") or {})
-        and e["sourceId"] not in settled
-        for e in history
-    )
+    outstanding_tasks = any("task" in (e.get("value") or {}) for e in started.values())
     # Nothing outstanding and not finished: the last driver stopped early (crash, deletion).
     return not outstanding_tasks and not sleeps
 
 
-def _pending_sleeps(history: list[dict[str, Any]], settled: set[str]) -> list[dt.datetime]:
+def _pending_sleeps(open_calls: OpenCalls) -> list[dt.datetime]:
     return [
         dt.datetime.fromisoformat(e["value"]["until"])
-        for e in history
-        if e["type"] == "TASK_STARTED"
-        and e["name"] == "sleep"
-        and "until" in (e.get("value") or {})
-        and e["sourceId"] not in settled
+        for e in open_calls.started.values()
+        if e["name"] == "sleep" and "until" in (e.get("value") or {})
     ]
-
-
-def _wake_for_sleeps(plan: Plan, history: list[dict[str, Any]], settled: set[str]) -> None:
-    for until in _pending_sleeps(history, settled):
-        plan.wake(until)
 
 
 def _role(pods: list[dict[str, Any]], name: str) -> str | None:

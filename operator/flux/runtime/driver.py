@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import os
 import random
@@ -21,19 +22,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes_asyncio import watch
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from flux import codec
 from flux.engine.commands import CancelCall, StartTimer
 from flux.engine.failures import ErrorInfo, describe, error_info
 from flux.engine.instance import WorkflowInstance
+from flux.errors import WorkflowInputError
 from flux.events import EventType, ExecutionEvent, ExecutionState
-from flux.k8s import api
+from flux.k8s import api, archive, runstore
 from flux.k8s.history import (
     PHASES,
     event_from_status,
     event_to_status,
     finished_records,
-    history_from_status,
 )
 from flux.runtime.loading import import_object
 from flux.workflow import Workflow
@@ -57,24 +59,33 @@ class Driver:
     name: str
     workflow: Workflow[Any]
     linger: float = 30.0
+    configmaps: api.ConfigMaps | None = None
     timers: dict[str, dt.datetime] = field(default_factory=dict)
     cancels: set[str] = field(default_factory=set)
+    # Task outputs kept in their own ConfigMap, by ConfigMap name, once read.
+    values: dict[str, Any] = field(default_factory=dict)
 
     async def run(self) -> int:
         body = await self.runs.get(self.namespace, self.name)
         status = body.get("status") or {}
-        history = history_from_status(status)
+        history = [event_from_status(e) for e in await self._load_history(status)]
+        try:
+            spec_input = await self._load_input(body.get("spec") or {})
+        except WorkflowInputError as exc:
+            await _fail_to_load(self.runs, self.namespace, self.name, exc)
+            return 1
         instance = WorkflowInstance(
             self.workflow,
             self.name,
             history,
             clock=utc_now,
             rng=random.Random(random.SystemRandom().random()),
-            input=codec.decode((body.get("spec") or {}).get("input")),
+            input=codec.decode(spec_input),
         )
         instance.start()
         idle_since = utc_now()
         while True:
+            await self._load_values(body.get("status") or {})
             changed = self.observe(instance, body.get("status") or {})
             body = await self.publish(instance, body)
             if changed:
@@ -102,7 +113,9 @@ class Driver:
             for step in record.get("steps") or []:
                 instance.record(EventType(step["type"]), call_id, step.get("value"))
             if record["state"] == "Completed":
-                instance.deliver(EventType.TASK_COMPLETED, call_id, record.get("output"))
+                ref = record.get("outputRef")
+                output = self.values[ref["configMap"]] if ref else record.get("output")
+                instance.deliver(EventType.TASK_COMPLETED, call_id, output)
             elif record["state"] == "Cancelled":
                 instance.deliver(EventType.TASK_CANCELLED, call_id)
             else:
@@ -144,10 +157,87 @@ class Driver:
     async def publish(self, instance: WorkflowInstance, body: dict[str, Any]) -> dict[str, Any]:
         events = instance.take_events()
         status = body.get("status") or {}
-        ops = status_patch(instance, status, events, self.cancels)
+        sealed: list[dict[str, Any]] | None = None
+        inline = status.get("history") or []
+        new = [event_to_status(e) for e in events]
+        if new and archive.history_over_budget(inline, new):
+            sealed = await self._seal(body, [*inline, *new])
+        output_ref = await self._store_output(body, instance)
+        ops = status_patch(instance, status, events, self.cancels, sealed, output_ref)
         if not ops:
             return body
         return await self.runs.patch_status(self.namespace, self.name, ops)
+
+    async def _seal(
+        self, body: dict[str, Any], events: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Move ``events`` to new history chunks; their archive entries."""
+        archived = (body.get("status") or {}).get("historyArchive") or []
+        entries: list[dict[str, Any]] = []
+        for payload in archive.split(events):
+            index = len(archived) + len(entries)
+            name = archive.chunk_name(self.name, archive.HISTORY, index)
+            count = len(archive.unpack(payload))
+            stored = await self._configmaps().put(
+                archive.configmap(body, name, archive.HISTORY, payload)
+            )
+            entries.append(archive.entry(stored, count))
+        return entries
+
+    async def _store_output(
+        self, body: dict[str, Any], instance: WorkflowInstance
+    ) -> dict[str, Any] | None:
+        """A workflow output too large for status goes to its own ConfigMap."""
+        status = body.get("status") or {}
+        output = run_summary(instance)["output"]
+        if output is None or archive.encoded_size(output) <= archive.INLINE_VALUE_BYTES:
+            return None
+        if status.get("outputRef"):
+            ref: dict[str, Any] = status["outputRef"]
+            return ref
+        name = archive.value_name(self.name, "output")
+        stored = await self._configmaps().put(
+            archive.configmap(body, name, archive.VALUE, archive.pack(output))
+        )
+        return archive.entry(stored, 1)
+
+    async def _load_history(self, status: dict[str, Any]) -> list[dict[str, Any]]:
+        if not status.get("historyArchive"):
+            return list(status.get("history") or [])
+        return await runstore.load_history(self._configmaps(), self.namespace, status)
+
+    async def _load_input(self, spec: dict[str, Any]) -> Any:
+        """spec.input, or the ConfigMap key spec.inputFrom names (for large inputs)."""
+        ref = (spec.get("inputFrom") or {}).get("configMapKeyRef")
+        if not ref:
+            return spec.get("input")
+        where = f"spec.inputFrom: ConfigMap {ref.get('name')!r}"
+        try:
+            found = await self._configmaps().get(self.namespace, ref["name"])
+        except ApiException as exc:
+            if exc.status == 404:
+                raise WorkflowInputError(f"{where} not found") from None
+            raise
+        text = (found.get("data") or {}).get(ref.get("key"))
+        if text is None:
+            raise WorkflowInputError(f"{where} has no key {ref.get('key')!r}")
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise WorkflowInputError(f"{where} key {ref['key']!r} is not JSON: {exc}") from None
+
+    async def _load_values(self, status: dict[str, Any]) -> None:
+        for record in finished_records(status):
+            ref = record.get("outputRef")
+            if ref and ref["configMap"] not in self.values:
+                self.values[ref["configMap"]] = await runstore.load_value(
+                    self._configmaps(), self.namespace, ref
+                )
+
+    def _configmaps(self) -> api.ConfigMaps:
+        if self.configmaps is None:
+            raise RuntimeError("this driver was given no ConfigMap access")
+        return self.configmaps
 
     async def wait_for_change(self, body: dict[str, Any], timeout: float) -> dict[str, Any] | None:
         version = body["metadata"]["resourceVersion"]
@@ -182,17 +272,31 @@ def status_patch(
     status: dict[str, Any],
     events: list[ExecutionEvent],
     cancels: set[str] | None = None,
+    sealed: list[dict[str, Any]] | None = None,
+    output_ref: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """JSON-patch operations that append ``events`` and refresh the run's summary."""
+    """JSON-patch operations that append ``events`` and refresh the run's summary.
+
+    With ``sealed`` (archive entries of chunks now holding the inline history
+    and ``events``), the inline history is emptied and the entries appended.
+    """
     ops: list[dict[str, Any]] = []
     if not status:
         ops.append({"op": "add", "path": "/status", "value": {}})
-    if "history" not in status:
+    if sealed:
+        archived = status.get("historyArchive") or []
         ops.append({"op": "add", "path": "/status/history", "value": []})
-    ops.extend(
-        {"op": "add", "path": "/status/history/-", "value": event_to_status(e)} for e in events
-    )
+        ops.append({"op": "add", "path": "/status/historyArchive", "value": [*archived, *sealed]})
+    else:
+        if "history" not in status:
+            ops.append({"op": "add", "path": "/status/history", "value": []})
+        ops.extend(
+            {"op": "add", "path": "/status/history/-", "value": event_to_status(e)} for e in events
+        )
     summary = run_summary(instance)
+    if output_ref is not None:
+        summary["output"] = None
+        summary["outputRef"] = output_ref
     pending_cancels = sorted(c for c in cancels or () if c in instance.in_flight())
     summary["cancelRequested"] = pending_cancels or None
     for key, value in summary.items():
@@ -205,7 +309,7 @@ def status_patch(
     if status.get("resume") is not None and instance.pending_pause_name() is None:
         ops.append({"op": "remove", "path": "/status/resume"})
     if not events and len(ops) == int(not status) + int("history" not in status):
-        return []
+        return []  # nothing but the skeleton: no need to write
     return ops
 
 
@@ -219,6 +323,7 @@ def run_summary(instance: WorkflowInstance) -> dict[str, Any]:
         "startTime": first.time.isoformat() if first else None,
         "finishTime": last.time.isoformat() if last and ctx.state.is_final else None,
         "output": None,
+        "outputRef": None,
         "error": None,
         "pause": None,
     }
@@ -265,6 +370,7 @@ async def main_async() -> int:
     api_client = await api.connect()
     async with api_client:
         runs = api.Runs(api_client)
+        configmaps = api.ConfigMaps(api_client)
         try:
             workflow = import_object(os.environ[WORKFLOW_ENV])
             if not isinstance(workflow, Workflow):
@@ -272,7 +378,7 @@ async def main_async() -> int:
         except Exception as exc:
             await _fail_to_load(runs, namespace, name, exc)
             return 1
-        return await Driver(runs, namespace, name, workflow, linger).run()
+        return await Driver(runs, namespace, name, workflow, linger, configmaps).run()
 
 
 def main() -> int:

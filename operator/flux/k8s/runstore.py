@@ -1,0 +1,98 @@
+"""Reading a WorkflowRun's archived parts back: history, task records, large values.
+
+What :mod:`flux.k8s.archive` moved out of the object is read back here, for
+the driver, the operator, the CLI and the tests alike, so the run reads as if
+nothing had moved.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from flux.k8s import api, archive
+
+
+async def load_chunk(
+    configmaps: api.ConfigMaps, namespace: str, item: dict[str, Any]
+) -> list[dict[str, Any]]:
+    found = await configmaps.get(namespace, item["configMap"])
+    archive.check_entry(found, item)
+    items: list[dict[str, Any]] = archive.read_payload(found)
+    return items
+
+
+async def load_history(
+    configmaps: api.ConfigMaps, namespace: str, status: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The run's whole history, archived chunks first, as status events."""
+    events: list[dict[str, Any]] = []
+    for item in status.get("historyArchive") or []:
+        events.extend(await load_chunk(configmaps, namespace, item))
+    events.extend(status.get("history") or [])
+    return events
+
+
+async def load_task_records(
+    configmaps: api.ConfigMaps, namespace: str, status: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Every task record of the run: the archived ones, then those in status."""
+    records: list[dict[str, Any]] = []
+    for item in status.get("taskArchive") or []:
+        records.extend(await load_chunk(configmaps, namespace, item))
+    records.extend(status.get("tasks") or [])
+    return records
+
+
+async def load_value(configmaps: api.ConfigMaps, namespace: str, ref: dict[str, Any]) -> Any:
+    """A value kept in its own ConfigMap (``outputRef``)."""
+    found = await configmaps.get(namespace, ref["configMap"])
+    archive.check_entry(found, ref)
+    return archive.read_payload(found)
+
+
+async def load_output(configmaps: api.ConfigMaps, namespace: str, status: dict[str, Any]) -> Any:
+    """The workflow's output, wherever it is kept."""
+    ref = status.get("outputRef")
+    if ref:
+        return await load_value(configmaps, namespace, ref)
+    return status.get("output")
+
+
+class OpenCallsCache:
+    """The open calls of each run's archived history, for the operator's reconciles.
+
+    Archived chunks never change once referenced, so the calls they leave open
+    are computed once per run and extended as chunks are added. It is only a
+    cache: a fresh operator rebuilds it from the ConfigMaps.
+    """
+
+    def __init__(self, configmaps: api.ConfigMaps, max_runs: int = 256):
+        self.configmaps = configmaps
+        self.max_runs = max_runs
+        self._runs: OrderedDict[tuple[str, str], tuple[tuple[str, ...], archive.OpenCalls]] = (
+            OrderedDict()
+        )
+
+    async def open_calls(self, run: dict[str, Any]) -> archive.OpenCalls:
+        """Open calls of the archived history followed by the inline one."""
+        meta, status = run["metadata"], run.get("status") or {}
+        entries = status.get("historyArchive") or []
+        key = (meta["namespace"], meta["name"])
+        versions = tuple(e["resourceVersion"] for e in entries)
+        cached = self._runs.get(key)
+        if cached is not None and versions[: len(cached[0])] == cached[0]:
+            done, calls = cached[0], cached[1].copy()
+        else:
+            done, calls = (), archive.OpenCalls()
+        for item in entries[len(done) :]:
+            calls.apply(await load_chunk(self.configmaps, meta["namespace"], item))
+        if entries:
+            self._runs[key] = (versions, calls.copy())
+            self._runs.move_to_end(key)
+            while len(self._runs) > self.max_runs:
+                self._runs.popitem(last=False)
+        return calls.apply(status.get("history") or [])
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._runs.pop((namespace, name), None)

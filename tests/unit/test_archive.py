@@ -1,0 +1,216 @@
+"""Keeping a WorkflowRun within its budget: chunks, open calls, record patches, sealing."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime as dt
+import json
+import random
+from typing import Any
+
+import pytest
+from test_driver import FakeRuns, new_run
+
+from flux import WorkflowExecutionContext, task, workflow
+from flux.engine.instance import WorkflowInstance
+from flux.k8s import archive, runstore
+from flux.k8s.config import OperatorConfig
+from flux.k8s.operator import task_record_ops
+from flux.k8s.reconcile import Observed, plan_run
+from flux.runtime.driver import Driver
+
+
+def started(call_id: str) -> dict[str, Any]:
+    return {
+        "type": "TASK_STARTED",
+        "sourceId": call_id,
+        "name": call_id.split("#")[0],
+        "value": {"task": "m:t", "args": [], "kwargs": {}, "policy": {}},
+    }
+
+
+def completed(call_id: str) -> dict[str, Any]:
+    return {"type": "TASK_COMPLETED", "sourceId": call_id, "name": "t", "value": None}
+
+
+def test_chunks_round_trip_and_stay_under_the_limit() -> None:
+    rng = random.Random(1)
+    # Random text barely compresses, so this needs several chunks.
+    items = [{"i": i, "blob": f"{rng.getrandbits(4000):x}"} for i in range(400)]
+    chunks = archive.split(items, limit=64 * 1024)
+    assert len(chunks) > 1
+    assert all(len(c) <= 64 * 1024 for c in chunks)
+    assert [x for c in chunks for x in archive.unpack(c)] == items
+
+
+def test_one_item_larger_than_a_chunk_is_a_clear_error() -> None:
+    blob = f"{random.Random(2).getrandbits(80_000):x}"
+    with pytest.raises(archive.TooLargeError, match="output_storage"):
+        archive.split([{"blob": blob}], limit=1024)
+
+
+def test_a_configmap_reads_back_and_a_changed_one_is_refused() -> None:
+    run = {"metadata": {"name": "r", "namespace": "ns", "uid": "u1"}}
+    cm = archive.configmap(run, "r-history-0", archive.HISTORY, archive.pack([1, 2]))
+    assert cm["metadata"]["ownerReferences"][0]["uid"] == "u1"
+    assert archive.read_payload(cm) == [1, 2]
+    cm["metadata"]["resourceVersion"] = "5"
+    item = archive.entry(cm, 2)
+    archive.check_entry(cm, item)
+    cm["metadata"]["resourceVersion"] = "6"
+    with pytest.raises(ValueError, match="changed after it was archived"):
+        archive.check_entry(cm, item)
+
+
+def test_open_calls_follow_starts_and_outcomes_across_chunks() -> None:
+    calls = archive.OpenCalls().apply([started("a#0"), started("b#0"), completed("a#0")])
+    later = calls.copy().apply([completed("b#0"), started("c#0")])
+    assert list(calls.started) == ["b#0"]
+    assert list(later.started) == ["c#0"]
+    assert later.events == 5
+
+
+def test_record_ops_touch_only_changed_records() -> None:
+    current = [{"callId": "a", "state": "Running"}, {"callId": "b", "state": "Running"}]
+    wanted = [{"callId": "b", "state": "Completed", "output": None}, {"callId": "c", "x": 1}]
+    ops = task_record_ops(current, wanted)
+    assert ops == [
+        {"op": "remove", "path": "/status/tasks/0"},
+        {"op": "test", "path": "/status/tasks/0/callId", "value": "b"},
+        {
+            "op": "replace",
+            "path": "/status/tasks/0",
+            "value": {"callId": "b", "state": "Completed"},
+        },
+        {"op": "add", "path": "/status/tasks/-", "value": {"callId": "c", "x": 1}},
+    ]
+    assert task_record_ops(current, copy.deepcopy(current)) == []
+
+
+def _run_with(history: list[dict[str, Any]], records: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "r", "namespace": "ns", "uid": "u", "generation": 1},
+        "spec": {"workflowRef": {"name": "wf"}},
+        "status": {"phase": "Running", "history": history, "tasks": records},
+    }
+
+
+WORKFLOW = {
+    "metadata": {"name": "wf", "namespace": "ns", "generation": 1, "uid": "w"},
+    "spec": {"entrypoint": "m:wf"},
+    "status": {"conditions": [{"type": "Ready", "status": "True", "observedGeneration": 1}]},
+}
+
+
+def test_settled_records_move_out_once_there_are_enough() -> None:
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    ids = [f"t#{i}" for i in range(archive.INLINE_SETTLED_RECORDS + 1)]
+    history = [{"type": "WORKFLOW_STARTED", "sourceId": "r", "name": "wf"}]
+    history += [started(c) for c in ids] + [completed(c) for c in ids[:-1]]
+    records = [{"callId": c, "name": "t", "state": "Completed"} for c in ids[:-1]]
+    records.append({"callId": ids[-1], "name": "t", "state": "Running", "pod": "p"})
+    pod = {
+        "metadata": {"name": "p", "labels": {"flux.dev/role": "task"}},
+        "status": {"phase": "Running"},
+    }
+    plan = plan_run(Observed(_run_with(history, records), WORKFLOW, [pod], now), OperatorConfig())
+    assert [r["callId"] for r in plan.archive_tasks] == ids[:-1]
+    assert [r["callId"] for r in plan.status["tasks"]] == [ids[-1]]
+
+    few = records[:3] + records[-1:]
+    plan = plan_run(Observed(_run_with(history, few), WORKFLOW, [pod], now), OperatorConfig())
+    assert plan.archive_tasks == []
+
+
+def test_open_calls_given_by_the_operator_replace_the_inline_history() -> None:
+    """With the history archived, the operator passes the open calls it read."""
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    run = _run_with([], [])
+    run["status"]["historyArchive"] = [{"configMap": "c", "count": 2, "resourceVersion": "1"}]
+    open_calls = archive.OpenCalls().apply([{"type": "WORKFLOW_STARTED"}, started("t#0")])
+    plan = plan_run(Observed(run, WORKFLOW, [], now, open_calls=open_calls), OperatorConfig())
+    assert [r["callId"] for r in plan.status["tasks"]] == ["t#0"]
+    assert len([p for p in plan.create if p["metadata"]["labels"]["flux.dev/role"] == "task"]) == 1
+
+
+class FakeConfigMaps:
+    def __init__(self) -> None:
+        self.stored: dict[str, dict[str, Any]] = {}
+        self.version = 100
+
+    async def get(self, namespace: str, name: str) -> dict[str, Any]:
+        return copy.deepcopy(self.stored[name])
+
+    async def put(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        self.version += 1
+        stored = copy.deepcopy(manifest)
+        stored["metadata"]["resourceVersion"] = str(self.version)
+        self.stored[stored["metadata"]["name"]] = stored
+        return copy.deepcopy(stored)
+
+
+@task
+def big(i: int) -> str:
+    return "x" * 20_000
+
+
+@workflow
+async def many_big(ctx: WorkflowExecutionContext[int]) -> list[str]:
+    return [await big(i) for i in range(ctx.input)]
+
+
+def _clock() -> dt.datetime:
+    return dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def test_the_driver_seals_history_into_chunks_and_stores_a_large_output() -> None:
+    runs = FakeRuns(new_run(8))
+    runs.body["metadata"]["uid"] = "u1"
+    configmaps = FakeConfigMaps()
+    driver = Driver(runs, "ns", "r1", many_big, configmaps=configmaps)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        instance = WorkflowInstance(many_big, "r1", [], clock=_clock, rng=random.Random(0), input=8)
+        instance.start()
+        while True:
+            await driver._load_values(runs.body.get("status") or {})
+            driver.observe(instance, runs.body.get("status") or {})
+            runs.body = await driver.publish(instance, runs.body)
+            if instance.state.is_final:
+                return
+            _complete_big(runs, configmaps, instance.in_flight())
+
+    asyncio.run(scenario())
+    status = runs.body["status"]
+    assert status["phase"] == "Succeeded"
+    assert status["historyArchive"], "the history outgrew its inline budget"
+    assert "output" not in status and status["outputRef"]["configMap"] in configmaps.stored
+    assert len(json.dumps(runs.body)) < archive.RUN_BUDGET
+
+    async def read_back() -> tuple[list[dict[str, Any]], Any]:
+        history = await runstore.load_history(configmaps, "ns", status)  # type: ignore[arg-type]
+        output = await runstore.load_output(configmaps, "ns", status)  # type: ignore[arg-type]
+        return history, output
+
+    history, output = asyncio.run(read_back())
+    assert [e["id"] for e in history] == list(range(1, len(history) + 1))
+    assert history[-1]["type"] == "WORKFLOW_COMPLETED"
+    assert output == ["x" * 20_000] * 8
+
+
+def _complete_big(runs: FakeRuns, configmaps: FakeConfigMaps, in_flight: Any) -> None:
+    """Play the operator for ``big``, giving large outputs by reference as it does."""
+    status = runs.body["status"]
+    records = status.setdefault("tasks", [])
+    known = {r["callId"] for r in records}
+    for call_id in in_flight:
+        if call_id in known:
+            continue
+        name = archive.value_name("r1", call_id)
+        configmaps.stored[name] = {
+            **archive.configmap(runs.body, name, archive.VALUE, archive.pack("x" * 20_000)),
+        }
+        configmaps.stored[name]["metadata"]["resourceVersion"] = "7"
+        ref = {"configMap": name, "count": 1, "resourceVersion": "7"}
+        records.append({"callId": call_id, "name": "big", "state": "Completed", "outputRef": ref})
