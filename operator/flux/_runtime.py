@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import random
 
     from flux.context import WorkflowExecutionContext
-    from flux.task import Task
+    from flux.task import MapBatch, Task
     from flux.workflow import Workflow
 
 BuiltinCompute = Callable[["random.Random", "dt.datetime"], Any]
@@ -26,7 +26,12 @@ BuiltinCompute = Callable[["random.Random", "dt.datetime"], Any]
 
 class WorkflowRuntime(Protocol):
     def call_task(
-        self, task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        task: Task[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        batch: MapBatch | None = None,
     ) -> Awaitable[Any]: ...
 
     def builtin(self, name: str, compute: BuiltinCompute) -> Awaitable[Any]: ...

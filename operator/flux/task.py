@@ -84,30 +84,66 @@ class Task(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> TaskCall[R]:
         return TaskCall(self, args, kwargs)
 
-    def map(self, items: Iterable[Any]) -> Awaitable[list[R]]:
-        """One call per item, run concurrently; results in item order."""
+    def map(self, items: Iterable[Any], batch_size: int | None = None) -> Awaitable[list[R]]:
+        """One call per item, run concurrently; results in item order.
+
+        ``batch_size`` only changes how the items are packed for execution: on
+        Kubernetes up to that many items of this map share one task pod. Each item
+        stays its own call, with its own result, retries and failure.
+        """
         from flux.tasks.compose import parallel
 
-        return parallel(*(self(item) for item in items))  # type: ignore[call-arg]
+        batch = MapBatch(_check_batch_size(batch_size)) if batch_size is not None else None
+        calls = []
+        for item in items:
+            call = self(item)  # type: ignore[call-arg]
+            call.batch = batch
+            calls.append(call)
+        return parallel(*calls)
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"
 
 
+def _check_batch_size(batch_size: object) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        raise TypeError(
+            f"batch_size must be a positive int or None, not {type(batch_size).__name__} "
+            f"{batch_size!r}"
+        )
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int or None, not {batch_size!r}")
+    return batch_size
+
+
+@dataclasses.dataclass(eq=False)
+class MapBatch:
+    """The items of one ``map(..., batch_size=N)`` call, which may share task pods.
+
+    ``group`` is filled in by the workflow runtime when the first item is called
+    (the call id of that item), so it is deterministic under replay.
+    """
+
+    size: int
+    group: str | None = None
+
+
 class TaskCall(Generic[R]):
     """One pending call of a task; awaiting it runs the task (durably in a workflow)."""
 
-    __slots__ = ("args", "kwargs", "task")
+    __slots__ = ("args", "batch", "kwargs", "task")
 
     def __init__(self, task: Task[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]):
         self.task = task
         self.args = args
         self.kwargs = kwargs
+        self.batch: MapBatch | None = None
 
     def __await__(self) -> Generator[Any, None, R]:
         runtime = _runtime.current_workflow.get()
         if runtime is not None:
-            result = yield from _await(runtime.call_task(self.task, self.args, self.kwargs))
+            awaitable = runtime.call_task(self.task, self.args, self.kwargs, batch=self.batch)
+            result = yield from _await(awaitable)
         else:
             executor = _runtime.embedded_executor()
             result = yield from _await(executor.run_task(self.task, self.args, self.kwargs))

@@ -37,7 +37,7 @@ from flux.events import (
     ExecutionEvent,
     ExecutionState,
 )
-from flux.task import SECRETS_ARGUMENT, Task
+from flux.task import SECRETS_ARGUMENT, MapBatch, Task
 from flux.workflow import Workflow
 
 Clock = Callable[[], dt.datetime]
@@ -234,7 +234,12 @@ class WorkflowInstance:
     # ------------------------------------------------- WorkflowRuntime protocol
 
     def call_task(
-        self, task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        task: Task[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        batch: MapBatch | None = None,
     ) -> Awaitable[Any]:
         name = task.call_name(args, kwargs)
         try:
@@ -248,12 +253,19 @@ class WorkflowInstance:
         if SECRETS_ARGUMENT in kwargs and task.options.secret_requests:
             raise ValueError(f"task {name!r}: 'secrets' is filled in by Flux; do not pass it")
         call = self._new_call(name, "task", task=task, args=args, kwargs=kwargs)
+        if batch is not None and batch.group is None:
+            # The first item of a batched map names the group: unique in the run
+            # (call ids are) and the same on every replay.
+            batch.group = call.call_id
         if self._check_step(EventType.TASK_STARTED, call, encoded):
             # What an executor in another process needs to run the call; only the
-            # arguments are compared on replay, so changing options is not divergence.
+            # arguments are compared on replay, so changing options (or a map's
+            # batch_size) is not divergence.
             if task not in self._descriptions:
                 self._descriptions[task] = describe_task(task)
             described = {**encoded, **self._descriptions[task]}
+            if batch is not None:
+                described["batch"] = {"group": batch.group, "size": batch.size}
             self._emit(EventType.TASK_STARTED, call.call_id, name, described)
             self._commands.append(ScheduleTask(call.call_id, name, task, args, kwargs))
         return self._await_task(call)

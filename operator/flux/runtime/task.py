@@ -2,6 +2,17 @@
 
 Policy (retries, timeouts, what runs next) is the operator's: this process
 runs the step once, reports its result, and exits 0 on success, 1 on failure.
+
+A batch pod (``FLUX_TASK`` holds a :class:`~flux.k8s.protocol.BatchSpec`) runs
+the steps of several calls of one task, one after another in this process, and
+reports a :class:`~flux.k8s.protocol.BatchResult` with one result per call. Each
+call is isolated: an exception, an output that cannot be stored or an attempt
+past the batch's per-item ``timeout`` fails that call only. A late attempt runs
+in a worker thread that is abandoned at its deadline (a thread cannot be
+killed), as the embedded executor does; its late result is discarded and the
+process exits once the batch is reported, without waiting for it. The runner
+exits 0 when the batch ran, whatever its items' outcomes, and non-zero when it
+could not run it (an invalid spec, a task that cannot be imported).
 """
 
 from __future__ import annotations
@@ -11,50 +22,122 @@ import inspect
 import json
 import os
 import sys
+import threading
 from typing import Any
 
+from pydantic import ValidationError
+
 from flux import codec
-from flux.engine.failures import error_info
+from flux.engine.failures import error_info, timeout_info
 from flux.engine.instance import store_value
 from flux.errors import CodecError, SecretsNotFoundError
 from flux.k8s.protocol import (
     RESULT_LOG_MARKER,
     TASK_ENV,
     TERMINATION_LOG,
+    TERMINATION_LOG_ENV,
     TERMINATION_MESSAGE_LIMIT,
+    BatchItem,
+    BatchResult,
+    BatchSpec,
     Outcome,
     Step,
     TaskResult,
     TaskSpec,
+    is_batch,
 )
 from flux.runtime.loading import import_object
 from flux.task import SECRETS_ARGUMENT, Task
 
 SECRET_ENV_PREFIX = "FLUX_SECRET_"
 
+# Worker threads of batch items that overran their deadline and still run.
+_abandoned: list[threading.Thread] = []
+
 
 def run_step(spec: TaskSpec) -> TaskResult:
     try:
-        task = import_object(spec.task)
-        if not isinstance(task, Task):
-            raise TypeError(f"{spec.task} is not a @task")
-        args = tuple(codec.decode(spec.positional))
-        kwargs: dict[str, Any] = codec.decode(spec.keywords)
-        func = _step_function(task, spec.step)
-        if spec.step == Step.ATTEMPT and spec.secrets:
-            kwargs[SECRETS_ARGUMENT] = _secrets(spec)
-        value = _call(func, args, kwargs)
-        if spec.step == Step.ROLLBACK:
+        task = _import_task(spec.task)
+    except Exception as exc:
+        return _failed(exc)
+    return _run_call(
+        task, spec.call_id, spec.name, spec.step, spec.positional, spec.keywords, spec.secrets
+    )
+
+
+def run_batch(spec: BatchSpec) -> tuple[BatchResult, bool]:
+    """Every item's step, in order. The flag is false when the batch could not run."""
+    try:
+        task = _import_task(spec.task)
+    except Exception as exc:
+        return _all_failed(spec.items, exc), False
+    results = {item.call_id: _run_item(task, spec, item) for item in spec.items}
+    return BatchResult(items=results), True
+
+
+def _run_item(task: Task[..., Any], spec: BatchSpec, item: BatchItem) -> TaskResult:
+    timeout = spec.timeout if item.step == Step.ATTEMPT else 0
+    try:
+        return _run_call(
+            task,
+            item.call_id,
+            item.name,
+            item.step,
+            item.positional,
+            item.keywords,
+            spec.secrets,
+            timeout,
+        )
+    except SystemExit as exc:  # one item calling sys.exit must not end the batch
+        return _failed(exc)
+
+
+def _run_call(
+    task: Task[..., Any],
+    call_id: str,
+    name: str,
+    step: Step,
+    positional: list[Any],
+    keywords: dict[str, Any],
+    secrets: list[str],
+    timeout: float = 0,
+) -> TaskResult:
+    try:
+        args = tuple(codec.decode(positional))
+        kwargs: dict[str, Any] = codec.decode(keywords)
+        func = _step_function(task, step)
+        if step == Step.ATTEMPT and secrets:
+            kwargs[SECRETS_ARGUMENT] = _secrets(secrets, name)
+        value = _call_with_deadline(func, args, kwargs, timeout)
+        if step == Step.ROLLBACK:
             value = None
         try:
-            stored = store_value(task.options.output_storage, spec.call_id, value)
+            stored = store_value(task.options.output_storage, call_id, value)
         except CodecError as exc:
             raise CodecError(
-                f"task {spec.name!r} returned a value that cannot be stored: {exc}"
+                f"task {name!r} returned a value that cannot be stored: {exc}"
             ) from None
+    except _Overran:
+        # Reported as the operator reports a single task's pod past its deadline.
+        return TaskResult(outcome=Outcome.FAILED, error=dict(timeout_info(name, timeout)))
     except Exception as exc:
-        return TaskResult(outcome=Outcome.FAILED, error=dict(error_info(exc)))
+        return _failed(exc)
     return TaskResult(outcome=Outcome.COMPLETED, value=stored)
+
+
+def _import_task(reference: str) -> Task[..., Any]:
+    task = import_object(reference)
+    if not isinstance(task, Task):
+        raise TypeError(f"{reference} is not a @task")
+    return task
+
+
+def _failed(exc: BaseException) -> TaskResult:
+    return TaskResult(outcome=Outcome.FAILED, error=dict(error_info(exc)))
+
+
+def _all_failed(items: list[BatchItem], exc: BaseException) -> BatchResult:
+    return BatchResult(items={item.call_id: _failed(exc) for item in items})
 
 
 def _step_function(task: Task[..., Any], step: Step) -> Any:
@@ -71,16 +154,46 @@ def _step_function(task: Task[..., Any], step: Step) -> Any:
             return task.options.rollback
 
 
-def _secrets(spec: TaskSpec) -> dict[str, str]:
+def _secrets(names: list[str], task_name: str) -> dict[str, str]:
     found = {
-        n: os.environ[SECRET_ENV_PREFIX + n]
-        for n in spec.secrets
-        if SECRET_ENV_PREFIX + n in os.environ
+        n: os.environ[SECRET_ENV_PREFIX + n] for n in names if SECRET_ENV_PREFIX + n in os.environ
     }
-    missing = [n for n in spec.secrets if n not in found]
+    missing = [n for n in names if n not in found]
     if missing:
-        raise SecretsNotFoundError(missing, f"task {spec.name!r}")
+        raise SecretsNotFoundError(missing, f"task {task_name!r}")
     return found
+
+
+class _Overran(Exception):
+    """A batch item's attempt ran past its deadline."""
+
+
+def _call_with_deadline(
+    func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float
+) -> Any:
+    """Call ``func``; with a timeout, in a worker thread that is abandoned at the deadline."""
+    if not timeout:
+        return _call(func, args, kwargs)
+    outcome: dict[str, Any] = {}
+    finished = threading.Event()
+
+    def work() -> None:
+        try:
+            outcome["value"] = _call(func, args, kwargs)
+        except BaseException as exc:
+            outcome["error"] = exc
+        finally:
+            finished.set()
+
+    # A daemon thread: one that overruns must not keep the process alive.
+    worker = threading.Thread(target=work, name="flux-batch-item", daemon=True)
+    worker.start()
+    if not finished.wait(timeout):
+        _abandoned.append(worker)
+        raise _Overran
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def _call(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -94,18 +207,47 @@ async def _await(awaitable: Any) -> Any:
     return await awaitable
 
 
-def report(result: TaskResult) -> None:
+def report(result: TaskResult | BatchResult) -> None:
     """Write the result where the operator reads it; large values go to the log."""
     message = result.to_message()
     if len(message.encode()) > TERMINATION_MESSAGE_LIMIT:
-        sys.stdout.write(RESULT_LOG_MARKER + message + "\n")
+        # The line break first: output of the task that did not end its line
+        # must not hide the marker at the start of the result line.
+        sys.stdout.write("\n" + RESULT_LOG_MARKER + message + "\n")
         sys.stdout.flush()
-        message = TaskResult(outcome=result.outcome, in_log=True).to_message()
+        small: TaskResult | BatchResult
+        if isinstance(result, BatchResult):
+            small = BatchResult(in_log=True)
+        else:
+            small = TaskResult(outcome=result.outcome, in_log=True)
+        message = small.to_message()
+    path = os.environ.get(TERMINATION_LOG_ENV) or TERMINATION_LOG
     try:
-        with open(TERMINATION_LOG, "w", encoding="utf-8") as out:
+        with open(path, "w", encoding="utf-8") as out:
             out.write(message)
     except OSError:  # outside a pod there is no termination log
         sys.stderr.write(message + "\n")
+
+
+def _main_batch(data: dict[str, Any]) -> int:
+    try:
+        spec = BatchSpec.model_validate(data)
+    except ValidationError as exc:
+        error = ValueError(f"invalid batch spec in {TASK_ENV}: {exc}")
+        sys.stderr.write(f"{error}\n")
+        # Report the error for every item that can be named at all.
+        raw_items = data.get("items")
+        ids = [
+            i["callId"]
+            for i in (raw_items if isinstance(raw_items, list) else [])
+            if isinstance(i, dict) and isinstance(i.get("callId"), str)
+        ]
+        if ids:
+            report(BatchResult(items={call_id: _failed(error) for call_id in ids}))
+        return 2
+    result, ran = run_batch(spec)
+    report(result)
+    return 0 if ran else 1
 
 
 def main() -> int:
@@ -113,11 +255,24 @@ def main() -> int:
     if not raw:
         sys.stderr.write(f"{TASK_ENV} is not set: this program runs inside Flux task pods\n")
         return 2
-    spec = TaskSpec.model_validate(json.loads(raw))
+    data = json.loads(raw)
+    if is_batch(data):
+        return _main_batch(data)
+    spec = TaskSpec.model_validate(data)
     result = run_step(spec)
     report(result)
     return 0 if result.outcome == Outcome.COMPLETED else 1
 
 
+def _exit(code: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if _abandoned:
+        # Items past their deadline may still run; the batch is reported, so end
+        # the process now rather than wait for them or race their late output.
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())
