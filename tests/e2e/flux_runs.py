@@ -81,3 +81,37 @@ def events_for(cluster: Cluster, ns: str, name: str) -> list[dict[str, Any]]:
     ).stdout
     items: list[dict[str, Any]] = json.loads(out)["items"]
     return items
+
+
+def _archived(cluster: Cluster, ns: str, refs: list[dict[str, Any]]) -> list[Any]:
+    """Items of archive ConfigMaps, read with kubectl and checked as the operator does."""
+    from flux.k8s import archive
+
+    items: list[Any] = []
+    for ref in refs:
+        configmap = cluster.get("configmap", ref["configMap"], ns)
+        archive.check_entry(configmap, ref)
+        items.extend(archive.read_payload(configmap))
+    return items
+
+
+def full_history(cluster: Cluster, ns: str, run: str) -> list[dict[str, Any]]:
+    """The run's whole history: archived chunks, then what is still in status."""
+    status = status_of(cluster, ns, run)
+    return [*_archived(cluster, ns, status.get("historyArchive") or []), *status.get("history", [])]
+
+
+def all_task_records(cluster: Cluster, ns: str, run: str) -> list[dict[str, Any]]:
+    status = status_of(cluster, ns, run)
+    return [*_archived(cluster, ns, status.get("taskArchive") or []), *status.get("tasks", [])]
+
+
+def output_of(cluster: Cluster, ns: str, run: str) -> Any:
+    status = status_of(cluster, ns, run)
+    if status.get("outputRef"):
+        from flux.k8s import archive
+
+        configmap = cluster.get("configmap", status["outputRef"]["configMap"], ns)
+        archive.check_entry(configmap, status["outputRef"])
+        return archive.read_payload(configmap)
+    return status.get("output")

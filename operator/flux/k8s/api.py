@@ -80,24 +80,34 @@ class ConfigMaps:
         self.core: Any = client.CoreV1Api(api)
 
     async def get(self, namespace: str, name: str) -> dict[str, Any]:
-        response = await self.core.read_namespaced_config_map(
-            name, namespace, _preload_content=False
+        return await read_json(
+            await self.core.read_namespaced_config_map(name, namespace, _preload_content=False)
         )
-        found: dict[str, Any] = json.loads(await response.read())
-        return found
 
     async def put(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Create it, or replace one of the same name not yet referenced (a retried write)."""
         namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
         try:
-            response = await self.core.create_namespaced_config_map(
-                namespace, manifest, _preload_content=False
+            return await read_json(
+                await self.core.create_namespaced_config_map(
+                    namespace, manifest, _preload_content=False
+                )
             )
         except ApiException as exc:
             if exc.status != 409:
                 raise
-            response = await self.core.replace_namespaced_config_map(
+        return await read_json(
+            await self.core.replace_namespaced_config_map(
                 name, namespace, manifest, _preload_content=False
             )
-        stored: dict[str, Any] = json.loads(await response.read())
-        return stored
+        )
+
+
+async def read_json(response: Any) -> dict[str, Any]:
+    """The body of a raw (not preloaded) response; the client raises for those only
+    when it decodes them itself."""
+    body = await response.read()
+    if not 200 <= response.status < 300:
+        raise ApiException(status=response.status, reason=body.decode(errors="replace"))
+    found: dict[str, Any] = json.loads(body)
+    return found

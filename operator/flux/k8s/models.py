@@ -285,17 +285,8 @@ class InputSource(_Model):
 class WorkflowRunSpec(_Model):
     """Which workflow to run, with what input."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "!(has(self.input) && has(self.inputFrom))",
-                    "message": "set spec.input or spec.inputFrom, not both",
-                }
-            ]
-        }
-    )
-
+    # "input or inputFrom, not both" is checked by the driver: CEL cannot see
+    # spec.input, a free-form field.
     workflow_ref: WorkflowRef = Field(description="The Workflow to run.")
     input: FreeForm = Field(default=None, description="The workflow's input: any JSON value.")
     input_from: InputSource | None = Field(

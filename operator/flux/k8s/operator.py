@@ -148,7 +148,7 @@ class Reconciler:
                 namespace, label_selector=f"{api.LABEL_RUN}={run_name}", _preload_content=False
             ),
         )
-        items: list[dict[str, Any]] = json.loads(await response.read())["items"]
+        items: list[dict[str, Any]] = (await api.read_json(response))["items"]
         return items
 
     async def _result_logs(self, namespace: str, pods: list[dict[str, Any]]) -> dict[str, str]:

@@ -211,6 +211,8 @@ class Driver:
         ref = (spec.get("inputFrom") or {}).get("configMapKeyRef")
         if not ref:
             return spec.get("input")
+        if spec.get("input") is not None:
+            raise WorkflowInputError("set spec.input or spec.inputFrom, not both")
         where = f"spec.inputFrom: ConfigMap {ref.get('name')!r}"
         try:
             found = await self._configmaps().get(self.namespace, ref["name"])
