@@ -17,6 +17,7 @@ check_pin "$CLUSTER_DIR/tools/go.mod" k8s.io/kubernetes "$K8S_VERSION"
 check_pin "$CLUSTER_DIR/tools/go.mod" 'k8s.io/client-go =>' "k8s.io/client-go $K8S_STAGING_VERSION"
 check_pin "$CLUSTER_DIR/tools/etcd/go.mod" go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
 check_pin "$CLUSTER_DIR/tools/helm/go.mod" helm.sh/helm/v3 "$HELM_VERSION"
+check_pin "$CLUSTER_DIR/tools/kwok/go.mod" sigs.k8s.io/kwok "$KWOK_VERSION"
 
 export GOFLAGS=-mod=mod CGO_ENABLED=0
 # Version stamps, as the Kubernetes release build sets them: components report
@@ -59,4 +60,6 @@ want etcd && build etcd "$ETCD_VERSION" "$CLUSTER_DIR/tools/etcd" go.etcd.io/etc
   "-X go.etcd.io/etcd/api/v3/version.GitSHA=release"
 want helm && build helm "$HELM_VERSION" "$CLUSTER_DIR/tools/helm" helm.sh/helm/v3/cmd/helm \
   "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+# Only the kwok controller (the simulated node's kubelet), not kwokctl.
+want kwok && build kwok "$KWOK_VERSION" "$CLUSTER_DIR/tools/kwok" sigs.k8s.io/kwok/cmd/kwok
 log "binaries ready in $BIN_DIR"

@@ -9,7 +9,9 @@ take_lock
 
 ctr_() { timeout 30 ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
 
-# 1. Stop the node agents first so nothing restarts pods behind our back.
+# 1. Stop the node agents first so nothing restarts pods behind our back
+#    (kwok, the simulated node's, too: its node and pods go with etcd).
+stop_daemon kwok
 stop_daemon kube-proxy
 stop_daemon kubelet
 
@@ -24,14 +26,15 @@ if daemon_pid containerd >/dev/null; then
 fi
 stop_daemon containerd
 
-# 3. Fallback for a crashed containerd: shims serving our socket, and any
-#    process still in the kubelet's pod cgroups. Found by exact match, killed
-#    by PID.
+# 3. Fallback for a crashed containerd: shims serving our socket, a kwok its
+#    pid file lost, and any process still in the kubelet's pod cgroups. Found
+#    by exact match, killed by PID.
 for p in /proc/[0-9]*; do
   if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q -- "-address $CONTAINERD_SOCK "; then
     kill -KILL "${p#/proc/}" 2>/dev/null || true
   fi
 done
+for p in $(kwok_pids); do kill -KILL "$p" 2>/dev/null || true; done
 find /sys/fs/cgroup/*/kubepods -name cgroup.procs 2>/dev/null | while read -r procs; do
   while read -r pid; do kill -KILL "$pid" 2>/dev/null || true; done <"$procs"
 done

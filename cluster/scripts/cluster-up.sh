@@ -25,8 +25,13 @@ grep -qw overlay /proc/filesystems || die "kernel lacks overlayfs"
 "$CLUSTER_DIR/scripts/build-binaries.sh"
 pause_tar=$("$CLUSTER_DIR/scripts/build-pause-image.sh")
 
+# The simulated node's kwok (not one of DAEMONS: a dead kwok is restarted on
+# its own, never the cluster). It runs under our lock.
+sim_node_up() { FLUX_E2E_LOCKED=1 "$CLUSTER_DIR/scripts/sim-node.sh" up; }
+
 if [[ -f $KUBECONFIG_PATH ]] && healthy; then
   log "cluster already running and healthy"
+  sim_node_up
   echo "$KUBECONFIG_PATH"
   exit 0
 fi
@@ -113,5 +118,6 @@ start_daemon kube-proxy "$BIN_DIR/kube-proxy" --config "$STATE_DIR/kube-proxy.ya
 wait_for "node $NODE_NAME Ready" 120 kubelet node_ready
 wait_for "service account default/default" 60 kube-controller-manager \
   kctl -n default get serviceaccount default
+sim_node_up
 log "cluster ready in $((SECONDS - started))s; kubeconfig: $KUBECONFIG_PATH"
 echo "$KUBECONFIG_PATH"

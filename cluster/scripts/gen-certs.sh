@@ -10,14 +10,8 @@ PKI="$STATE_DIR/pki"
 mkdir -p "$PKI"
 chmod 700 "$PKI"
 cd "$PKI"
-[[ -s ca.crt && -s admin.crt && -s sa.key ]] && exit 0
-log "generating certificates in $PKI"
 
 newkey() { openssl ecparam -name prime256v1 -genkey -noout -out "$1.key" 2>/dev/null; }
-
-newkey ca
-openssl req -x509 -new -key ca.key -sha256 -days 3650 -subj "/CN=flux-e2e-ca" -out ca.crt \
-  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
 
 # sign <name> <subject> <extendedKeyUsage> [subjectAltName]
 sign() {
@@ -33,21 +27,37 @@ extendedKeyUsage=$eku"
   rm -f "$name.csr"
 }
 
-sign apiserver "/CN=kube-apiserver" serverAuth \
-  "IP:$BRIDGE_IP,IP:$API_SERVICE_IP,IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
-# The API server calls the kubelet (logs, exec) with this identity.
-sign apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" clientAuth
-sign kubelet-server "/CN=$NODE_NAME" serverAuth "IP:$BRIDGE_IP,DNS:$NODE_NAME"
-# Node authorizer + NodeRestriction identify the kubelet by this exact name.
-sign kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" clientAuth
-sign controller-manager "/CN=system:kube-controller-manager" clientAuth
-sign scheduler "/CN=system:kube-scheduler" clientAuth
-# Bound to the system:node-proxier role by the default RBAC bindings.
-sign kube-proxy "/CN=system:kube-proxy" clientAuth
-sign admin "/O=system:masters/CN=flux-e2e-admin" clientAuth
+if ! [[ -s ca.crt && -s admin.crt && -s sa.key ]]; then
+  log "generating certificates in $PKI"
 
-# Service account token signing key pair.
-newkey sa
-openssl ec -in sa.key -pubout -out sa.pub 2>/dev/null
-rm -f ca.srl
-chmod 600 ./*.key
+  newkey ca
+  openssl req -x509 -new -key ca.key -sha256 -days 3650 -subj "/CN=flux-e2e-ca" -out ca.crt \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+
+  sign apiserver "/CN=kube-apiserver" serverAuth \
+    "IP:$BRIDGE_IP,IP:$API_SERVICE_IP,IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+  # The API server calls the kubelet (logs, exec) with this identity.
+  sign apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" clientAuth
+  sign kubelet-server "/CN=$NODE_NAME" serverAuth "IP:$BRIDGE_IP,DNS:$NODE_NAME"
+  # Node authorizer + NodeRestriction identify the kubelet by this exact name.
+  sign kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" clientAuth
+  sign controller-manager "/CN=system:kube-controller-manager" clientAuth
+  sign scheduler "/CN=system:kube-scheduler" clientAuth
+  # Bound to the system:node-proxier role by the default RBAC bindings.
+  sign kube-proxy "/CN=system:kube-proxy" clientAuth
+  sign admin "/O=system:masters/CN=flux-e2e-admin" clientAuth
+
+  # Service account token signing key pair.
+  newkey sa
+  openssl ec -in sa.key -pubout -out sa.pub 2>/dev/null
+  rm -f ca.srl
+  chmod 600 ./*.key
+fi
+
+# The simulated node's kwok controller (scripts/sim-node.sh). Made on its own
+# when missing, so a cluster started before it existed gets it at cluster-up.
+if [[ ! -s kwok-controller.crt ]]; then
+  sign kwok-controller "/CN=flux-e2e:kwok-controller" clientAuth
+  rm -f ca.srl
+  chmod 600 ./*.key
+fi

@@ -36,6 +36,17 @@ NFT_TABLE=flux_e2e
 # the bridge wins while it is up and the blackhole catches everything else.
 BLACKHOLE_METRIC=4242
 
+# The simulated node (scripts/sim-node.sh): a fake node run by the kwok
+# controller, where pods complete without containers. Its pod IPs and node IP
+# lie in a range no interface has, blackholed and dropped by net-guard.sh.
+SIM_NODE_NAME=flux-sim
+SIM_GUARD_CIDR=10.213.128.0/17
+SIM_POD_CIDR=10.213.128.0/18
+SIM_NODE_IP=10.213.255.254
+# How long a simulated pod runs (ms) before it completes; the pod annotation
+# flux.dev/simulated-duration overrides it per pod.
+SIM_RUN_MS=${FLUX_E2E_SIM_RUN_MS:-200}
+
 # Runtime directories of this node, kept apart from any system default.
 CONTAINERD_ROOT=/var/lib/flux-e2e/containerd
 CONTAINERD_STATE=/run/flux-e2e/containerd
@@ -52,6 +63,42 @@ die() { log "ERROR: $*"; exit 1; }
 
 need_root() {
   [[ $EUID -eq 0 ]] || die "must run as root (it configures networking, mounts and containerd)"
+}
+
+# render_template <template in cluster/config> <output> <VAR>...: replaces each
+# @VAR@ with that shell variable's value; fails on any placeholder left.
+render_template() {
+  local text var tpl=$1 out=$2
+  shift 2
+  text=$(<"$CLUSTER_DIR/config/$tpl")
+  for var in "$@"; do text=${text//@$var@/${!var}}; done
+  [[ $text != *@[A-Z]*@* ]] || die "unrendered placeholder in $tpl"
+  printf '%s\n' "$text" >"$out"
+}
+
+# write_kubeconfig <output> <cert name in $STATE_DIR/pki> <user>: a
+# self-contained kubeconfig (certs embedded) for the API server.
+write_kubeconfig() {
+  local pki="$STATE_DIR/pki"
+  cat >"$1" <<YAML
+apiVersion: v1
+kind: Config
+clusters:
+- name: flux-e2e
+  cluster:
+    server: https://$BRIDGE_IP:$API_PORT
+    certificate-authority-data: $(base64 -w0 <"$pki/ca.crt")
+users:
+- name: $3
+  user:
+    client-certificate-data: $(base64 -w0 <"$pki/$2.crt")
+    client-key-data: $(base64 -w0 <"$pki/$2.key")
+contexts:
+- name: flux-e2e
+  context: {cluster: flux-e2e, user: $3}
+current-context: flux-e2e
+YAML
+  chmod 600 "$1"
 }
 
 # kubectl against our cluster.
@@ -108,6 +155,17 @@ stop_daemon() { # <name> [seconds before SIGKILL]
     log "stopped $name (pid $pid)"
   fi
   rm -f "$PID_DIR/$name.pid"
+}
+
+# PIDs of this cluster's kwok processes (scripts/sim-node.sh), found by their
+# exact --config path whatever the pid file says: one left behind by a replaced
+# binary or a lost pid file is still found.
+kwok_pids() {
+  local p args
+  for p in /proc/[0-9]*; do
+    { mapfile -d '' -t args <"$p/cmdline"; } 2>/dev/null || continue
+    if [[ " ${args[*]} " == *" --config $STATE_DIR/kwok.yaml "* ]]; then echo "${p#/proc/}"; fi
+  done
 }
 
 # wait_for <description> <timeout seconds> <log name or -> <command...>

@@ -4,6 +4,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
+# shellcheck disable=SC2034  # read by render through ${!var}
 PKI="$STATE_DIR/pki"
 mkdir -p "$STATE_DIR" "$CNI_CONF_DIR"
 
@@ -24,30 +25,9 @@ render kube-proxy.yaml "$STATE_DIR/kube-proxy.yaml"
 render cni-bridge.conflist "$CNI_CONF_DIR/10-flux-e2e.conflist"
 
 # Self-contained kubeconfigs (certs embedded) so they can be copied elsewhere.
-b64() { base64 -w0 <"$1"; }
-kubeconfig() { # <output> <cert name> <user>
-  cat >"$1" <<YAML
-apiVersion: v1
-kind: Config
-clusters:
-- name: flux-e2e
-  cluster:
-    server: https://$BRIDGE_IP:$API_PORT
-    certificate-authority-data: $(b64 "$PKI/ca.crt")
-users:
-- name: $3
-  user:
-    client-certificate-data: $(b64 "$PKI/$2.crt")
-    client-key-data: $(b64 "$PKI/$2.key")
-contexts:
-- name: flux-e2e
-  context: {cluster: flux-e2e, user: $3}
-current-context: flux-e2e
-YAML
-  chmod 600 "$1"
-}
-kubeconfig "$KUBECONFIG_PATH" admin flux-e2e-admin
-kubeconfig "$STATE_DIR/controller-manager.kubeconfig" controller-manager controller-manager
-kubeconfig "$STATE_DIR/scheduler.kubeconfig" scheduler scheduler
-kubeconfig "$STATE_DIR/kubelet.kubeconfig" kubelet kubelet
-kubeconfig "$STATE_DIR/kube-proxy.kubeconfig" kube-proxy kube-proxy
+write_kubeconfig "$KUBECONFIG_PATH" admin flux-e2e-admin
+write_kubeconfig "$STATE_DIR/controller-manager.kubeconfig" controller-manager controller-manager
+write_kubeconfig "$STATE_DIR/scheduler.kubeconfig" scheduler scheduler
+write_kubeconfig "$STATE_DIR/kubelet.kubeconfig" kubelet kubelet
+write_kubeconfig "$STATE_DIR/kube-proxy.kubeconfig" kube-proxy kube-proxy
+write_kubeconfig "$STATE_DIR/kwok.kubeconfig" kwok-controller flux-e2e:kwok-controller
