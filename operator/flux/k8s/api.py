@@ -25,6 +25,7 @@ LABEL_CALL = "flux.dev/call"
 ANNOTATION_CALL_ID = "flux.dev/call-id"
 ANNOTATION_STEP = "flux.dev/step"
 ANNOTATION_ATTEMPT = "flux.dev/attempt"
+ANNOTATION_BATCH_SIZE = "flux.dev/batch-size"
 KUBECONFIG_ENV = "FLUX_KUBECONFIG"
 
 

@@ -8,6 +8,7 @@ state machine, the same one the embedded executor uses.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from dataclasses import dataclass, field
@@ -23,7 +24,8 @@ from flux.engine.policy import (
     after_attempt_failure,
 )
 from flux.events import EventType
-from flux.k8s.protocol import Outcome, Step, TaskResult
+from flux.k8s import api
+from flux.k8s.protocol import Outcome, Step, TaskResult, parse_batch_result
 
 RUNNING_STATES = {
     Step.ATTEMPT: "Running",
@@ -56,10 +58,14 @@ class Call:
     kwargs: dict[str, Any]
     policy: TaskPolicy
     secrets: list[str]
+    # task.map(..., batch_size=N): calls of one group share pods, N at a time.
+    batch_group: str | None = None
+    batch_size: int = 1
 
     @classmethod
     def from_event(cls, event: dict[str, Any]) -> Call:
         value = event.get("value") or {}
+        batch = value.get("batch") or {}
         return cls(
             call_id=event["sourceId"],
             name=event["name"],
@@ -68,6 +74,8 @@ class Call:
             kwargs=value.get("kwargs") or {},
             policy=TaskPolicy.from_dict(value.get("policy") or {}),
             secrets=list(value.get("secrets") or []),
+            batch_group=batch.get("group"),
+            batch_size=max(1, int(batch.get("size", 1))),
         )
 
 
@@ -99,6 +107,8 @@ class PodView:
     log_result: str | None = None
     deleting: bool = False
     unschedulable: str | None = None
+    # Calls a batch pod runs, one after another; None for a pod of one call.
+    batch_size: int | None = None
 
     @classmethod
     def from_pod(cls, pod: dict[str, Any], log_result: str | None = None) -> PodView:
@@ -121,6 +131,7 @@ class PodView:
             started=_time(running.get("startedAt") or terminated.get("startedAt")),
             log_result=log_result,
             deleting=bool(pod["metadata"].get("deletionTimestamp")),
+            batch_size=_batch_size(pod),
             unschedulable=next(
                 (
                     c.get("message") or "no node fits"
@@ -135,6 +146,28 @@ class PodView:
     def finished(self) -> bool:
         return self.phase in ("Succeeded", "Failed")
 
+    def for_item(self, call_id: str) -> PodView:
+        """A batch pod as one of its calls sees it: with that call's own result.
+
+        A call the batch result does not mention (the runner died first) sees
+        no result, so its attempt fails as the pod did.
+        """
+        if not self.finished:
+            return self
+        item = None
+        text = self.log_result or self.message
+        if text:
+            try:
+                item = parse_batch_result(text).items.get(call_id)
+            except ValueError:
+                item = None
+        return dataclasses.replace(
+            self,
+            message=item.to_message() if item is not None else None,
+            log_result=None,
+            exit_code=None if item is not None else self.exit_code,
+        )
+
     def result(self) -> TaskResult | None:
         text = self.message
         if not text:
@@ -148,6 +181,11 @@ class PodView:
                 return None
             return TaskResult.model_validate(json.loads(self.log_result))
         return result
+
+
+def _batch_size(pod: dict[str, Any]) -> int | None:
+    size = (pod["metadata"].get("annotations") or {}).get(api.ANNOTATION_BATCH_SIZE)
+    return int(size) if size is not None else None
 
 
 def _time(value: Any) -> dt.datetime | None:
@@ -488,7 +526,8 @@ def _still_running(
             return _step_failed(call, record, step, attempt, failure, pod.name, now, 0.5)
     timeout = call.policy.timeout
     if step == Step.ATTEMPT and timeout and pod.started is not None:
-        overdue = (now - pod.started).total_seconds() - timeout - backstop
+        # A batch pod runs its calls one after another, each with its own deadline.
+        overdue = (now - pod.started).total_seconds() - timeout * (pod.batch_size or 1) - backstop
         if overdue > 0:
             attempt = int(record.get("attempts", 1))
             return _step_failed(

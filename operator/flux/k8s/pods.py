@@ -15,6 +15,7 @@ from flux.k8s.protocol import (
     SOURCE_DIR_ENV,
     SOURCE_MOUNT_PATH,
     TASK_ENV,
+    BatchSpec,
     Step,
     TaskSpec,
 )
@@ -172,14 +173,60 @@ def task_pod(
     timeout: float,
     name: str,
 ) -> dict[str, Any]:
+    env_value = json.dumps(spec.model_dump(by_alias=True, mode="json"))
+    pod = _task_pod(run, workflow, config, env_value, spec.secrets, spec.step, name)
+    meta, pod_spec = pod["metadata"], pod["spec"]
+    meta["labels"][api.LABEL_CALL] = short_hash(spec.call_id)
+    meta["annotations"].update(
+        {
+            api.ANNOTATION_CALL_ID: spec.call_id,
+            api.ANNOTATION_STEP: spec.step.value,
+            api.ANNOTATION_ATTEMPT: str(spec.attempt),
+        }
+    )
+    if timeout and spec.step == Step.ATTEMPT:
+        pod_spec["activeDeadlineSeconds"] = max(1, math.ceil(timeout))
+    return pod
+
+
+def batch_pod(
+    run: dict[str, Any],
+    workflow: dict[str, Any],
+    config: OperatorConfig,
+    spec: BatchSpec,
+    name: str,
+) -> dict[str, Any]:
+    """One pod running several attempts of one task's calls, one after another."""
+    pod = _task_pod(run, workflow, config, spec.to_env(), spec.secrets, Step.ATTEMPT, name)
+    pod["metadata"]["annotations"][api.ANNOTATION_BATCH_SIZE] = str(len(spec.items))
+    if spec.timeout:
+        # The runner enforces each item's deadline; this only stops a stuck pod.
+        deadline = spec.timeout * len(spec.items) + BATCH_DEADLINE_SLACK
+        pod["spec"]["activeDeadlineSeconds"] = max(1, math.ceil(deadline))
+    return pod
+
+
+# Seconds a batch pod gets beyond its items' deadlines (start-up, imports).
+BATCH_DEADLINE_SLACK = 30
+
+
+def _task_pod(
+    run: dict[str, Any],
+    workflow: dict[str, Any],
+    config: OperatorConfig,
+    env_value: str,
+    secrets: list[str],
+    step: Step,
+    name: str,
+) -> dict[str, Any]:
     wf_spec = workflow.get("spec") or {}
     secret_map: dict[str, Any] = wf_spec.get("secrets") or {}
     env: list[dict[str, Any]] = [
-        {"name": TASK_ENV, "value": json.dumps(spec.model_dump(by_alias=True, mode="json"))},
+        {"name": TASK_ENV, "value": env_value},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
-    if spec.step == Step.ATTEMPT:
-        for secret in spec.secrets:
+    if step == Step.ATTEMPT:
+        for secret in secrets:
             ref = secret_map.get(secret)
             if ref is None:
                 continue  # the task runner then fails naming the missing secret
@@ -190,18 +237,8 @@ def task_pod(
                 }
             )
     pod = _base_pod(name, run, workflow, config, "task", TASK_MODULE, env)
-    meta, pod_spec = pod["metadata"], pod["spec"]
-    meta["labels"][api.LABEL_CALL] = short_hash(spec.call_id)
-    meta["annotations"].update(
-        {
-            api.ANNOTATION_CALL_ID: spec.call_id,
-            api.ANNOTATION_STEP: spec.step.value,
-            api.ANNOTATION_ATTEMPT: str(spec.attempt),
-        }
-    )
+    pod_spec = pod["spec"]
     pod_spec["automountServiceAccountToken"] = False
-    if timeout and spec.step == Step.ATTEMPT:
-        pod_spec["activeDeadlineSeconds"] = max(1, math.ceil(timeout))
     defaults = wf_spec.get("taskDefaults") or {}
     if defaults.get("resources"):
         pod_spec["containers"][0]["resources"] = defaults["resources"]

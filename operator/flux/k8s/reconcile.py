@@ -14,13 +14,13 @@ from typing import Any
 
 from flux.k8s import api, archive
 from flux.k8s.archive import OpenCalls
-from flux.k8s.calls import RUNNING_STATES, Call, PodView, next_move
+from flux.k8s.calls import RUNNING_STATES, Call, CallMove, PodView, next_move
 from flux.k8s.config import OperatorConfig
 from flux.k8s.decisions import condition_changed, set_condition
 from flux.k8s.history import FINAL_PHASES, FINISHED_TASK_STATES
 from flux.k8s.models import Condition, ConditionStatus, to_json
-from flux.k8s.pods import driver_pod, driver_pod_name, task_pod, task_pod_name
-from flux.k8s.protocol import Step, TaskSpec
+from flux.k8s.pods import batch_pod, driver_pod, driver_pod_name, task_pod, task_pod_name
+from flux.k8s.protocol import BatchItem, BatchSpec, Step, TaskSpec
 
 SUCCEEDED = "Succeeded"
 # Reasons on the Succeeded condition for failures the operator finds itself.
@@ -93,7 +93,8 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
     referenced: set[str] = set()
     cancels = set(status.get("cancelRequested") or [])
     limit = (workflow.get("spec") or {}).get("parallelism") or config.max_task_pods_per_run
-    busy = sum(_holds_pod(r) for cid, r in records.items() if cid in started)
+    busy = _pods_held(records, started)
+    waiting_batches: dict[str, list[tuple[Call, CallMove]]] = {}
     for call_id, record in records.items():
         # A record of a settled call still holding a pod: the workflow abandoned it.
         if call_id in started or not record.get("pod"):
@@ -107,6 +108,8 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
         record = records.get(call_id)
         call = Call.from_event(event)
         pod = views.get(record["pod"]) if record and record.get("pod") else None
+        if pod is not None and pod.batch_size is not None:
+            pod = pod.for_item(call_id)
         move = next_move(
             call,
             record,
@@ -125,11 +128,14 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
             continue
         was_busy = record is not None and _holds_pod(record)
         if move.start is not None and not was_busy:
+            if call.batch_group is not None and move.start[0] == Step.ATTEMPT:
+                waiting_batches.setdefault(call.batch_group, []).append((call, move))
+                continue  # started below, packed into pods with others of its map
             if limit and busy >= limit:
                 continue  # spec.parallelism: this call waits for a free slot
             busy += 1
         elif move.start is None and was_busy and not _holds_pod(move.record):
-            busy -= 1
+            busy -= int(call.batch_group is None)  # a batch pod's slot frees when all are done
         new_record = move.record
         if move.start is not None:
             new_record = _start_task_pod(plan, run, workflow, config, call, new_record, move.start)
@@ -138,6 +144,16 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
         plan.events.extend(move.events)
         plan.wake(move.wake_at)
         updated[call_id] = new_record
+    for group in waiting_batches.values():
+        size = group[0][0].batch_size
+        for first in range(0, len(group), size):
+            if limit and busy >= limit:
+                break
+            busy += 1
+            chunk = group[first : first + size]
+            for call, record in _start_batch_pod(plan, run, workflow, config, chunk):
+                referenced.add(record["pod"])
+                updated[call.call_id] = record
     plan.archive_tasks = archive.settled_to_archive(
         [r for cid, r in updated.items() if cid not in started], set(updated)
     )
@@ -160,6 +176,57 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
 
 def _holds_pod(record: dict[str, Any]) -> bool:
     return record.get("state") in RUNNING_STATES.values()
+
+
+def _pods_held(records: dict[str, dict[str, Any]], started: dict[str, Any]) -> int:
+    """Slots in use against the parallelism limit: a batch pod takes one slot."""
+    pods: set[str] = set()
+    waiting = 0
+    for call_id, record in records.items():
+        if call_id in started and _holds_pod(record):
+            if record.get("pod"):
+                pods.add(record["pod"])
+            else:
+                waiting += 1
+    return len(pods) + waiting
+
+
+def _start_batch_pod(
+    plan: Plan,
+    run: dict[str, Any],
+    workflow: dict[str, Any],
+    config: OperatorConfig,
+    chunk: list[tuple[Call, CallMove]],
+) -> list[tuple[Call, dict[str, Any]]]:
+    """One pod for the attempts of ``chunk``'s calls; their new records."""
+    lead_call, lead_move = chunk[0]
+    starts = int(lead_move.record.get("podStarts", 0)) + 1
+    name = task_pod_name(run["metadata"]["name"], f"{lead_call.call_id}+batch", starts)
+    spec = BatchSpec(
+        run=run["metadata"]["name"],
+        task=lead_call.task,
+        secrets=lead_call.secrets,
+        timeout=lead_call.policy.timeout or 0,
+        items=[
+            BatchItem(
+                call_id=call.call_id,
+                name=call.name,
+                attempt=move.start[1] if move.start else 1,
+                positional=call.args,
+                keywords=call.kwargs,
+            )
+            for call, move in chunk
+        ],
+    )
+    plan.create.append(batch_pod(run, workflow, config, spec, name))
+    started: list[tuple[Call, dict[str, Any]]] = []
+    for call, move in chunk:
+        plan.delete.extend(move.delete)
+        plan.events.extend(move.events)
+        plan.wake(move.wake_at)
+        pod_starts = int(move.record.get("podStarts", 0)) + 1
+        started.append((call, {**move.record, "podStarts": pod_starts, "pod": name}))
+    return started
 
 
 def _start_task_pod(

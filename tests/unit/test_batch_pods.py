@@ -1,0 +1,113 @@
+"""task.map(batch_size=N) on Kubernetes: calls packed into pods, outcomes per call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from test_k8s_reconcile import NOW, WF_STARTED, plan, pod, started, workflow
+
+from flux.k8s.protocol import TASK_ENV, BatchResult, Outcome, TaskResult, parse_task_spec
+
+
+def batched(i: int, size: int = 3, **policy: Any) -> dict[str, Any]:
+    event = {**started(f"say#{i}", **policy), "id": 2 + i}
+    event["value"] = {
+        **event["value"],
+        "args": [i],
+        "secrets": [],
+        "batch": {"group": "say#0", "size": size},
+    }
+    return event
+
+
+def _status(calls: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {
+        "phase": "Running",
+        "history": [WF_STARTED, *calls],
+        "driver": {"starts": 1, "pod": "d"},
+        **extra,
+    }
+
+
+def _env(created: dict[str, Any]) -> Any:
+    env = created["spec"]["containers"][0]["env"]
+    return parse_task_spec(next(e["value"] for e in env if e["name"] == TASK_ENV))
+
+
+def test_calls_of_one_map_share_pods_n_at_a_time() -> None:
+    result = plan(_status([batched(i) for i in range(7)]), [pod("d", "driver", "Running")])
+    tasks = [p for p in result.create if p["metadata"]["labels"]["flux.dev/role"] == "task"]
+    assert len(tasks) == 3
+    specs = [_env(p) for p in tasks]
+    assert [[item.call_id for item in s.items] for s in specs] == [
+        ["say#0", "say#1", "say#2"],
+        ["say#3", "say#4", "say#5"],
+        ["say#6"],
+    ]
+    assert [i.positional for i in specs[0].items] == [[0], [1], [2]]
+    assert tasks[0]["metadata"]["annotations"]["flux.dev/batch-size"] == "3"
+    pods_of = {r["callId"]: r["pod"] for r in result.status["tasks"]}
+    assert pods_of["say#0"] == pods_of["say#2"] == tasks[0]["metadata"]["name"]
+    assert pods_of["say#6"] == tasks[2]["metadata"]["name"]
+
+
+def test_parallelism_counts_a_batch_pod_once() -> None:
+    wf = workflow(entrypoint="examples.hello:hello", parallelism=2)
+    result = plan(_status([batched(i) for i in range(9)]), [pod("d", "driver", "Running")], wf=wf)
+    assert (
+        len([p for p in result.create if p["metadata"]["labels"]["flux.dev/role"] == "task"]) == 2
+    )
+    assert len(result.status["tasks"]) == 6
+
+
+def test_each_call_gets_its_own_outcome_and_retry_from_the_batch_result() -> None:
+    calls = [batched(i, retry_max_attempts=2) for i in range(3)]
+    first = plan(_status(calls), [pod("d", "driver", "Running")])
+    records = first.status["tasks"]
+    name = records[0]["pod"]
+    result = BatchResult(
+        items={
+            "say#0": TaskResult(outcome=Outcome.COMPLETED, value="zero"),
+            "say#1": TaskResult(
+                outcome=Outcome.FAILED,
+                error={
+                    "type": "ValueError",
+                    "module": "builtins",
+                    "message": "bad 1",
+                    "kind": "code",
+                },
+            ),
+            # say#2 missing: the runner died before reporting it.
+        }
+    )
+    finished = pod(name, "task", "Succeeded")
+    finished["metadata"]["annotations"] = {"flux.dev/batch-size": "3"}
+    finished["status"]["containerStatuses"][0]["state"]["terminated"]["message"] = (
+        result.to_message()
+    )
+    second = plan(_status(calls, tasks=records), [finished, pod("d", "driver", "Running")])
+    by_id = {r["callId"]: r for r in second.status["tasks"]}
+    assert by_id["say#0"]["state"] == "Completed" and by_id["say#0"]["output"] == "zero"
+    assert by_id["say#1"]["state"] == "Retrying"
+    assert by_id["say#1"]["lastError"]["message"] == "bad 1"
+    assert by_id["say#2"]["state"] == "Retrying"
+    assert by_id["say#2"]["lastError"]["type"] == "PodFailed"
+    assert name in second.delete
+
+    # When due, the two retries share a new pod, as their second attempts.
+    later = NOW.replace(minute=5)
+    third = plan(
+        _status(calls, tasks=second.status["tasks"]), [pod("d", "driver", "Running")], now=later
+    )
+    (retry_pod,) = [p for p in third.create if p["metadata"]["labels"]["flux.dev/role"] == "task"]
+    spec = _env(retry_pod)
+    assert [(i.call_id, i.attempt) for i in spec.items] == [("say#1", 2), ("say#2", 2)]
+
+
+def test_a_batch_pod_gets_a_deadline_for_all_its_items() -> None:
+    result = plan(
+        _status([batched(i, timeout=10.0) for i in range(3)]), [pod("d", "driver", "Running")]
+    )
+    (task,) = [p for p in result.create if p["metadata"]["labels"]["flux.dev/role"] == "task"]
+    assert task["spec"]["activeDeadlineSeconds"] == 3 * 10 + 30
+    assert _env(task).timeout == 10.0
