@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from flux_runs import shared_home_volume
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -344,43 +344,5 @@ def flux_ns(cluster: Cluster, namespace: str, operator: Operator) -> str:
 @pytest.fixture
 def shared_home(cluster: Cluster, flux_ns: str) -> Iterator[dict[str, Any]]:
     """A volume all pods of a run can reach, for examples that store outputs in files."""
-    claim = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": "flux-home"},
-        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "100Mi"}}},
-    }
-    volume_name = f"flux-home-{flux_ns}"
-    if cluster.local:
-        # On the local single-node cluster: a host directory as a static volume.
-        path = tempfile.mkdtemp(prefix="flux-e2e-home-")
-        os.chmod(path, 0o1777)
-        cluster.apply(
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {"name": volume_name},
-                "spec": {
-                    "capacity": {"storage": "100Mi"},
-                    "accessModes": ["ReadWriteMany"],
-                    "persistentVolumeReclaimPolicy": "Retain",
-                    "storageClassName": "",
-                    "hostPath": {"path": path, "type": "Directory"},
-                },
-            },
-            "default",
-        )
-        claim["spec"].update(storageClassName="", volumeName=volume_name)
-    else:
-        storage_class = os.environ.get("FLUX_E2E_RWX_STORAGE_CLASS")
-        if not storage_class:
-            pytest.fail(
-                "set FLUX_E2E_RWX_STORAGE_CLASS to a ReadWriteMany storage class of "
-                "the cluster under test (needed by examples/configured_task.py)"
-            )
-        claim["spec"]["storageClassName"] = storage_class
-    cluster.apply(claim, flux_ns)
-    yield {"persistentVolumeClaim": {"claimName": "flux-home"}}
-    if cluster.local:
-        cluster.kubectl("delete", "pvc", "flux-home", "-n", flux_ns, "--wait=false", check=False)
-        cluster.kubectl("delete", "pv", volume_name, "--wait=false", check=False)
+    with shared_home_volume(cluster, flux_ns) as volume:
+        yield volume

@@ -3,12 +3,148 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pytest
 
 if TYPE_CHECKING:
-    from conftest import Cluster, Operator
+    from conftest import Cluster
+
+
+class HasLog(Protocol):
+    """An operator whose log a failing wait shows: the local process or the chart's pod."""
+
+    def log_tail(self, lines: int = 60) -> str: ...
+
 
 RUN_TIMEOUT = 180
+
+# Task-policy scenarios: runs that retry, exhaust their retries into a fallback,
+# roll back, time out into a fallback, and fail. The policy parity test runs them
+# on both executors; the chart test runs them under the chart-installed operator,
+# so that every metric and dashboard panel of those policies has data. Attempt
+# counters live in FLUX_HOME: give the Workflows a homeVolume all of a run's pods
+# share (see shared_home).
+POLICY_SOURCE = '''
+import os
+import time
+from pathlib import Path
+
+from flux import ExecutionError, WorkflowExecutionContext, task, workflow
+from flux.tasks import parallel
+
+
+def attempt_number(key: str) -> int:
+    """How many times this key was tried, across processes and pods."""
+    home = Path(os.environ.get("FLUX_HOME", "."))
+    home.mkdir(parents=True, exist_ok=True)
+    counter = home / f"{key}.count"
+    count = int(counter.read_text()) + 1 if counter.exists() else 1
+    counter.write_text(str(count))
+    return count
+
+
+@task.with_options(retry_max_attempts=3, retry_delay=1, retry_backoff=2)
+def flaky(key: str) -> int:
+    n = attempt_number(key)
+    if n < 3:
+        raise ValueError(f"attempt {n} failed")
+    return n
+
+
+def fallback_value(key: str) -> str:
+    return f"fallback for {key}"
+
+
+@task.with_options(retry_max_attempts=1, retry_delay=1, fallback=fallback_value)
+def always_fails(key: str) -> str:
+    raise RuntimeError("no luck")
+
+
+def undo(key: str) -> None:
+    attempt_number(key + "-undone")
+
+
+@task.with_options(rollback=undo)
+def breaks(key: str) -> str:
+    raise OSError("disk full")
+
+
+@task.with_options(timeout=1, fallback=fallback_value)
+def too_slow(key: str) -> str:
+    time.sleep(60)
+    return "late"
+
+
+@task.with_options(retry_max_attempts=1, retry_delay=1)
+def gives_up(key: str) -> str:
+    raise KeyError(key)
+
+
+@task
+def fails_fast(key: str) -> str:
+    raise ValueError("first to fail")
+
+
+def undo_slow(key: str) -> None:
+    attempt_number(key + "-slow-undone")
+
+
+@task.with_options(rollback=undo_slow)
+def slow_step(key: str) -> str:
+    time.sleep(30)
+    return "slow"
+
+
+@workflow
+async def parallel_failure_rolls_back(ctx: WorkflowExecutionContext[str]) -> str:
+    try:
+        await parallel(slow_step(ctx.input), fails_fast(ctx.input))
+    except ExecutionError as error:
+        return f"caught {type(error.inner_exception).__name__}"
+    return "not reached"
+
+
+@workflow
+async def retry_then_succeed(ctx: WorkflowExecutionContext[str]) -> int:
+    return await flaky(ctx.input)
+
+
+@workflow
+async def exhausted_to_fallback(ctx: WorkflowExecutionContext[str]) -> str:
+    return await always_fails(ctx.input)
+
+
+@workflow
+async def rollback_then_catch(ctx: WorkflowExecutionContext[str]) -> str:
+    try:
+        return await breaks(ctx.input)
+    except ExecutionError as error:
+        return f"caught {type(error.inner_exception).__name__}"
+
+
+@workflow
+async def timeout_to_fallback(ctx: WorkflowExecutionContext[str]) -> str:
+    return await too_slow(ctx.input)
+
+
+@workflow
+async def retries_exhausted(ctx: WorkflowExecutionContext[str]) -> str:
+    return await gives_up(ctx.input)
+'''
+
+# Each scenario (a workflow function of POLICY_SOURCE) and the phase its run ends in.
+POLICY_SCENARIOS = {
+    "retry_then_succeed": "Succeeded",
+    "exhausted_to_fallback": "Succeeded",
+    "rollback_then_catch": "Succeeded",
+    "timeout_to_fallback": "Succeeded",
+    "retries_exhausted": "Failed",
+}
 
 
 def workflow_manifest(name: str, source: str, function: str, **spec: Any) -> dict[str, Any]:
@@ -39,7 +175,7 @@ def status_of(cluster: Cluster, ns: str, run: str) -> dict[str, Any]:
 
 def wait_phase(
     cluster: Cluster,
-    operator: Operator,
+    operator: HasLog,
     ns: str,
     run: str,
     *phases: str,
@@ -81,6 +217,57 @@ def events_for(cluster: Cluster, ns: str, name: str) -> list[dict[str, Any]]:
     ).stdout
     items: list[dict[str, Any]] = json.loads(out)["items"]
     return items
+
+
+@contextmanager
+def shared_home_volume(cluster: Cluster, namespace: str) -> Iterator[dict[str, Any]]:
+    """A ReadWriteMany volume all pods of a run can reach (a Workflow's homeVolume):
+    a host directory on the local cluster, FLUX_E2E_RWX_STORAGE_CLASS elsewhere."""
+    claim: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "flux-home"},
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "100Mi"}}},
+    }
+    volume_name = f"flux-home-{namespace}"
+    if cluster.local:
+        # On the local single-node cluster: a host directory as a static volume.
+        path = tempfile.mkdtemp(prefix="flux-e2e-home-")
+        os.chmod(path, 0o1777)
+        cluster.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": volume_name},
+                "spec": {
+                    "capacity": {"storage": "100Mi"},
+                    "accessModes": ["ReadWriteMany"],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": "",
+                    "hostPath": {"path": path, "type": "Directory"},
+                },
+            },
+            "default",
+        )
+        claim["spec"].update(storageClassName="", volumeName=volume_name)
+    else:
+        storage_class = os.environ.get("FLUX_E2E_RWX_STORAGE_CLASS")
+        if not storage_class:
+            pytest.fail(
+                "set FLUX_E2E_RWX_STORAGE_CLASS to a ReadWriteMany storage class of "
+                "the cluster under test (needed by examples/configured_task.py and "
+                "the task-policy scenarios)"
+            )
+        claim["spec"]["storageClassName"] = storage_class
+    cluster.apply(claim, namespace)
+    try:
+        yield {"persistentVolumeClaim": {"claimName": "flux-home"}}
+    finally:
+        if cluster.local:
+            cluster.kubectl(
+                "delete", "pvc", "flux-home", "-n", namespace, "--wait=false", check=False
+            )
+            cluster.kubectl("delete", "pv", volume_name, "--wait=false", check=False)
 
 
 def _archived(cluster: Cluster, ns: str, refs: list[dict[str, Any]]) -> list[Any]:

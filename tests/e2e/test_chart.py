@@ -3,13 +3,18 @@
 Every value set in charts/flux/ci/ is rendered and sent to the API server with
 ``kubectl apply --dry-run=server``. Objects of the Prometheus Operator (not
 installed on the test cluster) are checked with promtool and by structure
-instead. Then the chart is installed into a fresh namespace: the operator runs
-as a real pod, watching only that namespace, and a WorkflowRun succeeds.
+instead. Then the chart is installed into a fresh namespace, CRDs included
+(it adopts the ones the e2e session applied, keeps them on uninstall and gives
+them back): the operator runs as a real pod, watching only that namespace, and
+serves runs that succeed, retry, time out, fall back, roll back and fail, while
+a real Prometheus scrapes it and then answers every dashboard query and alert
+expression with data. Upgrade and uninstall leave nothing but the CRDs.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -18,12 +23,20 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
-from flux_runs import run_manifest, status_of, workflow_manifest
+from flux_runs import (
+    POLICY_SCENARIOS,
+    POLICY_SOURCE,
+    run_manifest,
+    shared_home_volume,
+    wait_phase,
+    workflow_manifest,
+)
 
 if TYPE_CHECKING:
     from conftest import Cluster
@@ -236,6 +249,7 @@ def _check_monitoring(docs: list[dict[str, Any]], tmp_path: Path) -> None:
 
 HELLO = """
 from flux import WorkflowExecutionContext, task, workflow
+from flux.tasks import sleep
 
 
 @task
@@ -246,13 +260,34 @@ def greet(name: str) -> str:
 @workflow
 async def hello(ctx: WorkflowExecutionContext[str]) -> str:
     return await greet(ctx.input)
+
+
+@workflow
+async def nap(ctx: WorkflowExecutionContext[float]) -> str:
+    await sleep(ctx.input)
+    return "rested"
 """
 
+CRDS = ("workflows.flux.dev", "workflowruns.flux.dev")
+# Metadata keys helm and the chart put on the CRDs; none of them is in crds/.
+HELM_KEYS = ("helm.sh/", "meta.helm.sh/", "app.kubernetes.io/")
+# Drivers of the installed operator exit after this many idle seconds, so the
+# nap workflow's durable sleep (longer) outlives its first driver: the operator
+# starts a second one when the sleep is due (flux_driver_restarts_total).
+LINGER = 5
+NAP = LINGER + 5
 
+
+@pytest.mark.timeout(600)
 def test_install_run_upgrade_and_uninstall(
     cluster: Cluster, helm: Any, chart_namespace: str, tmp_path: Path
 ) -> None:
-    """The chart's operator as a real pod, watching only its own namespace."""
+    """The chart's operator as a real pod, watching only its own namespace, with
+    the chart's CRDs (adopted from the e2e session's, and kept on uninstall).
+
+    The runs it serves succeed, retry, time out, fall back, roll back, fail,
+    sleep past their driver and meet a pod quota, so that every dashboard query
+    and every alert expression has data in a real Prometheus scraping it."""
     namespace = chart_namespace
     release = f"flux-{namespace[-8:]}"
     base = [
@@ -266,45 +301,47 @@ def test_install_run_upgrade_and_uninstall(
         "image.pullPolicy=IfNotPresent",
         "--set-json",
         f"watchNamespaces={json.dumps([namespace])}",
-        # The e2e session already applied the CRDs (crds fixture); do not take them over.
         "--set",
-        "crds.install=false",
+        "crds.install=true",
+        "--set",
+        "crds.keep=true",
     ]
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{c}" for c in CRDS]
+    )
+    # The e2e session shares these CRDs: the release adopts them, keeps them on
+    # uninstall, and they get their own metadata back afterwards.
+    saved = _crd_metadata(cluster)
     installed = False
+    manifest: list[dict[str, Any]] = []
     try:
-        helm("install", release, str(CHART), *base, "--wait", "--timeout", "180s", timeout=240)
+        _adopt_crds(cluster, release, namespace)
+        helm(
+            "install",
+            release,
+            str(CHART),
+            *base,
+            "--set",
+            f"operator.driverLingerSeconds={LINGER}",
+            "--wait",
+            "--timeout",
+            "180s",
+            timeout=240,
+        )
         installed = True
+        for name in CRDS:
+            meta = cluster.get("crd", name)["metadata"]
+            assert meta["labels"]["app.kubernetes.io/instance"] == release, meta
+            assert meta["annotations"]["helm.sh/resource-policy"] == "keep", meta
         deployment = f"deployment/{release}"
         cluster.kubectl("rollout", "status", "-n", namespace, deployment, "--timeout=120s")
         pod = _operator_pod(cluster, namespace, release)
-        cluster.apply(workflow_manifest("hello", HELLO, "hello"), namespace)
-        cluster.apply(run_manifest("hello-1", "hello", "chart"), namespace)
-
-        def done() -> dict[str, Any] | None:
-            status = status_of(cluster, namespace, "hello-1")
-            return status if status.get("phase") in ("Succeeded", "Failed") else None
-
-        status = cluster.wait_for(
-            "the run to finish under the chart's operator",
-            done,
-            180,
-            describe=lambda: (
-                cluster.kubectl("logs", "-n", namespace, pod, "--tail=80", check=False).stdout
-            ),
-        )
-        assert status["phase"] == "Succeeded", status
-        assert status["output"] == "hello chart"
-        metrics = _scrape(cluster, namespace, pod)
-        assert 'flux_runs_finished_total{outcome="succeeded",workflow="hello"}' in metrics
-        assert "flux_build_info" in metrics
-        assert (
-            'flux_task_attempts_total{outcome="succeeded",task="greet",workflow="hello"} 1.0'
-            in metrics
-        )
-        assert 'flux_task_stage_duration_seconds_count{stage="running",workflow="hello"}' in metrics
         pod_ip = cluster.get("pod", pod, namespace)["status"]["podIP"]
-        _evaluate_with_prometheus(f"{pod_ip}:9090", tmp_path)
+        with _prometheus(f"{pod_ip}:9090", tmp_path) as prometheus:
+            with shared_home_volume(cluster, namespace) as home:
+                _serve_runs(cluster, namespace, _PodOperator(cluster, namespace, pod), home)
+            _check_every_query(prometheus)
 
         helm(
             "upgrade",
@@ -312,7 +349,7 @@ def test_install_run_upgrade_and_uninstall(
             str(CHART),
             *base,
             "--set",
-            "operator.driverLingerSeconds=5",
+            "operator.driverLingerSeconds=7",
             "--wait",
             "--timeout",
             "180s",
@@ -321,33 +358,211 @@ def test_install_run_upgrade_and_uninstall(
         env = cluster.get("deployment", release, namespace)["spec"]["template"]["spec"][
             "containers"
         ][0]["env"]
-        assert {"name": "FLUX_DRIVER_LINGER_SECONDS", "value": "5"} in env
+        assert {"name": "FLUX_DRIVER_LINGER_SECONDS", "value": "7"} in env
         cluster.kubectl("rollout", "status", "-n", namespace, deployment, "--timeout=120s")
     finally:
-        if installed:
-            helm("uninstall", release, "--namespace", namespace, "--wait", timeout=180)
+        try:
+            if installed:
+                manifest = _uninstall_keeping_crds(helm, release, namespace)
+        finally:
+            _restore_crds(cluster, saved)
+    _check_only_the_crds_are_left(cluster, manifest, release, namespace)
+    for name in CRDS:
+        meta = cluster.get("crd", name)["metadata"]
+        for key in ("labels", "annotations"):
+            mine = {k: v for k, v in (meta.get(key) or {}).items() if k.startswith(HELM_KEYS)}
+            assert mine == {}, f"{name} still has the release's {key}: {mine}"
+    assert _crd_metadata(cluster) == saved
+
+
+def _crd_metadata(cluster: Cluster) -> dict[str, dict[str, dict[str, str]]]:
+    """Labels and annotations of the CRDs, without any that helm or the chart set
+    (a run that died before restoring them may have left some)."""
+    saved: dict[str, dict[str, dict[str, str]]] = {}
+    for name in CRDS:
+        meta = cluster.get("crd", name)["metadata"]
+        saved[name] = {
+            key: {k: v for k, v in (meta.get(key) or {}).items() if not k.startswith(HELM_KEYS)}
+            for key in ("labels", "annotations")
+        }
+    return saved
+
+
+def _adopt_crds(cluster: Cluster, release: str, namespace: str) -> None:
+    """Mark the existing CRDs as the release's, so helm install takes them over."""
+    cluster.kubectl("label", "crd", *CRDS, "app.kubernetes.io/managed-by=Helm", "--overwrite")
+    cluster.kubectl(
+        "annotate",
+        "crd",
+        *CRDS,
+        f"meta.helm.sh/release-name={release}",
+        f"meta.helm.sh/release-namespace={namespace}",
+        "--overwrite",
+    )
+
+
+def _uninstall_keeping_crds(helm: Any, release: str, namespace: str) -> list[dict[str, Any]]:
+    """helm uninstall, once the release's own record says it keeps the CRDs: helm
+    decides by the stored manifest, and other tests' runs live in these CRDs.
+    Returns that manifest."""
+    manifest = _docs(helm("get", "manifest", release, "--namespace", namespace))
+    crds = {d["metadata"]["name"]: d for d in manifest if d["kind"] == "CustomResourceDefinition"}
+    assert set(crds) == set(CRDS), sorted(crds)
+    for crd in crds.values():
+        policy = (crd["metadata"].get("annotations") or {}).get("helm.sh/resource-policy")
+        assert policy == "keep", f"not uninstalling: {crd['metadata']} would delete the CRD"
+    helm("uninstall", release, "--namespace", namespace, "--wait", timeout=180)
+    return manifest
+
+
+def _restore_crds(cluster: Cluster, saved: dict[str, dict[str, dict[str, str]]]) -> None:
+    """Give the CRDs their metadata from before the release, and crds/ as applied."""
+    for name, wanted in saved.items():
+        meta = cluster.get("crd", name)["metadata"]
+        patch = {
+            key: {**dict.fromkeys(meta.get(key) or {}), **wanted[key]}
+            for key in ("labels", "annotations")
+        }
+        cluster.kubectl("patch", "crd", name, "--type=merge", "-p", json.dumps({"metadata": patch}))
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+
+
+def _check_only_the_crds_are_left(
+    cluster: Cluster, manifest: list[dict[str, Any]], release: str, namespace: str
+) -> None:
+    others = [d for d in manifest if d["kind"] != "CustomResourceDefinition"]
+    kinds = {d["kind"] for d in others}
+    assert {"Deployment", "Service", "ServiceAccount", "ClusterRole", "RoleBinding"} <= kinds
     left = cluster.kubectl(
         "get",
-        "clusterroles,clusterrolebindings",
-        "-l",
-        f"app.kubernetes.io/instance={release}",
-        "-o",
-        "name",
-    ).stdout.split()
-    assert left == []
-    left = cluster.kubectl(
-        "get",
-        "deployments,services,serviceaccounts,rolebindings,configmaps",
         "-n",
         namespace,
-        "-l",
-        f"app.kubernetes.io/instance={release}",
+        "-f",
+        "-",
+        "--ignore-not-found",
         "-o",
         "name",
+        input="\n---\n".join(json.dumps(d) for d in others),
     ).stdout.split()
-    assert left == []
-    # The CRDs stay (the e2e session's, and the chart keeps its own by default).
-    cluster.kubectl("get", "crd", "workflows.flux.dev", "workflowruns.flux.dev")
+    assert left == [], left
+
+    def nothing_runs() -> bool:
+        return not cluster.kubectl(
+            "get",
+            "replicasets,pods,secrets",
+            "-n",
+            namespace,
+            "-l",
+            f"app.kubernetes.io/instance={release}",
+            "-o",
+            "name",
+        ).stdout.split()
+
+    cluster.wait_for("the release's pods to go", nothing_runs, 60)
+    releases = cluster.kubectl(
+        "get", "secrets", "-n", namespace, "-l", f"owner=helm,name={release}", "-o", "name"
+    ).stdout.split()
+    assert releases == [], releases
+    # The CRDs stay, established: other tests' runs are in them.
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=30s", *[f"crd/{c}" for c in CRDS]
+    )
+
+
+class _PodOperator:
+    """The chart's operator pod, for the log a failing wait shows."""
+
+    def __init__(self, cluster: Cluster, namespace: str, pod: str):
+        self.cluster, self.namespace, self.pod = cluster, namespace, pod
+
+    def log_tail(self, lines: int = 60) -> str:
+        return self.cluster.kubectl(
+            "logs", "-n", self.namespace, self.pod, f"--tail={lines}", check=False
+        ).stdout
+
+
+def _serve_runs(
+    cluster: Cluster, namespace: str, operator: _PodOperator, home: dict[str, Any]
+) -> None:
+    """Runs of every kind the dashboard and the alerts are about, under the chart's operator."""
+    # A namespace at its pod quota: the operator's pod creations are forbidden (403,
+    # an API error the alerts count) until the quota is lifted; then the run goes on.
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "no-pods"},
+        "spec": {"hard": {"pods": "0"}},
+    }
+    cluster.apply(quota, namespace)
+    cluster.wait_for(
+        "the quota to be counted",
+        lambda: (cluster.get("resourcequota", "no-pods", namespace).get("status") or {}).get(
+            "hard"
+        ),
+        30,
+    )
+    cluster.apply(workflow_manifest("hello", HELLO, "hello"), namespace)
+    cluster.apply(workflow_manifest("nap", HELLO, "nap"), namespace)
+    cluster.apply(run_manifest("hello-1", "hello", "chart"), namespace)
+    forbidden = 'flux_kubernetes_api_errors_total{code="403",resource="pods",verb="create"}'
+    cluster.wait_for(
+        "a pod creation forbidden by the quota",
+        lambda: forbidden in _scrape(cluster, namespace, operator.pod),
+        60,
+        describe=operator.log_tail,
+    )
+    cluster.kubectl("delete", "resourcequota", "no-pods", "-n", namespace)
+
+    for scenario in POLICY_SCENARIOS:
+        name = scenario.replace("_", "-")
+        workflow = workflow_manifest(name, POLICY_SOURCE, scenario, homeVolume=home)
+        cluster.apply(workflow, namespace)
+        cluster.apply(run_manifest(name, name, f"chart-{scenario}"), namespace)
+    cluster.apply(run_manifest("nap-1", "nap", NAP), namespace)
+
+    status = wait_phase(cluster, operator, namespace, "hello-1", "Succeeded", "Failed")
+    assert status["phase"] == "Succeeded", status
+    assert status["output"] == "hello chart"
+    metrics = _scrape(cluster, namespace, operator.pod)
+    assert 'flux_runs_finished_total{outcome="succeeded",workflow="hello"}' in metrics
+    assert "flux_build_info" in metrics
+    assert (
+        'flux_task_attempts_total{outcome="succeeded",task="greet",workflow="hello"} 1.0' in metrics
+    )
+    assert 'flux_task_stage_duration_seconds_count{stage="running",workflow="hello"}' in metrics
+    # Second runs of a workflow that succeeds and of one that fails, once the first
+    # is over: their run counters and duration histograms change between scrapes,
+    # so rate() and histogram_quantile() of them give numbers (not 0 and NaN), and
+    # the failure-ratio alert has data (it may only go pending here, never fire).
+    cluster.apply(run_manifest("hello-2", "hello", "again"), namespace)
+    first = wait_phase(cluster, operator, namespace, "retries-exhausted", "Succeeded", "Failed")
+    assert first["phase"] == "Failed", first
+    cluster.apply(run_manifest("retries-exhausted-2", "retries-exhausted", "again"), namespace)
+
+    phases = {}
+    for scenario in POLICY_SCENARIOS:
+        name = scenario.replace("_", "-")
+        phases[scenario] = wait_phase(
+            cluster, operator, namespace, name, "Succeeded", "Failed", timeout=300
+        )["phase"]
+    assert phases == POLICY_SCENARIOS
+    status = wait_phase(cluster, operator, namespace, "nap-1", "Succeeded", "Failed")
+    assert status["output"] == "rested", status
+    assert status["driver"]["starts"] >= 2, status["driver"]
+    status = wait_phase(cluster, operator, namespace, "hello-2", "Succeeded", "Failed")
+    assert status["output"] == "hello again", status
+    status = wait_phase(cluster, operator, namespace, "retries-exhausted-2", "Succeeded", "Failed")
+    assert status["phase"] == "Failed", status
+    metrics = _scrape(cluster, namespace, operator.pod)
+    for line in (
+        'flux_runs_finished_total{outcome="failed",workflow="retries-exhausted"} 2.0',
+        'flux_task_retries_total{task="flaky",workflow="retry-then-succeed"} 2.0',
+        'flux_task_timeouts_total{task="too_slow",workflow="timeout-to-fallback"} 1.0',
+        'flux_task_fallbacks_total{task="always_fails",workflow="exhausted-to-fallback"} 1.0',
+        'flux_task_rollbacks_total{task="breaks",workflow="rollback-then-catch"} 1.0',
+        'flux_driver_restarts_total{workflow="nap"}',
+    ):
+        assert line in metrics, line
 
 
 def _operator_pod(cluster: Cluster, namespace: str, release: str) -> str:
@@ -384,27 +599,37 @@ def _scrape(cluster: Cluster, namespace: str, pod: str) -> str:
         time.sleep(1)
 
 
-# Queries that must return data once a run has succeeded (the others may be empty
-# while nothing was retried, timed out, rolled back or failed).
-MUST_HAVE_DATA = (
-    "flux_runs_finished_total",
-    "flux_runs_active",
-    "flux_task_attempts_total",
-    "flux_reconcile_duration_seconds_bucket",
-    "flux_kubernetes_api_requests_total",
-    "flux_task_stage_duration_seconds_bucket",
-)
+class _Prometheus:
+    """The HTTP API of a Prometheus server on this machine."""
+
+    def __init__(self, port: int):
+        self.base = f"http://127.0.0.1:{port}/api/v1"
+
+    def get(self, path: str, **params: str) -> dict[str, Any]:
+        url = f"{self.base}/{path}?{urllib.parse.urlencode(params)}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body: dict[str, Any] = json.loads(response.read())
+        return body
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        answer = self.get("query", query=expr)
+        assert answer["status"] == "success", (expr, answer)
+        result: list[dict[str, Any]] = answer["data"]["result"]
+        return result
+
+    def alerts(self) -> dict[str, dict[str, Any]]:
+        groups = self.get("rules", type="alert")["data"]["groups"]
+        return {r["name"]: r for g in groups for r in g["rules"]}
 
 
-def _evaluate_with_prometheus(target: str, tmp_path: Path) -> None:
-    """A real Prometheus scrapes the operator pod, evaluates the chart's alert rules,
-    and answers every dashboard and alert query without an error."""
+@contextmanager
+def _prometheus(target: str, tmp_path: Path) -> Iterator[_Prometheus]:
+    """A real Prometheus (Debian's package) scraping the operator every second and
+    evaluating the chart's alert rules, from before the first run to the queries."""
     binary = shutil.which("prometheus")
     assert binary, "prometheus is missing: apt-get install -y prometheus (Debian package)"
-    groups = yaml.safe_load((CHART / "files/alerts.yaml").read_text())
-    alert_exprs = [r["expr"] for g in groups for r in g["rules"]]
     rules = tmp_path / "alerts.yaml"
-    rules.write_text(yaml.safe_dump({"groups": groups}))
+    rules.write_text(yaml.safe_dump({"groups": _alert_groups()}))
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(rules)],
@@ -426,17 +651,11 @@ def _evaluate_with_prometheus(target: str, tmp_path: Path) -> None:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    base = f"http://127.0.0.1:{port}/api/v1"
-
-    def get(path: str, **params: str) -> dict[str, Any]:
-        url = f"{base}/{path}?{urllib.parse.urlencode(params)}"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            body: dict[str, Any] = json.loads(response.read())
-        return body
+    prometheus = _Prometheus(port)
 
     def scraped() -> bool:
         try:
-            return len(get("query", query="flux_build_info")["data"]["result"]) == 1
+            return len(prometheus.query("flux_build_info")) == 1
         except OSError:
             return False
 
@@ -446,19 +665,7 @@ def _evaluate_with_prometheus(target: str, tmp_path: Path) -> None:
             tail = log_path.read_text(errors="replace")[-3000:]
             assert time.monotonic() < deadline, f"Prometheus never scraped {target}\n{tail}"
             time.sleep(0.5)
-        time.sleep(4)  # a few more scrapes and rule evaluations, for rate() windows
-        board = json.loads((CHART / "files/dashboard.json").read_text())
-        exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
-        for expr in [*exprs, *alert_exprs]:
-            answer = get("query", query=expr)
-            assert answer["status"] == "success", (expr, answer)
-            if expr in exprs and any(name in expr for name in MUST_HAVE_DATA):
-                assert answer["data"]["result"], f"no data for {expr}"
-        evaluated = [r for g in get("rules")["data"]["groups"] for r in g["rules"]]
-        assert len(evaluated) == len(alert_exprs), evaluated
-        assert all(r["health"] == "ok" for r in evaluated), evaluated
-        firing = [r["name"] for r in evaluated if r.get("state") == "firing"]
-        assert firing == [], firing
+        yield prometheus
     finally:
         proc.terminate()
         try:
@@ -466,3 +673,75 @@ def _evaluate_with_prometheus(target: str, tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def _alert_groups() -> list[dict[str, Any]]:
+    groups: list[dict[str, Any]] = yaml.safe_load((CHART / "files/alerts.yaml").read_text())
+    return groups
+
+
+def _dashboard_queries() -> list[tuple[str, str]]:
+    board = json.loads((CHART / "files/dashboard.json").read_text())
+    return [(p["title"], t["expr"]) for p in board["panels"] for t in p.get("targets", [])]
+
+
+# A metric name with its label matchers, as written in a query.
+SELECTOR = re.compile(r"\bflux_[a-z0-9_]+(?:\{[^}]*\})?")
+# The threshold an alert compares against, at the end of its expression.
+THRESHOLD = re.compile(r"\s*(?:[<>]=?|[!=]=)\s*(?:bool\s+)?[-+]?[0-9.]+(?:e[-+]?[0-9]+)?\s*$")
+
+
+def _without_threshold(expr: str) -> str:
+    """What an alert compares (a > 5: a), or what it finds absent (absent(x): x)."""
+    expr = expr.strip()
+    absent = re.fullmatch(r"absent\((.*)\)", expr, re.DOTALL)
+    if absent:
+        return absent.group(1).strip()
+    inner = THRESHOLD.sub("", expr)
+    assert inner != expr, f"no threshold in alert expression {expr!r}"
+    return inner
+
+
+def _shown(result: list[dict[str, Any]]) -> str:
+    return ", ".join(
+        f"{json.dumps(r['metric'], sort_keys=True)}={r['value'][1]}" for r in result[:4]
+    ) + (" ..." if len(result) > 4 else "")
+
+
+def _check_every_query(prometheus: _Prometheus) -> None:
+    """Every dashboard query and every alert expression returns data; an alert
+    whose expression has none (it must not fire here) is inactive, and what it
+    compares against its threshold, and every series it reads, have data."""
+    time.sleep(3)  # scrapes and rule evaluations after the last run finished
+    lines, empty = [], []
+    for title, expr in _dashboard_queries():
+        result = prometheus.query(expr)
+        lines.append(f"dashboard  {title}: {' '.join(expr.split())}\n    -> {_shown(result)}")
+        if not result:
+            empty.append(expr)
+    alerts = prometheus.alerts()
+    rules = [r for g in _alert_groups() for r in g["rules"]]
+    assert set(alerts) == {r["alert"] for r in rules}, sorted(alerts)
+    assert all(a["health"] == "ok" for a in alerts.values()), alerts
+    exprs = [e for _, e in _dashboard_queries()]
+    for rule in rules:
+        name, expr, state = rule["alert"], rule["expr"], alerts[rule["alert"]]["state"]
+        exprs.append(expr)
+        result = prometheus.query(expr)
+        shown = f"alert      {name} [{state}]: {' '.join(expr.split())}\n    -> {_shown(result)}"
+        assert state != "firing", shown
+        if not result:
+            inner = _without_threshold(expr)
+            inner_result = prometheus.query(inner)
+            shown += f"\n    without threshold: {' '.join(inner.split())} -> {_shown(inner_result)}"
+            assert state == "inactive", shown
+            if not inner_result:
+                empty.append(inner)
+        lines.append(shown)
+    for selector in sorted({s for e in exprs for s in SELECTOR.findall(e)}):
+        result = prometheus.query(selector)
+        lines.append(f"series     {selector}: {len(result)}")
+        if not result:
+            empty.append(selector)
+    print("\n".join(lines))
+    assert not empty, "no data for:\n" + "\n".join(empty) + "\n\n" + "\n".join(lines)

@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from flux_runs import run_manifest, wait_phase, workflow_manifest
+from flux_runs import (
+    POLICY_SCENARIOS,
+    POLICY_SOURCE,
+    run_manifest,
+    wait_phase,
+    workflow_manifest,
+)
 
 from flux import codec
 from flux.local.loader import load_workflow
@@ -24,122 +30,6 @@ if TYPE_CHECKING:
     from conftest import Cluster, Operator
 
 pytestmark = pytest.mark.e2e
-
-SOURCE = '''
-import os
-import time
-from pathlib import Path
-
-from flux import ExecutionError, WorkflowExecutionContext, task, workflow
-from flux.tasks import parallel
-
-
-def attempt_number(key: str) -> int:
-    """How many times this key was tried, across processes and pods."""
-    home = Path(os.environ.get("FLUX_HOME", "."))
-    home.mkdir(parents=True, exist_ok=True)
-    counter = home / f"{key}.count"
-    count = int(counter.read_text()) + 1 if counter.exists() else 1
-    counter.write_text(str(count))
-    return count
-
-
-@task.with_options(retry_max_attempts=3, retry_delay=1, retry_backoff=2)
-def flaky(key: str) -> int:
-    n = attempt_number(key)
-    if n < 3:
-        raise ValueError(f"attempt {n} failed")
-    return n
-
-
-def fallback_value(key: str) -> str:
-    return f"fallback for {key}"
-
-
-@task.with_options(retry_max_attempts=1, retry_delay=1, fallback=fallback_value)
-def always_fails(key: str) -> str:
-    raise RuntimeError("no luck")
-
-
-def undo(key: str) -> None:
-    attempt_number(key + "-undone")
-
-
-@task.with_options(rollback=undo)
-def breaks(key: str) -> str:
-    raise OSError("disk full")
-
-
-@task.with_options(timeout=1, fallback=fallback_value)
-def too_slow(key: str) -> str:
-    time.sleep(60)
-    return "late"
-
-
-@task.with_options(retry_max_attempts=1, retry_delay=1)
-def gives_up(key: str) -> str:
-    raise KeyError(key)
-
-
-@task
-def fails_fast(key: str) -> str:
-    raise ValueError("first to fail")
-
-
-def undo_slow(key: str) -> None:
-    attempt_number(key + "-slow-undone")
-
-
-@task.with_options(rollback=undo_slow)
-def slow_step(key: str) -> str:
-    time.sleep(30)
-    return "slow"
-
-
-@workflow
-async def parallel_failure_rolls_back(ctx: WorkflowExecutionContext[str]) -> str:
-    try:
-        await parallel(slow_step(ctx.input), fails_fast(ctx.input))
-    except ExecutionError as error:
-        return f"caught {type(error.inner_exception).__name__}"
-    return "not reached"
-
-
-@workflow
-async def retry_then_succeed(ctx: WorkflowExecutionContext[str]) -> int:
-    return await flaky(ctx.input)
-
-
-@workflow
-async def exhausted_to_fallback(ctx: WorkflowExecutionContext[str]) -> str:
-    return await always_fails(ctx.input)
-
-
-@workflow
-async def rollback_then_catch(ctx: WorkflowExecutionContext[str]) -> str:
-    try:
-        return await breaks(ctx.input)
-    except ExecutionError as error:
-        return f"caught {type(error.inner_exception).__name__}"
-
-
-@workflow
-async def timeout_to_fallback(ctx: WorkflowExecutionContext[str]) -> str:
-    return await too_slow(ctx.input)
-
-
-@workflow
-async def retries_exhausted(ctx: WorkflowExecutionContext[str]) -> str:
-    return await gives_up(ctx.input)
-'''
-
-SCENARIOS = [
-    "retry_then_succeed",
-    "exhausted_to_fallback",
-    "rollback_then_catch",
-    "timeout_to_fallback",
-    "retries_exhausted",
-]
 
 
 def per_call(events: list[tuple[str, str]]) -> dict[str, list[str]]:
@@ -157,7 +47,7 @@ def run_locally(
     monkeypatch.setenv("FLUX_HOME", str(tmp / "home"))
     tmp.mkdir(parents=True, exist_ok=True)
     module = tmp / "parity_scenarios.py"
-    module.write_text(SOURCE)
+    module.write_text(POLICY_SOURCE)
     ctx = load_workflow(f"{module}:{scenario}").run(key)
     events = [(e.source_id, e.type.value) for e in ctx.events]
     error = ctx.output if ctx.has_failed else None
@@ -189,12 +79,14 @@ def test_policies_behave_the_same_on_both_executors(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     token = uuid.uuid4().hex[:6]
-    for scenario in SCENARIOS:
+    for scenario in POLICY_SCENARIOS:
         name = scenario.replace("_", "-")
-        cluster.apply(workflow_manifest(name, SOURCE, scenario, homeVolume=shared_home), flux_ns)
+        cluster.apply(
+            workflow_manifest(name, POLICY_SOURCE, scenario, homeVolume=shared_home), flux_ns
+        )
         cluster.apply(run_manifest(name, name, f"k8s-{scenario}-{token}"), flux_ns)
     differences = []
-    for scenario in SCENARIOS:
+    for scenario in POLICY_SCENARIOS:
         local = run_locally(tmp_path / scenario, scenario, f"local-{scenario}-{token}", monkeypatch)
         status = wait_phase(
             cluster,
@@ -215,10 +107,15 @@ def test_policies_behave_the_same_on_both_executors(
                 f"{scenario}:\n  local {json.dumps(local)}\n  k8s   {json.dumps(remote)}"
             )
     assert not differences, "\n".join(differences)
+    phases = {
+        s: cluster.get("wfr", s.replace("_", "-"), flux_ns)["status"]["phase"]
+        for s in POLICY_SCENARIOS
+    }
+    assert phases == POLICY_SCENARIOS
     # Attempt counts as the cluster recorded them, for the record of this test.
     tasks = {
         t["name"]: t
-        for s in SCENARIOS
+        for s in POLICY_SCENARIOS
         for t in cluster.get("wfr", s.replace("_", "-"), flux_ns)["status"].get("tasks", [])
     }
     assert tasks["flaky"]["attempts"] == 3
