@@ -197,6 +197,7 @@ def test_workflow_spec_fields_by_name_and_by_alias() -> None:
         "entrypoint": "m:f",
         "secrets": {},
         "taskDefaults": {"nodeSelector": {"disk": "ssd"}, "tolerations": []},
+        "driverMode": "PerRun",
     }
 
 

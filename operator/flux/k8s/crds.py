@@ -38,6 +38,8 @@ class Resource:
     plural: str
     short_name: str
     columns: tuple[dict[str, str], ...]
+    # Fields a field selector may name (the shared driver watches a Workflow's runs).
+    selectable: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -82,6 +84,7 @@ RESOURCES = (
             },
             AGE_COLUMN,
         ),
+        selectable=(".spec.workflowRef.name",),
     ),
 )
 
@@ -161,6 +164,11 @@ def crd(resource: Resource) -> dict[str, Any]:
                     "storage": True,
                     "subresources": {"status": {}},
                     "additionalPrinterColumns": list(resource.columns),
+                    **(
+                        {"selectableFields": [{"jsonPath": p} for p in resource.selectable]}
+                        if resource.selectable
+                        else {}
+                    ),
                     "schema": {"openAPIV3Schema": schema},
                 }
             ],

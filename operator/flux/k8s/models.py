@@ -158,6 +158,11 @@ class TaskDefaults(_Model):
     )
 
 
+class DriverMode(StrEnum):
+    PER_RUN = "PerRun"
+    SHARED = "Shared"
+
+
 class WorkflowSpec(_Model):
     """The workflow's code, image and task pod defaults."""
 
@@ -193,6 +198,12 @@ class WorkflowSpec(_Model):
     )
     task_defaults: TaskDefaults | None = Field(
         default=None, description="Pod settings for task pods."
+    )
+    driver_mode: DriverMode = Field(
+        default=DriverMode.PER_RUN,
+        description="PerRun: each run gets its own driver pod (isolation). Shared: one driver "
+        "pod replays all the runs of this Workflow (throughput: no pod start per run). Fixed "
+        "for a run when it starts.",
     )
     home_volume: FreeFormObject | None = Field(
         default=None,
@@ -418,6 +429,9 @@ class DriverStatus(_Model):
     pod: str | None = Field(default=None, description="The current driver pod.")
     last_failure: dt.datetime | None = Field(
         default=None, description="When a driver pod last failed."
+    )
+    shared: bool | None = Field(
+        default=None, description="The run is driven by its Workflow's shared driver pod."
     )
 
 

@@ -29,7 +29,7 @@ from flux.k8s.config import OperatorConfig
 from flux.k8s.decisions import condition_changed, set_condition, workflow_ready
 from flux.k8s.history import FINAL_PHASES
 from flux.k8s.models import Condition, to_json
-from flux.k8s.pods import owner_reference, source_configmap_name
+from flux.k8s.pods import SHARED_DRIVER_ROLE, owner_reference, source_configmap_name
 from flux.k8s.protocol import INLINE_SOURCE_MODULE, RESULT_LOG_MARKER
 from flux.k8s.reconcile import Observed, Plan, plan_run
 
@@ -55,6 +55,11 @@ class Reconciler:
         self._rng = random.Random()
         # Last phase seen per run, for the metrics only; never used for decisions.
         self._phases: dict[Key, str] = {}
+        # Shared driver pods known to be up, by (namespace, workflow), and the
+        # failures in a row of each Workflow's shared driver with the time before
+        # which no new one starts. Both rebuilt from pod events after a restart.
+        self._shared_up: dict[Key, str] = {}
+        self._shared_failures: dict[Key, tuple[int, float]] = {}
 
     async def _api(self, verb: str, resource: str, call: Awaitable[Any]) -> Any:
         """One Kubernetes API request, counted."""
@@ -197,6 +202,8 @@ class Reconciler:
                     raise
         for kind, reason, message in plan.events:
             kopf.event(_body(run), type=kind, reason=reason, message=message)
+        if plan.shared_driver is not None:
+            plan.wake(await self._ensure_shared_driver(plan.shared_driver))
         self._schedule(namespace, name, plan.wake_at)
 
     async def _move_out(self, run: dict[str, Any], plan: Plan) -> None:
@@ -229,6 +236,88 @@ class Reconciler:
     ) -> dict[str, Any]:
         manifest = archive.configmap(run, name, kind, payload)
         return await self._api("put", "configmaps", self.configmaps.put(manifest))  # type: ignore[no-any-return]
+
+    async def _ensure_shared_driver(self, pod: dict[str, Any]) -> dt.datetime | None:
+        """Start the Workflow's shared driver unless it is up; when it must wait, until when."""
+        meta = pod["metadata"]
+        key = (meta["namespace"], meta["labels"][api.LABEL_WORKFLOW])
+        if key in self._shared_up:
+            return None
+        failures, not_before = self._shared_failures.get(key, (0, 0.0))
+        if time.time() < not_before:
+            return dt.datetime.fromtimestamp(not_before, dt.UTC)
+        try:
+            await self._api(
+                "create", "pods", self.core.create_namespaced_pod(meta["namespace"], pod)
+            )
+            if failures:
+                metrics.DRIVER_RESTARTS.labels(key[1]).inc()
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            # There already; if it has finished, its pod event removes it and
+            # wakes the runs again.
+        self._shared_up[key] = meta["name"]
+        return None
+
+    async def shared_driver_changed(self, event: str, pod: dict[str, Any]) -> None:
+        """A shared driver pod's event: track it, clear it away when it ends."""
+        meta, phase = pod["metadata"], (pod.get("status") or {}).get("phase")
+        key = (meta["namespace"], (meta.get("labels") or {}).get(api.LABEL_WORKFLOW, ""))
+        if event == "DELETED":
+            if self._shared_up.get(key) == meta["name"]:
+                del self._shared_up[key]
+            await self._wake_shared_runs(*key)
+            return
+        if meta.get("deletionTimestamp"):
+            return
+        if phase not in ("Succeeded", "Failed"):
+            self._shared_up[key] = meta["name"]
+            return
+        failures = self._shared_failures.get(key, (0, 0.0))[0]
+        if phase == "Failed":
+            failures += 1
+            log.warning(
+                "shared driver %s/%s failed (%d in a row); see its log",
+                meta["namespace"],
+                meta["name"],
+                failures,
+            )
+            self._shared_failures[key] = (failures, time.time() + min(2**failures, 60))
+        else:
+            self._shared_failures.pop(key, None)
+        try:
+            await self._api(
+                "delete",
+                "pods",
+                self.core.delete_namespaced_pod(
+                    meta["name"], meta["namespace"], grace_period_seconds=0
+                ),
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def _wake_shared_runs(self, namespace: str, workflow: str) -> None:
+        """Reconcile the unfinished shared-mode runs of a Workflow whose driver went away."""
+        listed = await self._api(
+            "list",
+            "workflowruns",
+            self.runs.custom.list_namespaced_custom_object(
+                api.GROUP,
+                api.VERSION,
+                namespace,
+                api.RUNS,
+                field_selector=f"spec.workflowRef.name={workflow}",
+            ),
+        )
+        waiting = [
+            run["metadata"]["name"]
+            for run in listed.get("items") or []
+            if ((run.get("status") or {}).get("driver") or {}).get("shared")
+            and (run.get("status") or {}).get("phase") not in FINAL_PHASES
+        ]
+        await asyncio.gather(*(self.reconcile(namespace, name) for name in waiting))
 
     def _schedule(self, namespace: str, name: str, when: dt.datetime | None) -> None:
         key = (namespace, name)
@@ -287,7 +376,7 @@ class Reconciler:
                 "name": source_configmap_name(meta["name"]),
                 "namespace": meta["namespace"],
                 "ownerReferences": [owner],
-                "labels": {"flux.dev/workflow": meta["name"]},
+                "labels": {api.LABEL_WORKFLOW: meta["name"]},
             },
             "data": {f"{INLINE_SOURCE_MODULE}.py": workflow["spec"]["source"]},
         }
@@ -364,6 +453,11 @@ async def _run_event(
 async def _pod_event(namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any) -> None:
     assert namespace is not None
     await memo["reconciler"].reconcile(namespace, labels[api.LABEL_RUN])
+
+
+@kopf.on.event("", "v1", "pods", labels={api.LABEL_ROLE: SHARED_DRIVER_ROLE})
+async def _shared_driver_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
+    await memo["reconciler"].shared_driver_changed(str(event.get("type")), _plain(body))
 
 
 @kopf.on.event(api.GROUP, api.VERSION, api.WORKFLOWS)

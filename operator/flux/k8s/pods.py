@@ -54,6 +54,11 @@ def driver_pod_name(run_name: str, start: int) -> str:
     return dns_label(run_name, "driver", str(start))
 
 
+def shared_driver_pod_name(workflow_name: str) -> str:
+    """One name per Workflow: creating it when it exists is how runs share it."""
+    return dns_label(workflow_name, "shared-driver")
+
+
 def workflow_reference(workflow: dict[str, Any]) -> str:
     spec = workflow.get("spec") or {}
     if spec.get("source"):
@@ -163,6 +168,31 @@ def driver_pod(
     pod["spec"]["serviceAccountName"] = config.driver_service_account
     pod["spec"]["automountServiceAccountToken"] = True
     return pod
+
+
+def shared_driver_pod(workflow: dict[str, Any], config: OperatorConfig) -> dict[str, Any]:
+    """The driver pod serving every shared-mode run of ``workflow``; owned by it."""
+    meta = workflow["metadata"]
+    env = [
+        {"name": "FLUX_WORKFLOW_NAME", "value": meta["name"]},
+        {"name": "FLUX_NAMESPACE", "value": meta["namespace"]},
+        {"name": "FLUX_WORKFLOW", "value": workflow_reference(workflow)},
+        {"name": "FLUX_DRIVER_LINGER_SECONDS", "value": f"{config.driver_linger:g}"},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+    ]
+    name = shared_driver_pod_name(meta["name"])
+    pod = _base_pod(name, workflow, workflow, config, "driver", DRIVER_MODULE, env)
+    pod["metadata"]["labels"] = {
+        api.LABEL_ROLE: SHARED_DRIVER_ROLE,
+        api.LABEL_WORKFLOW: meta["name"],
+    }
+    pod["metadata"]["ownerReferences"] = [{**owner_reference(workflow), "kind": "Workflow"}]
+    pod["spec"]["serviceAccountName"] = config.driver_service_account
+    pod["spec"]["automountServiceAccountToken"] = True
+    return pod
+
+
+SHARED_DRIVER_ROLE = "shared-driver"
 
 
 def task_pod(

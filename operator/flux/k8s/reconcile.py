@@ -19,7 +19,14 @@ from flux.k8s.config import OperatorConfig
 from flux.k8s.decisions import condition_changed, set_condition
 from flux.k8s.history import FINAL_PHASES, FINISHED_TASK_STATES
 from flux.k8s.models import Condition, ConditionStatus, to_json
-from flux.k8s.pods import batch_pod, driver_pod, driver_pod_name, task_pod, task_pod_name
+from flux.k8s.pods import (
+    batch_pod,
+    driver_pod,
+    driver_pod_name,
+    shared_driver_pod,
+    task_pod,
+    task_pod_name,
+)
 from flux.k8s.protocol import BatchItem, BatchSpec, Step, TaskSpec
 
 SUCCEEDED = "Succeeded"
@@ -53,6 +60,8 @@ class Plan:
     wake_at: dt.datetime | None = None
     # Settled task records to move out of status into the task archive.
     archive_tasks: list[dict[str, Any]] = field(default_factory=list)
+    # The Workflow's shared driver pod, to create unless it is already there.
+    shared_driver: dict[str, Any] | None = None
 
     def wake(self, when: dt.datetime | None) -> None:
         if when is not None and (self.wake_at is None or when < self.wake_at):
@@ -269,6 +278,15 @@ def _plan_driver(
     run, now = observed.run, observed.now
     driver: dict[str, Any] = dict(status.get("driver") or {"starts": 0, "failures": 0})
     before = dict(driver)
+    if driver.get("shared") or (
+        not driver.get("starts") and (workflow.get("spec") or {}).get("driverMode") == "Shared"
+    ):
+        # The mode is fixed when the run starts, so two kinds of driver never share it.
+        if _driver_needed(status, records, open_calls, now):
+            plan.shared_driver = shared_driver_pod(workflow, config)
+        if not driver.get("shared"):
+            plan.status["driver"] = {"shared": True}
+        return
     current = driver.get("pod")
     active = False
     for name, view in views.items():

@@ -46,6 +46,8 @@ WORKFLOW_ENV = "FLUX_WORKFLOW"
 RUN_ENV = "FLUX_RUN"
 NAMESPACE_ENV = "FLUX_NAMESPACE"
 LINGER_ENV = "FLUX_DRIVER_LINGER_SECONDS"
+# Set instead of FLUX_RUN for a shared driver: the Workflow whose runs it serves.
+WORKFLOW_NAME_ENV = "FLUX_WORKFLOW_NAME"
 
 
 def utc_now() -> dt.datetime:
@@ -67,13 +69,28 @@ class Driver:
 
     async def run(self) -> int:
         body = await self.runs.get(self.namespace, self.name)
+        instance = await self.begin(body)
+        if instance is None:
+            return 1
+        idle_since = utc_now()
+        while True:
+            body, changed = await self.advance(instance, body)
+            if changed:
+                idle_since = utc_now()
+            wait = self.next_wait(instance, idle_since)
+            if wait is None:
+                return 0
+            body = await self.wait_for_change(body, wait) or body
+
+    async def begin(self, body: dict[str, Any]) -> WorkflowInstance | None:
+        """Replay the run's history; None if its input cannot be read (the run is failed)."""
         status = body.get("status") or {}
         history = [event_from_status(e) for e in await self._load_history(status)]
         try:
             spec_input = await self._load_input(body.get("spec") or {})
         except WorkflowInputError as exc:
             await _fail_to_load(self.runs, self.namespace, self.name, exc)
-            return 1
+            return None
         instance = WorkflowInstance(
             self.workflow,
             self.name,
@@ -83,24 +100,30 @@ class Driver:
             input=codec.decode(spec_input),
         )
         instance.start()
-        idle_since = utc_now()
-        while True:
-            await self._load_values(body.get("status") or {})
-            changed = self.observe(instance, body.get("status") or {})
-            body = await self.publish(instance, body)
-            if changed:
-                idle_since = utc_now()
-            if instance.state.is_final or instance.state == ExecutionState.PAUSED:
-                return 0
-            wait = self.linger - (utc_now() - idle_since).total_seconds()
-            if self.timers:
-                due_in = (min(self.timers.values()) - utc_now()).total_seconds()
-                if due_in > self.linger and not _tasks_in_flight(instance, self.timers):
-                    return 0  # a long sleep: the operator wakes a new driver when it is due
-                wait = min(wait, max(due_in, 0.0))
-            if wait <= 0 and not self.timers:
-                return 0  # waited long: the operator starts a driver when an outcome arrives
-            body = await self.wait_for_change(body, max(wait, 0.0)) or body
+        return instance
+
+    async def advance(
+        self, instance: WorkflowInstance, body: dict[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        """Deliver what ``body`` brings and record what follows: the run as written, and
+        whether anything happened."""
+        await self._load_values(body.get("status") or {})
+        changed = self.observe(instance, body.get("status") or {})
+        return await self.publish(instance, body), changed
+
+    def next_wait(self, instance: WorkflowInstance, idle_since: dt.datetime) -> float | None:
+        """Seconds to wait for news, or None when this driver has nothing more to do."""
+        if instance.state.is_final or instance.state == ExecutionState.PAUSED:
+            return None
+        wait = self.linger - (utc_now() - idle_since).total_seconds()
+        if self.timers:
+            due_in = (min(self.timers.values()) - utc_now()).total_seconds()
+            if due_in > self.linger and not _tasks_in_flight(instance, self.timers):
+                return None  # a long sleep: the operator wakes a new driver when it is due
+            wait = min(wait, max(due_in, 0.0))
+        if wait <= 0 and not self.timers:
+            return None  # waited long: the operator starts a driver when an outcome arrives
+        return max(wait, 0.0)
 
     def observe(self, instance: WorkflowInstance, status: dict[str, Any]) -> bool:
         """Deliver everything that has happened since the last look. True if anything did."""
@@ -367,20 +390,44 @@ async def _fail_to_load(runs: api.Runs, namespace: str, name: str, exc: Exceptio
 
 
 async def main_async() -> int:
-    namespace, name = os.environ[NAMESPACE_ENV], os.environ[RUN_ENV]
+    namespace = os.environ[NAMESPACE_ENV]
     linger = float(os.environ.get(LINGER_ENV, "30"))
     api_client = await api.connect()
     async with api_client:
         runs = api.Runs(api_client)
         configmaps = api.ConfigMaps(api_client)
+        shared_for = os.environ.get(WORKFLOW_NAME_ENV)
         try:
             workflow = import_object(os.environ[WORKFLOW_ENV])
             if not isinstance(workflow, Workflow):
                 raise TypeError(f"{os.environ[WORKFLOW_ENV]} is not a @workflow")
         except Exception as exc:
-            await _fail_to_load(runs, namespace, name, exc)
+            names = [os.environ[RUN_ENV]] if not shared_for else await _served(runs, namespace)
+            for name in names:
+                await _fail_to_load(runs, namespace, name, exc)
             return 1
+        if shared_for:
+            from flux.runtime.shared_driver import SharedDriver
+
+            return await SharedDriver(
+                runs, configmaps, namespace, shared_for, workflow, linger
+            ).serve()
+        name = os.environ[RUN_ENV]
         return await Driver(runs, namespace, name, workflow, linger, configmaps).run()
+
+
+async def _served(runs: api.Runs, namespace: str) -> list[str]:
+    """The runs a shared driver would serve now."""
+    from flux.runtime.shared_driver import serves
+
+    listed = await runs.custom.list_namespaced_custom_object(
+        api.GROUP,
+        api.VERSION,
+        namespace,
+        api.RUNS,
+        field_selector=f"spec.workflowRef.name={os.environ[WORKFLOW_NAME_ENV]}",
+    )
+    return [r["metadata"]["name"] for r in listed.get("items") or [] if serves(r)]
 
 
 def main() -> int:
