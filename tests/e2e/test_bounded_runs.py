@@ -8,6 +8,10 @@ ConfigMap named by spec.inputFrom.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -48,6 +52,18 @@ async def measure(ctx: WorkflowExecutionContext[list]) -> int:
 """
 
 
+def _flux_kube_show(cluster: Cluster, ns: str, run: str) -> subprocess.CompletedProcess[str]:
+    flux = Path(sys.executable).parent / "flux"
+    env = {**os.environ, "FLUX_KUBECONFIG": cluster.kubeconfig}
+    return subprocess.run(
+        [str(flux), "kube", "show", run, "-n", ns, "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
 def _stored_size(cluster: Cluster, ns: str, run: str) -> int:
     return len(cluster.kubectl("get", "wfr", run, "-n", ns, "-o", "json").stdout.encode())
 
@@ -70,6 +86,15 @@ def test_large_outputs_and_a_long_history_move_out_of_the_run(
     assert [e["id"] for e in history] == list(range(1, len(history) + 1))
     outputs = [e["value"] for e in history if e["type"] == "TASK_COMPLETED"]
     assert outputs == expected
+    shown = _flux_kube_show(cluster, flux_ns, "big-1")
+    assert shown.returncode == 0, shown.stderr
+    view = json.loads(shown.stdout)
+    assert (view["phase"], view["output"]) == ("Succeeded", expected)
+    assert view["history"] == history and len(view["tasks"]) == count
+    missing = _flux_kube_show(cluster, flux_ns, "no-such-run")
+    assert missing.returncode == 2
+    assert f"WorkflowRun 'no-such-run' not found in namespace {flux_ns!r}" in missing.stderr
+
     owned = cluster.kubectl(
         "get", "configmaps", "-n", flux_ns, "-l", "flux.dev/run=big-1", "-o", "name"
     ).stdout.split()

@@ -74,6 +74,12 @@ secrets_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(secrets_app, name="secrets")
+kube_app = typer.Typer(
+    help="Runs on Kubernetes, read whole (archived history and large outputs included). "
+    "Needs the k8s extra and a kubeconfig (FLUX_KUBECONFIG or the usual one).",
+    no_args_is_help=True,
+)
+app.add_typer(kube_app, name="kube")
 
 
 class CliError(Exception):
@@ -464,3 +470,24 @@ def read_secret_value(name: str) -> str:
 
 if __name__ == "__main__":
     main()
+
+
+@kube_app.command("show")
+def kube_show(
+    name: Annotated[str, typer.Argument(metavar="RUN", show_default=False)],
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    as_json: JsonFlag = False,
+) -> None:
+    """Show a WorkflowRun: phase, output or error, its task records and its whole history."""
+    try:
+        from flux.k8s.inspect import RunNotFoundError, read_run
+    except ImportError as exc:
+        raise CliError(f"flux kube needs the k8s extra (pip install 'flux[k8s]'): {exc}") from None
+    try:
+        view = asyncio.run(read_run(namespace, name))
+    except RunNotFoundError as exc:
+        raise CliError(str(exc)) from None
+    if as_json:
+        print(render.to_json(view))
+    else:
+        render.print_kube_run(stdout_console(), view)

@@ -268,3 +268,37 @@ def runs_table(views: list[RunView]) -> Table:
             timestamp(view.record.updated),
         )
     return table
+
+
+# ------------------------------------------------------------ kubernetes runs
+
+_PHASE_STYLES = {"Succeeded": "green", "Failed": "red", "Paused": "yellow", "Cancelled": "magenta"}
+
+
+def print_kube_run(console: Console, view: dict[str, Any]) -> None:
+    """A WorkflowRun as ``flux.k8s.inspect.read_run`` reads it back."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    phase = str(view["phase"])
+    records = view["tasks"]
+    attempts = sum(int(r.get("attempts", 0)) for r in records)
+    rows = [
+        ("Run", Text(f"{view['namespace']}/{view['name']}")),
+        ("Workflow", Text(str(view["workflow"]))),
+        ("Phase", Text(phase, style=_PHASE_STYLES.get(phase, ""))),
+        ("Started", Text(str(view["startTime"] or "-"))),
+        ("Finished", Text(str(view["finishTime"] or "-"))),
+        ("Tasks", Text(f"{len(records)} calls, {attempts} attempts")),
+    ]
+    if phase == "Succeeded":
+        rows.append(("Output", Text(short(view["output"], LONG))))
+    if view["error"]:
+        rows.append(("Error", Text(str(view["error"].get("message")), style="red")))
+    if view["pause"]:
+        rows.append(("Paused at", Text(repr(view["pause"].get("name")))))
+    for label, value in rows:
+        grid.add_row(label, value)
+    console.print(grid)
+    events = [ExecutionEvent.from_dict({**e, "source_id": e["sourceId"]}) for e in view["history"]]
+    console.print(timeline(events))
