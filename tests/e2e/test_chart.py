@@ -342,6 +342,7 @@ def test_install_run_upgrade_and_uninstall(
             with shared_home_volume(cluster, namespace) as home:
                 _serve_runs(cluster, namespace, _PodOperator(cluster, namespace, pod), home)
             _check_every_query(prometheus)
+            _check_first_events_and_pending_pods(prometheus)
 
         helm(
             "upgrade",
@@ -519,6 +520,7 @@ def _serve_runs(
         cluster.apply(workflow, namespace)
         cluster.apply(run_manifest(name, name, f"chart-{scenario}"), namespace)
     cluster.apply(run_manifest("nap-1", "nap", NAP), namespace)
+    _pending_pod_counted_until_its_run_is_deleted(cluster, namespace, operator)
 
     status = wait_phase(cluster, operator, namespace, "hello-1", "Succeeded", "Failed")
     assert status["phase"] == "Succeeded", status
@@ -563,6 +565,53 @@ def _serve_runs(
         'flux_driver_restarts_total{workflow="nap"}',
     ):
         assert line in metrics, line
+
+
+# No node has this label: the task pod of a run of "stuck" stays Pending (Unschedulable).
+STUCK_SELECTOR = {"flux.dev/e2e-no-such-node": "true"}
+
+
+def _pending_pod_counted_until_its_run_is_deleted(
+    cluster: Cluster, namespace: str, operator: _PodOperator
+) -> None:
+    """flux_task_pods_pending and its age follow a task pod that cannot be scheduled,
+    and drop to 0 when its run is deleted (before the operator's pending timeout)."""
+    stuck = workflow_manifest(
+        "stuck", HELLO, "hello", taskDefaults={"nodeSelector": STUCK_SELECTOR}
+    )
+    cluster.apply(stuck, namespace)
+    cluster.apply(run_manifest("stuck-1", "stuck", "nobody"), namespace)
+
+    def gauges() -> tuple[float, float] | None:
+        found = dict(
+            re.findall(
+                r'^(flux_task_pods_pending\w*)\{workflow="stuck"\} (\S+)$',
+                _scrape(cluster, namespace, operator.pod),
+                re.M,
+            )
+        )
+        if len(found) < 2:
+            return None
+        return (
+            float(found["flux_task_pods_pending"]),
+            float(found["flux_task_pods_pending_max_age_seconds"]),
+        )
+
+    def pending() -> tuple[float, float] | None:
+        now = gauges()
+        return now if now is not None and now[0] == 1 and now[1] >= 2 else None
+
+    count, age = cluster.wait_for(
+        "the stuck run's task pod to count as pending", pending, 90, describe=operator.log_tail
+    )
+    print(f"stuck-1 pending: flux_task_pods_pending={count} max_age_seconds={age}")
+    cluster.kubectl("delete", "workflowrun", "stuck-1", "-n", namespace, "--wait=false")
+    cluster.wait_for(
+        "the deleted run's pending pod to be forgotten",
+        lambda: gauges() == (0.0, 0.0) or None,
+        60,
+        describe=operator.log_tail,
+    )
 
 
 def _operator_pod(cluster: Cluster, namespace: str, release: str) -> str:
@@ -706,6 +755,51 @@ def _shown(result: list[dict[str, Any]]) -> str:
     return ", ".join(
         f"{json.dumps(r['metric'], sort_keys=True)}={r['value'][1]}" for r in result[:4]
     ) + (" ..." if len(result) > 4 else "")
+
+
+# Events that happened exactly so many times in the runs above, and how Prometheus
+# must count them: every counter series exists at 0 before its first event (the
+# operator creates it when it first sees the Workflow, the run or the task
+# record), so the first event is an increase too. A series born at 1 would not be.
+FIRST_EVENTS = {
+    'flux_task_timeouts_total{workflow="timeout-to-fallback",task="too_slow"}': 1,
+    'flux_task_fallbacks_total{workflow="exhausted-to-fallback",task="always_fails"}': 1,
+    'flux_task_rollbacks_total{workflow="rollback-then-catch",task="breaks"}': 1,
+    'flux_task_retries_total{workflow="retry-then-succeed",task="flaky"}': 2,
+    'flux_runs_finished_total{workflow="retries-exhausted",outcome="failed"}': 2,
+    'flux_runs_finished_total{workflow="hello",outcome="succeeded"}': 2,
+    # Created at 0 when the operator saw the Workflow, long before hello-1 could
+    # start (pod creations are forbidden by the quota until then).
+    'flux_runs_started_total{workflow="hello"}': 2,
+}
+
+
+def _check_first_events_and_pending_pods(prometheus: _Prometheus) -> None:
+    lines, wrong = [], []
+    for selector, times in FIRST_EVENTS.items():
+        expr = f"increase({selector}[1h])"
+        result = prometheus.query(expr)
+        value = float(result[0]["value"][1]) if len(result) == 1 else None
+        lines.append(f"first events  {expr} -> {value} (happened {times} times)")
+        # increase() extrapolates to the end of the range, never below the samples' rise.
+        if value is None or not times <= value < times + 1:
+            wrong.append(lines[-1])
+    for expr, check in (
+        ('max_over_time(flux_task_pods_pending{workflow="stuck"}[1h])', lambda v: v == 1),
+        ('flux_task_pods_pending{workflow="stuck"}', lambda v: v == 0),
+        (
+            'max_over_time(flux_task_pods_pending_max_age_seconds{workflow="stuck"}[1h])',
+            lambda v: 2 <= v < 120,
+        ),
+        ('flux_task_pods_pending_max_age_seconds{workflow="stuck"}', lambda v: v == 0),
+    ):
+        result = prometheus.query(expr)
+        value = float(result[0]["value"][1]) if len(result) == 1 else None
+        lines.append(f"pending pods  {expr} -> {value}")
+        if value is None or not check(value):
+            wrong.append(lines[-1])
+    print("\n".join(lines))
+    assert not wrong, "unexpected:\n" + "\n".join(wrong) + "\n\n" + "\n".join(lines)
 
 
 def _check_every_query(prometheus: _Prometheus) -> None:

@@ -159,6 +159,9 @@ def test_every_alert_fires_on_the_series_it_is_about(tmp_path: Path) -> None:
         ('flux_kubernetes_api_errors_total{verb="get",resource="pods",code="500"}', "0+1x120"),
         ('flux_kubernetes_api_errors_total{verb="get",resource="pods",code="404"}', "0+9x120"),
         ('flux_driver_restarts_total{workflow="etl"}', "0+2x120"),
+        # A pod of etl Pending since minute 0; ok's pods start within two minutes.
+        ('flux_task_pods_pending_max_age_seconds{workflow="etl"}', "0+60x120"),
+        ('flux_task_pods_pending_max_age_seconds{workflow="ok"}', " ".join(["0+60x1"] * 60)),
     ]
     busy = [
         _firing(
@@ -185,6 +188,11 @@ def test_every_alert_fires_on_the_series_it_is_about(tmp_path: Path) -> None:
             severity="info",
             workflow="etl",
         ),
+        _firing(
+            "FluxTasksPendingTooLong",
+            "A task pod of workflow etl has been Pending for more than 10 minutes.",
+            workflow="etl",
+        ),
         {"alertname": "FluxOperatorDown", "exp_alerts": []},
     ]
     down = _firing(
@@ -198,6 +206,27 @@ def test_every_alert_fires_on_the_series_it_is_about(tmp_path: Path) -> None:
                 "interval": "1m",
                 "input_series": [{"series": s, "values": v} for s, v in series],
                 "alert_rule_test": [{"eval_time": "70m", **t} for t in busy],
+            },
+            {
+                # Pending since minute 0: over 600 s at minute 11, for 1m at minute 12.
+                "interval": "1m",
+                "input_series": [
+                    {
+                        "series": 'flux_task_pods_pending_max_age_seconds{workflow="etl"}',
+                        "values": "0+60x30",
+                    }
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "11m", "alertname": "FluxTasksPendingTooLong", "exp_alerts": []},
+                    {
+                        "eval_time": "12m",
+                        **_firing(
+                            "FluxTasksPendingTooLong",
+                            "A task pod of workflow etl has been Pending for more than 10 minutes.",
+                            workflow="etl",
+                        ),
+                    },
+                ],
             },
             {
                 "interval": "1m",

@@ -142,6 +142,148 @@ def test_driver_restarts_do_not_count_the_first_driver() -> None:
     assert again.driver_restarts == 1
 
 
+def test_a_first_seen_run_and_new_task_records_are_reported() -> None:
+    existing = _record(pod="r1-fetch-1")
+    added = {"callId": "load#1", "name": "load", "state": "Running", "pod": "r1-load-1"}
+    status = {"phase": "Running", "tasks": [existing]}
+    d = metrics.deltas(_run(status), {"tasks": [existing, added]}, NOW, "Running")
+    assert (d.run, d.first_seen, d.new_tasks) == (("ns", "r1"), False, {"load"})
+    # Seen for the first time (a new run, or any run after an operator restart):
+    # every task of its records is new to this process.
+    d = metrics.deltas(_run(status), {}, NOW, None)
+    assert (d.first_seen, d.new_tasks) == (True, {"fetch"})
+    d = metrics.deltas(_run(status), {"tasks": [existing, added]}, NOW, None)
+    assert d.new_tasks == {"fetch", "load"}
+
+
+def _sample(name: str, **labels: str) -> float | None:
+    return REGISTRY.get_sample_value(name, labels)
+
+
+def test_counters_start_at_zero_when_the_run_or_task_is_first_seen() -> None:
+    """The first timeout, fallback, rollback, retry or finished run is an increase."""
+    wf = "zeroed"
+    assert _sample("flux_runs_finished_total", workflow=wf, outcome="failed") is None
+    metrics.record(metrics.deltas(_run(None, wf), {"phase": "Pending"}, NOW, None))
+    assert _sample("flux_runs_started_total", workflow=wf) == 1.0
+    for outcome in ("succeeded", "failed", "cancelled"):
+        assert _sample("flux_runs_finished_total", workflow=wf, outcome=outcome) == 0.0
+    assert _sample("flux_driver_restarts_total", workflow=wf) == 0.0
+    assert _sample("flux_task_retries_total", workflow=wf, task="fetch") is None
+
+    created = _record(pod="r1-fetch-1", attempts=1, podStarts=1)
+    status = {"phase": "Running", "tasks": []}
+    metrics.record(metrics.deltas(_run(status, wf), {"tasks": [created]}, NOW, "Running"))
+    for counter in ("retries", "timeouts", "fallbacks", "rollbacks"):
+        assert _sample(f"flux_task_{counter}_total", workflow=wf, task="fetch") == 0.0, counter
+    for outcome in metrics.TASK_OUTCOMES:
+        assert _sample("flux_task_attempts_total", workflow=wf, task="fetch", outcome=outcome) == 0
+
+    timed_out = _record(
+        state="FallingBack",
+        pod="r1-fetch-2",
+        lastError={"kind": "timeout"},
+        steps=[{"type": "TASK_FALLBACK_STARTED"}],
+    )
+    status = {"phase": "Running", "tasks": [created]}
+    metrics.record(metrics.deltas(_run(status, wf), {"tasks": [timed_out]}, NOW, "Running"))
+    assert _sample("flux_task_timeouts_total", workflow=wf, task="fetch") == 1.0
+    assert _sample("flux_task_fallbacks_total", workflow=wf, task="fetch") == 1.0
+    assert _sample("flux_task_retries_total", workflow=wf, task="fetch") == 0.0
+    assert _sample("flux_task_attempts_total", workflow=wf, task="fetch", outcome="timeout") == 1
+
+
+def test_a_workflow_seen_before_its_runs_has_its_series_at_zero() -> None:
+    metrics.workflow_seen("declared")
+    assert _sample("flux_runs_started_total", workflow="declared") == 0.0
+    for outcome in ("succeeded", "failed", "cancelled"):
+        assert _sample("flux_runs_finished_total", workflow="declared", outcome=outcome) == 0.0
+    assert _sample("flux_driver_restarts_total", workflow="declared") == 0.0
+    assert _sample("flux_task_pods_pending", workflow="declared") == 0.0
+    assert _sample("flux_task_pods_pending_max_age_seconds", workflow="declared") == 0.0
+    metrics.record(metrics.deltas(_run(None, "declared"), {"phase": "Pending"}, NOW, None))
+    assert _sample("flux_runs_started_total", workflow="declared") == 1.0
+
+
+def _task_pod(
+    name: str, created: str, phase: str, role: str = "task", deleting: bool = False
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "creationTimestamp": created,
+        "labels": {"flux.dev/run": "r1", "flux.dev/role": role},
+    }
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T11:59:59Z"
+    return {"metadata": meta, "status": {"phase": phase}}
+
+
+PODS = [
+    _task_pod("r1-a", "2026-01-01T11:58:00Z", "Pending"),
+    _task_pod("r1-b", "2026-01-01T11:59:30Z", "Pending"),
+    _task_pod("r1-c", "2026-01-01T11:50:00Z", "Running"),
+    _task_pod("r1-d", "2026-01-01T11:40:00Z", "Pending", deleting=True),
+    _task_pod("r1-driver-1", "2026-01-01T11:30:00Z", "Pending", role="driver"),
+]
+
+
+def test_pending_task_pods_are_those_in_phase_pending_not_drivers_nor_deleted() -> None:
+    d = metrics.deltas(_run({"phase": "Running"}), {}, NOW, "Running", PODS)
+    assert d.pending == (NOW.timestamp() - 120, NOW.timestamp() - 30)
+    # A finished run's pods are on their way out: none is pending any more.
+    d = metrics.deltas(_run({"phase": "Running"}), {"phase": "Failed"}, NOW, "Running", PODS)
+    assert d.pending == ()
+
+
+def test_pending_pods_by_workflow_count_and_oldest_age() -> None:
+    pending = metrics.PendingPods()
+    now = NOW.timestamp()
+    pending.set(("ns", "r1"), "etl", (now - 120, now - 30))
+    pending.set(("ns", "r2"), "etl", (now - 10,))
+    pending.set(("ns", "r3"), "report", (now - 5,))
+    assert (pending.count("etl"), pending.max_age("etl", now)) == (3, 120.0)
+    pending.set(("ns", "r1"), "etl", ())  # its pods started
+    assert (pending.count("etl"), pending.max_age("etl", now)) == (1, 10.0)
+    pending.forget(("ns", "r2"))  # deleted
+    assert (pending.count("etl"), pending.max_age("etl", now)) == (0, 0.0)
+    assert (pending.count("report"), pending.max_age("report", now)) == (1, 5.0)
+    assert (pending.count("never"), pending.max_age("never", now)) == (0, 0.0)
+
+
+def test_pending_pods_not_refreshed_by_a_reconcile_expire() -> None:
+    """A reconcile that ends after its run was deleted and forgotten leaves an
+    entry no later reconcile refreshes: it must not count forever."""
+    clock = [1000.0]
+    pending = metrics.PendingPods(stale_after=120, clock=lambda: clock[0])
+    now = NOW.timestamp()
+    pending.set(("ns", "gone"), "etl", (now - 30,))
+    clock[0] += 100
+    pending.set(("ns", "alive"), "etl", (now - 10,))
+    assert (pending.count("etl"), pending.max_age("etl", now)) == (2, 30.0)
+    clock[0] += 30  # "gone" last written 130 s ago; "alive" 30 s ago
+    assert (pending.count("etl"), pending.max_age("etl", now)) == (1, 10.0)
+    pending.set(("ns", "gone"), "etl", (now - 30,))  # written again: counts again
+    assert pending.count("etl") == 2
+
+
+def test_pending_gauges_follow_reconciles_finishes_and_deletions() -> None:
+    wf = "waits"
+    status = {"phase": "Running"}
+    metrics.record(metrics.deltas(_run(status, wf), {}, NOW, None, PODS))
+    assert _sample("flux_task_pods_pending", workflow=wf) == 2.0
+    # The age is taken at scrape time, from the oldest Pending pod's creation.
+    age = _sample("flux_task_pods_pending_max_age_seconds", workflow=wf)
+    assert age is not None and age >= 120.0
+    metrics.record(metrics.deltas(_run(status, wf), {"phase": "Succeeded"}, NOW, "Running", PODS))
+    assert _sample("flux_task_pods_pending", workflow=wf) == 0.0
+    assert _sample("flux_task_pods_pending_max_age_seconds", workflow=wf) == 0.0
+    metrics.record(metrics.deltas(_run(status, wf), {}, NOW, "Running", PODS))
+    assert _sample("flux_task_pods_pending", workflow=wf) == 2.0
+    metrics.forget_run("ns", "r1")
+    assert _sample("flux_task_pods_pending", workflow=wf) == 0.0
+    assert _sample("flux_task_pods_pending_max_age_seconds", workflow=wf) == 0.0
+
+
 def test_metrics_port_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FLUX_METRICS_PORT", raising=False)
     assert OperatorConfig.from_env().metrics_port is None
@@ -188,6 +330,8 @@ def test_exposition_has_every_metric_without_run_or_pod_labels() -> None:
         "flux_kubernetes_api_errors_total",
         "flux_driver_restarts_total",
         "flux_build_info",
+        'flux_task_pods_pending{workflow="etl"} 0.0',
+        'flux_task_pods_pending_max_age_seconds{workflow="etl"} 0.0',
     ):
         assert name in text, name
     flux_lines = [line for line in text.splitlines() if line.startswith("flux_")]

@@ -8,21 +8,33 @@ names a run or a pod.
 :func:`deltas` turns one reconcile (the run's status as read, and the status
 changes the plan made) into :class:`Deltas`, without touching any metric; the
 Reconciler applies them with :func:`record` after the plan was carried out.
+
+Labelled counters get their zero-valued series when this process first sees a
+Workflow or a run of it (runs started and finished by outcome, driver restarts)
+or a new task record (task outcomes, retries, timeouts, fallbacks, rollbacks):
+Prometheus does not count the first event of a series born at 1 as an increase.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, Info
 
+from flux.k8s import api
 from flux.k8s.history import FINAL_PHASES
 
 ACTIVE_PHASES = ("Pending", "Running", "Paused")
+RUN_OUTCOMES = tuple(sorted(phase.lower() for phase in FINAL_PHASES))
+_KNOWN_FAILURE_KINDS = frozenset({"timeout", "infrastructure", "unstartable"})
+TASK_OUTCOMES = ("succeeded", "failed", *sorted(_KNOWN_FAILURE_KINDS), "cancelled")
+RunKey = tuple[str, str]  # (namespace, name); never a label
 
 # Runs last from seconds to days; task steps and reconciles are much shorter.
 _RUN_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
@@ -92,6 +104,17 @@ DRIVER_RESTARTS = Counter(
     ["workflow"],
 )
 BUILD = Info("flux_build", "The operator's version.")
+TASK_PODS_PENDING = Gauge(
+    "flux_task_pods_pending",
+    "Task pods in phase Pending, as the last reconcile of their run saw them.",
+    ["workflow"],
+)
+TASK_PODS_PENDING_AGE = Gauge(
+    "flux_task_pods_pending_max_age_seconds",
+    "Age (from its creation, at scrape time) of the oldest task pod in phase Pending; "
+    "0 when none is.",
+    ["workflow"],
+)
 
 # Steps recorded in a task record (see flux.k8s.calls.with_step) that the counters follow.
 _STEP_COUNTERS = {
@@ -99,7 +122,59 @@ _STEP_COUNTERS = {
     "TASK_FALLBACK_STARTED": "fallbacks",
     "TASK_ROLLBACK_STARTED": "rollbacks",
 }
-_KNOWN_FAILURE_KINDS = frozenset({"timeout", "infrastructure", "unstartable"})
+
+
+class PendingPods:
+    """Creation times of the Pending task pods of each run, by workflow.
+
+    Written by :func:`record` (the operator's loop), read by the pending gauges
+    at scrape time (the metrics server's thread), hence the lock. Runs without
+    Pending task pods are not kept. A run with Pending pods is reconciled at
+    least every 15 s (the operator's backstop timer), so an entry that was not
+    refreshed for ``stale_after`` seconds is dropped: one written by a reconcile
+    that ended after its run was deleted and forgotten must not stay forever.
+    """
+
+    def __init__(
+        self, stale_after: float = 120.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._lock = threading.Lock()
+        self._stale_after, self._clock = stale_after, clock
+        # workflow -> run -> (creation times, when written)
+        self._runs: dict[str, dict[RunKey, tuple[tuple[float, ...], float]]] = {}
+        self._workflow_of: dict[RunKey, str] = {}
+
+    def set(self, run: RunKey, workflow: str, created: tuple[float, ...]) -> None:
+        with self._lock:
+            old = self._workflow_of.pop(run, None)
+            if old is not None:
+                self._runs[old].pop(run, None)
+            if created:
+                self._workflow_of[run] = workflow
+                self._runs.setdefault(workflow, {})[run] = (created, self._clock())
+
+    def forget(self, run: RunKey) -> None:
+        self.set(run, "", ())
+
+    def _current(self, workflow: str) -> list[tuple[float, ...]]:
+        with self._lock:
+            runs = self._runs.get(workflow, {})
+            cutoff = self._clock() - self._stale_after
+            for run in [r for r, (_, written) in runs.items() if written < cutoff]:
+                del runs[run], self._workflow_of[run]
+            return [created for created, _ in runs.values()]
+
+    def count(self, workflow: str) -> int:
+        return sum(len(c) for c in self._current(workflow))
+
+    def max_age(self, workflow: str, now: float | None = None) -> float:
+        oldest = min((c[0] for c in self._current(workflow)), default=None)
+        if oldest is None:
+            return 0.0
+        return max((time.time() if now is None else now) - oldest, 0.0)
+
+
+PENDING_PODS = PendingPods()
 
 
 @dataclass
@@ -107,6 +182,10 @@ class Deltas:
     """What one reconcile adds to the metrics. Keys are (workflow, task) or (workflow, outcome)."""
 
     workflow: str
+    run: RunKey = ("", "")
+    first_seen: bool = False  # this process had not seen the run before
+    new_tasks: set[str] = field(default_factory=set)  # tasks of new (or first seen) records
+    pending: tuple[float, ...] = ()  # creation times (epoch s) of Pending task pods, sorted
     started: bool = False
     finished: str | None = None  # outcome
     duration: float | None = None
@@ -162,6 +241,21 @@ def _stages(record: Mapping[str, Any], pod: Mapping[str, Any]) -> list[tuple[str
     return [(stage, max(seconds, 0.0)) for stage, seconds in found]
 
 
+def _pending_since(pods: Iterable[Mapping[str, Any]]) -> tuple[float, ...]:
+    """Creation times of the task pods (not drivers) in phase Pending, not being deleted."""
+    found = []
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        if (meta.get("labels") or {}).get(api.LABEL_ROLE) != "task" or meta.get(
+            "deletionTimestamp"
+        ):
+            continue
+        created = _time(meta.get("creationTimestamp"))
+        if created is not None and (pod.get("status") or {}).get("phase", "Pending") == "Pending":
+            found.append(created.timestamp())
+    return tuple(sorted(found))
+
+
 def _task_deltas(
     out: Deltas,
     old: Mapping[str, Any] | None,
@@ -202,9 +296,13 @@ def deltas(
     so an operator restart does not count finished runs again.
     """
     status: Mapping[str, Any] = run.get("status") or {}
+    meta: Mapping[str, Any] = run.get("metadata") or {}
     workflow = str(((run.get("spec") or {}).get("workflowRef") or {}).get("name") or "")
-    out = Deltas(workflow=workflow)
+    out = Deltas(workflow=workflow, run=(str(meta.get("namespace")), str(meta.get("name"))))
+    out.first_seen = seen_phase is None
     before, after = status.get("phase"), changes.get("phase", status.get("phase"))
+    if after not in FINAL_PHASES:  # a finished run's pods are being deleted
+        out.pending = _pending_since(pods)
     out.started = before is None and after is not None
     if after in FINAL_PHASES and seen_phase is not None and seen_phase not in FINAL_PHASES:
         out.finished = str(after).lower()
@@ -214,11 +312,16 @@ def deltas(
         finish = _time(changes.get("finishTime") or status.get("finishTime")) or now
         if start is not None:
             out.duration = max((finish - start).total_seconds(), 0.0)
+    old_records = {r.get("callId"): r for r in status.get("tasks") or []}
+    if out.first_seen:
+        out.new_tasks.update(str(r.get("name") or "") for r in old_records.values())
     if "tasks" in changes:
         by_name = {str((p.get("metadata") or {}).get("name")): p for p in pods}
-        old_records = {r.get("callId"): r for r in status.get("tasks") or []}
         for record in changes["tasks"] or []:
-            _task_deltas(out, old_records.get(record.get("callId")), record, by_name)
+            old = old_records.get(record.get("callId"))
+            if old is None:
+                out.new_tasks.add(str(record.get("name") or ""))
+            _task_deltas(out, old, record, by_name)
     driver = changes.get("driver")
     if driver:
         old_starts = int((status.get("driver") or {}).get("starts", 0))
@@ -230,6 +333,11 @@ def deltas(
 def record(d: Deltas) -> None:
     """Apply one reconcile's deltas to the metrics."""
     wf = d.workflow
+    if d.first_seen:
+        workflow_seen(wf)
+    for task in d.new_tasks:
+        _zero_task(wf, task)
+    PENDING_PODS.set(d.run, wf, d.pending)
     if d.started:
         RUNS_STARTED.labels(wf).inc()
     if d.finished is not None:
@@ -250,6 +358,30 @@ def record(d: Deltas) -> None:
         TASK_STAGE_DURATION.labels(wf, stage).observe(seconds)
     if d.driver_restarts:
         DRIVER_RESTARTS.labels(wf).inc(d.driver_restarts)
+
+
+def workflow_seen(wf: str) -> None:
+    """The workflow's run series, at 0 until their first event, and its pending gauges:
+    when this process first sees the Workflow or one of its runs."""
+    RUNS_STARTED.labels(wf)
+    for outcome in RUN_OUTCOMES:
+        RUNS_FINISHED.labels(wf, outcome)
+    DRIVER_RESTARTS.labels(wf)
+    TASK_PODS_PENDING.labels(wf).set_function(lambda: PENDING_PODS.count(wf))
+    TASK_PODS_PENDING_AGE.labels(wf).set_function(lambda: PENDING_PODS.max_age(wf))
+
+
+def _zero_task(wf: str, task: str) -> None:
+    """A task's series, at 0 until their first event."""
+    for outcome in TASK_OUTCOMES:
+        TASK_ATTEMPTS.labels(wf, task, outcome)
+    for counter in (TASK_RETRIES, TASK_FALLBACKS, TASK_ROLLBACKS, TASK_TIMEOUTS):
+        counter.labels(wf, task)
+
+
+def forget_run(namespace: str, name: str) -> None:
+    """A deleted run: its pods no longer count as pending."""
+    PENDING_PODS.forget((namespace, name))
 
 
 def set_active(phases: Iterable[str]) -> None:

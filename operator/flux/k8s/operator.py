@@ -74,6 +74,7 @@ class Reconciler:
         key = (namespace, name)
         self._locks.pop(key, None)
         self.open_calls.forget(namespace, name)
+        metrics.forget_run(namespace, name)
         if self._phases.pop(key, None) is not None:
             metrics.set_active(self._phases.values())
         waker = self._wakers.pop(key, None)
@@ -335,6 +336,7 @@ class Reconciler:
     async def check_workflow(self, workflow: dict[str, Any]) -> None:
         """Set the Workflow's Ready condition; keep its inline source in a ConfigMap."""
         meta, spec = workflow["metadata"], workflow.get("spec") or {}
+        metrics.workflow_seen(meta["name"])
         if spec.get("source"):
             await self._ensure_source(workflow)
         stored = [
