@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # Reinstall when the dependency list changes, not on every run.
 DEPS_STAMP := $(VENV)/.deps-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: demo test venv promtool lint typecheck imports unit local check e2e bench bench-k8s crds clean
+.PHONY: demo test venv promtool lint typecheck imports unit local check e2e bench bench-k8s bench-scale crds clean
 
 $(DEPS_STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,13 @@ bench: venv
 # Needs the test cluster (make cluster-up image).
 bench-k8s: venv
 	$(BIN)/python benchmarks/step_latency.py
+
+# Scale benchmarks of issue 7 on the test cluster (make cluster-up image); takes
+# about an hour at the issue's sizes. Smaller: make bench-scale SCALE_ARGS="--runs 50
+# --map-items 500 --parallel-tasks 100 --batch-items 2000 --batch-size 100".
+SCALE_ARGS ?=
+bench-scale: venv
+	$(BIN)/python benchmarks/scale.py $(SCALE_ARGS)
 
 clean:
 	rm -rf $(VENV) .flux .pytest_cache .mypy_cache .ruff_cache

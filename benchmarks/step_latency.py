@@ -25,19 +25,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
-import os
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-import uuid
-from pathlib import Path
 
 from kubernetes_asyncio import client, config, watch
 
-REPO = Path(__file__).resolve().parents[1]
+from k8s_bench import Cluster, OperatorProcess, create_namespace, delete_namespaces, percentile
+
 SOURCE = """
 from flux import WorkflowExecutionContext, task, workflow
 
@@ -54,32 +48,6 @@ async def steps(ctx: WorkflowExecutionContext[int]) -> int:
         total += await noop(i)
     return total
 """
-
-
-def cluster_facts() -> dict[str, str]:
-    out = subprocess.run(
-        ["bash", str(REPO / "cluster/scripts/print-env.sh")],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
-def kubectl(kubectl_path: str, kubeconfig: str, *args: str, input: str | None = None) -> str:
-    return subprocess.run(
-        [kubectl_path, "--kubeconfig", kubeconfig, *args],
-        input=input,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
 
 
 async def watch_run(
@@ -122,38 +90,20 @@ async def watch_run(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--kubeconfig")
     parser.add_argument("--kubectl")
     parser.add_argument("--image")
     parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args()
-    facts = {} if args.kubeconfig and args.kubectl and args.image else cluster_facts()
-    kubeconfig = args.kubeconfig or facts["KUBECONFIG"]
-    kubectl_path = args.kubectl or facts["KUBECTL"]
-    image = args.image or facts["IMAGE"]
-    namespace = f"bench-{uuid.uuid4().hex[:6]}"
-    k = lambda *a, input=None: kubectl(kubectl_path, kubeconfig, *a, input=input)  # noqa: E731
-    k("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    k("create", "namespace", namespace)
-    env = {
-        **os.environ,
-        "FLUX_KUBECONFIG": kubeconfig,
-        "FLUX_DEFAULT_IMAGE": image,
-        "FLUX_WATCH_NAMESPACES": namespace,
-    }
-    log_path = Path(tempfile.mkdtemp(prefix="flux-bench-")) / "operator.log"
-    log = log_path.open("wb")
-    operator = subprocess.Popen(
-        [sys.executable, "-m", "flux.k8s"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
-    )
+    cluster = Cluster.resolve(args.kubeconfig, args.kubectl, args.image)
+    cluster.apply_crds()
+    namespace = create_namespace(cluster)
+    # This namespace only: another benchmark's operator may serve bench-*.
+    operator = OperatorProcess(cluster, watch=namespace, metrics=False)
     try:
-        k("apply", "-n", namespace, "-f", str(REPO / "deploy/driver-rbac.yaml"))
-        for _ in range(60):
-            if "default" in k("get", "sa", "-n", namespace, "-o", "name"):
-                break
-            time.sleep(0.5)
+        operator.start()
         workflow = {
             "apiVersion": "flux.dev/v1alpha1",
             "kind": "Workflow",
@@ -166,19 +116,20 @@ def main() -> None:
             "metadata": {"name": "steps-1"},
             "spec": {"workflowRef": {"name": "steps"}, "input": args.steps},
         }
-        k("apply", "-n", namespace, "-f", "-", input=json.dumps(workflow))
-        time.sleep(1)
+        cluster.apply(workflow, namespace)
+        cluster.out(
+            "wait", "-n", namespace, "--for=condition=Ready", "--timeout=60s", "workflow/steps"
+        )
         started = time.monotonic()
-        k("apply", "-n", namespace, "-f", "-", input=json.dumps(run))
+        cluster.apply(run, namespace)
         seen = asyncio.run(
-            watch_run(kubeconfig, namespace, "steps-1", args.steps, started + args.timeout)
+            watch_run(cluster.kubeconfig, namespace, "steps-1", args.steps, started + args.timeout)
         )
         total = time.monotonic() - started
-        status = json.loads(k("get", "wfr", "steps-1", "-n", namespace, "-o", "json"))["status"]
+        status = cluster.json("get", "wfr", "steps-1", "-n", namespace)["status"]
     finally:
-        operator.terminate()
-        operator.wait(timeout=30)
-        k("delete", "namespace", namespace, "--wait=false")
+        delete_namespaces(cluster, [namespace])
+        operator.stop()
     pods = sorted(seen.values(), key=lambda t: t["created"])
     shares = [
         (b["created"] - a["finished"]) * 1000

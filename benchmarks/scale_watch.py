@@ -1,0 +1,142 @@
+"""What benchmarks/scale.py follows while a scenario runs: run phases and pod
+lifetimes (from kubectl watches), and the stored size of one run (polled)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+
+from k8s_bench import Cluster, Row, TableWatch
+
+FINAL = ("Succeeded", "Failed", "Cancelled")
+RUN_COLUMNS = {"NAME": "metadata.name", "PHASE": "status.phase"}
+POD_COLUMNS = {
+    "NAME": "metadata.name",
+    "RUN": r"metadata.labels.flux\.dev/run",
+    "ROLE": r"metadata.labels.flux\.dev/role",
+    "PHASE": "status.phase",
+}
+
+
+@dataclass
+class RunTimes:
+    added: float
+    phase: str = "<none>"
+    final_at: float | None = None
+
+
+@dataclass
+class PodTimes:
+    run: str
+    role: str
+    added: float
+    running: float | None = None
+    finished: float | None = None
+    deleted: float | None = None
+
+    @property
+    def end(self) -> float | None:
+        return self.deleted or self.finished
+
+
+def run_times(rows: list[Row]) -> dict[str, RunTimes]:
+    """Per run: when it was first seen, its last phase, when it first was final."""
+    runs: dict[str, RunTimes] = {}
+    for row in rows:
+        name, phase = row.cells[0], row.cells[1]
+        times = runs.setdefault(name, RunTimes(row.at))
+        if row.event == "DELETED":
+            continue
+        times.phase = phase
+        if phase in FINAL and times.final_at is None:
+            times.final_at = row.at
+    return runs
+
+
+def pod_times(rows: list[Row]) -> dict[str, PodTimes]:
+    pods: dict[str, PodTimes] = {}
+    for row in rows:
+        name, run, role, phase = row.cells[:4]
+        times = pods.setdefault(name, PodTimes(run, role, row.at))
+        if phase in ("Running", "Succeeded", "Failed") and times.running is None:
+            times.running = row.at
+        if phase in ("Succeeded", "Failed") and times.finished is None:
+            times.finished = row.at
+        if row.event == "DELETED" and times.deleted is None:
+            times.deleted = row.at
+    return pods
+
+
+def peak_concurrency(spans: list[tuple[float, float | None]]) -> int:
+    """Most spans open at one time (an open end counts as still open)."""
+    edges = [(start, 1) for start, _ in spans]
+    edges += [(end, -1) for _, end in spans if end is not None]
+    peak = current = 0
+    for _, step in sorted(edges, key=lambda e: (e[0], e[1])):
+        current += step
+        peak = max(peak, current)
+    return peak
+
+
+def watch_namespace(cluster: Cluster, namespace: str) -> dict[str, TableWatch]:
+    """Watches of the namespace's runs, pods, ConfigMaps and Events: every change
+    of an object there (a write that changed it) is one watch event."""
+    name_only = {"NAME": "metadata.name"}
+    columns = {
+        "workflowruns": RUN_COLUMNS,
+        "pods": POD_COLUMNS,
+        "configmaps": name_only,
+        "events": name_only,
+    }
+    return {kind: TableWatch(cluster, kind, namespace, c).start() for kind, c in columns.items()}
+
+
+def stored_size(cluster: Cluster, namespace: str, name: str) -> tuple[int, str] | None:
+    """The run's size as compact JSON with its managedFields (what etcd holds), and its phase."""
+    proc = cluster.run(
+        "get", "wfr", name, "-n", namespace, "-o", "json", "--show-managed-fields", check=False
+    )
+    if proc.returncode != 0:
+        return None
+    body = json.loads(proc.stdout)
+    size = len(json.dumps(body, separators=(",", ":")).encode())
+    return size, str((body.get("status") or {}).get("phase") or "<none>")
+
+
+class SizePoller:
+    """Polls one run's stored size about every `interval` seconds in a thread."""
+
+    def __init__(self, cluster: Cluster, namespace: str, name: str, interval: float = 1.0):
+        self.cluster, self.namespace, self.name = cluster, namespace, name
+        self.interval = interval
+        self.largest = 0
+        self.last = 0
+        self.polls = 0
+        self.phase = "<none>"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def start(self) -> SizePoller:
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            self.poll()
+            self._stop.wait(max(self.interval - (time.monotonic() - started), 0.05))
+
+    def poll(self) -> None:
+        found = stored_size(self.cluster, self.namespace, self.name)
+        if found is None:
+            return
+        self.last, self.phase = found
+        self.largest = max(self.largest, self.last)
+        self.polls += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self.poll()  # the final object too
