@@ -116,6 +116,7 @@ def test_new_run_starts_a_driver_pod_and_is_pending() -> None:
     assert env["FLUX_WORKFLOW"] == "examples.hello:hello"
     assert driver["spec"]["serviceAccountName"] == "flux-driver"
     assert result.status["driver"]["starts"] == 1
+    assert result.events == []  # pending is no news: no Event, one write less per run
 
 
 def test_missing_workflow_fails_with_a_clear_condition_and_event() -> None:

@@ -34,6 +34,7 @@ from flux.k8s.protocol import INLINE_SOURCE_MODULE, RESULT_LOG_MARKER
 from flux.k8s.reconcile import Observed, Plan, plan_run
 
 log = logging.getLogger("flux.operator")
+BACKSTOP_SECONDS = 15.0
 Key = tuple[str, str]
 
 
@@ -55,6 +56,12 @@ class Reconciler:
         self._rng = random.Random()
         # Last phase seen per run, for the metrics only; never used for decisions.
         self._phases: dict[Key, str] = {}
+        # Workflows as their watch last showed them: they change rarely and every
+        # reconcile of every run needs its own.
+        self._workflows: dict[Key, dict[str, Any]] = {}
+        # Runs not known to be finished, with when a pass last started (backstop).
+        self._unfinished: dict[Key, float] = {}
+        self._backstops: set[asyncio.Task[None]] = set()
         # Shared driver pods known to be up, by (namespace, workflow), and the
         # failures in a row of each Workflow's shared driver with the time before
         # which no new one starts. Both rebuilt from pod events after a restart.
@@ -75,14 +82,35 @@ class Reconciler:
         self._locks.pop(key, None)
         self.open_calls.forget(namespace, name)
         metrics.forget_run(namespace, name)
+        self._unfinished.pop(key, None)
         if self._phases.pop(key, None) is not None:
             metrics.set_active(self._phases.values())
         waker = self._wakers.pop(key, None)
         if waker is not None:
             waker.cancel()
 
+    async def backstop(self, interval: float = BACKSTOP_SECONDS) -> None:
+        """Reconcile each unfinished run at least every ``interval`` seconds.
+
+        Timers derive from status, so this catches any wake-up lost to a restart
+        or a failed pass. Not a kopf timer: those keep per-object state and
+        touch every run with an annotation patch, a write per run and pass.
+        """
+        while True:
+            await asyncio.sleep(interval / 3)
+            now = time.monotonic()
+            for namespace, name in [k for k, t in self._unfinished.items() if now - t >= interval]:
+                task = asyncio.create_task(self.reconcile(namespace, name))
+                self._backstops.add(task)
+                task.add_done_callback(self._backstops.discard)
+
+    def forget_workflow(self, namespace: str, name: str) -> None:
+        self._workflows.pop((namespace, name), None)
+
     async def reconcile(self, namespace: str, name: str) -> None:
         key = (namespace, name)
+        if self._phases.get(key) not in FINAL_PHASES:
+            self._unfinished[key] = time.monotonic()
         lock = self._locks.setdefault(key, asyncio.Lock())
         if lock.locked():
             self._again.add(key)
@@ -132,19 +160,26 @@ class Reconciler:
         if phase and self._phases.get(key) != phase:
             self._phases[key] = phase
             metrics.set_active(self._phases.values())
+        if phase in FINAL_PHASES:
+            self._unfinished.pop(key, None)
 
     async def _workflow_of(self, run: dict[str, Any]) -> dict[str, Any] | None:
         ref = ((run.get("spec") or {}).get("workflowRef") or {}).get("name")
         if not ref:
             return None
+        key = (run["metadata"]["namespace"], ref)
+        if key in self._workflows:
+            return self._workflows[key]
         try:
-            return await self._api(  # type: ignore[no-any-return]
-                "get", "workflows", self.runs.get_workflow(run["metadata"]["namespace"], ref)
+            found: dict[str, Any] = await self._api(
+                "get", "workflows", self.runs.get_workflow(key[0], ref)
             )
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
+        self._workflows[key] = found
+        return found
 
     async def _pods_of(self, namespace: str, run_name: str) -> list[dict[str, Any]]:
         response = await self._api(
@@ -337,6 +372,7 @@ class Reconciler:
         """Set the Workflow's Ready condition; keep its inline source in a ConfigMap."""
         meta, spec = workflow["metadata"], workflow.get("spec") or {}
         metrics.workflow_seen(meta["name"])
+        self._workflows[(meta["namespace"], meta["name"])] = workflow
         if spec.get("source"):
             await self._ensure_source(workflow)
         stored = [
@@ -347,7 +383,7 @@ class Reconciler:
         if not condition_changed(stored, wanted):
             return
         conditions = set_condition(stored, wanted, utc_now())
-        await self._api(
+        self._workflows[(meta["namespace"], meta["name"])] = await self._api(
             "patch",
             "workflows/status",
             self.runs.patch_workflow_status(
@@ -412,6 +448,7 @@ async def _startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None
     if config.metrics_port is not None:
         prometheus_client.start_http_server(config.metrics_port)
     memo["reconciler"] = Reconciler(memo["api"], config)
+    memo["backstop"] = asyncio.create_task(memo["reconciler"].backstop())
 
 
 @kopf.on.login()
@@ -436,6 +473,7 @@ def _login(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInf
 
 @kopf.on.cleanup()
 async def _cleanup(memo: Any, **_: Any) -> None:
+    memo["backstop"].cancel()
     await memo["api"].close()
 
 
@@ -466,17 +504,8 @@ async def _shared_driver_event(event: kopf.RawEvent, body: kopf.Body, memo: Any,
 async def _workflow_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
     if event.get("type") != "DELETED":
         await memo["reconciler"].check_workflow(_plain(body))
-
-
-def _active(status: kopf.Status, **_: Any) -> bool:
-    return status.get("phase") not in FINAL_PHASES
-
-
-@kopf.timer(api.GROUP, api.VERSION, api.RUNS, interval=15.0, idle=5.0, when=_active)
-async def _backstop(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    """Timers derive from status; this catches any wake-up lost to a restart."""
-    assert namespace is not None
-    await memo["reconciler"].reconcile(namespace, name)
+    else:
+        memo["reconciler"].forget_workflow(body["metadata"]["namespace"], body["metadata"]["name"])
 
 
 def status_ops(current: dict[str, Any] | None, changes: dict[str, Any]) -> list[dict[str, Any]]:

@@ -421,6 +421,8 @@ def _conditions(
     if not condition_changed(stored, wanted):
         return
     plan.status["conditions"] = [to_json(c) for c in set_condition(stored, wanted, now)]
+    if wanted.reason == "Pending":
+        return  # a run just created is pending: no news worth an Event (a write per run)
     kind = "Warning" if wanted.status == ConditionStatus.FALSE else "Normal"
     plan.events.append((kind, wanted.reason, wanted.message))
 
