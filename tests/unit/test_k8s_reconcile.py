@@ -401,3 +401,18 @@ def test_a_cancelled_call_without_rollback_just_stops() -> None:
     result = plan(status, [pod("p1", "task", "Running"), pod("d", "driver", "Running")])
     assert "p1" in result.delete and not result.create
     assert result.status["tasks"][0]["state"] == "Cancelled"
+
+
+def test_a_pending_or_running_pod_is_kept_and_checked_again_at_its_deadline() -> None:
+    status = _running({"timeout": 30.0})
+    (record,) = status["tasks"]
+    running = pod(record["pod"], "task", "Running")
+    result = plan(status, [running, pod("d", "driver", "Running")])
+    assert record["pod"] not in result.delete
+    assert result.wake_at == NOW + dt.timedelta(seconds=30 + CONFIG.timeout_backstop + 1)
+
+    pending = pod(record["pod"], "task", "Pending")
+    pending["status"]["containerStatuses"] = []
+    result = plan(status, [pending, pod("d", "driver", "Running")])
+    assert record["pod"] not in result.delete
+    assert result.wake_at == NOW + dt.timedelta(seconds=CONFIG.pending_timeout + 1)

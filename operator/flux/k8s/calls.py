@@ -527,12 +527,17 @@ def _still_running(
     timeout = call.policy.timeout
     if step == Step.ATTEMPT and timeout and pod.started is not None:
         # A batch pod runs its calls one after another, each with its own deadline.
-        overdue = (now - pod.started).total_seconds() - timeout * (pod.batch_size or 1) - backstop
+        allowed = timeout * (pod.batch_size or 1) + backstop
+        overdue = (now - pod.started).total_seconds() - allowed
         if overdue > 0:
             attempt = int(record.get("attempts", 1))
             return _step_failed(
                 call, record, step, attempt, timeout_info(call.name, timeout), pod.name, now, 0.5
             )
+        return CallMove(record, wake_at=pod.started + dt.timedelta(seconds=allowed + 1))
+    if pod.phase == "Pending" and pod.created is not None:
+        # Checked again when the pod could have been pending too long.
+        return CallMove(record, wake_at=pod.created + dt.timedelta(seconds=pending_timeout + 1))
     return None
 
 

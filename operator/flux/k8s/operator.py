@@ -34,7 +34,9 @@ from flux.k8s.protocol import INLINE_SOURCE_MODULE, RESULT_LOG_MARKER
 from flux.k8s.reconcile import Observed, Plan, plan_run
 
 log = logging.getLogger("flux.operator")
-BACKSTOP_SECONDS = 15.0
+# Every deadline is also a scheduled wake-up; this pass only catches those lost
+# to a restart or a failed pass.
+BACKSTOP_SECONDS = 60.0
 Key = tuple[str, str]
 
 
@@ -56,6 +58,11 @@ class Reconciler:
         self._rng = random.Random()
         # Last phase seen per run, for the metrics only; never used for decisions.
         self._phases: dict[Key, str] = {}
+        # Our own last status write per run and the pods we deleted: the watch
+        # events they cause bring nothing new, so they trigger no pass. An
+        # optimisation only; forgetting them costs a pass, never a decision.
+        self._own_writes: dict[Key, str] = {}
+        self._own_deletes: set[Key] = set()
         # Workflows as their watch last showed them: they change rarely and every
         # reconcile of every run needs its own.
         self._workflows: dict[Key, dict[str, Any]] = {}
@@ -80,6 +87,7 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         key = (namespace, name)
         self._locks.pop(key, None)
+        self._own_writes.pop(key, None)
         self.open_calls.forget(namespace, name)
         metrics.forget_run(namespace, name)
         self._unfinished.pop(key, None)
@@ -103,6 +111,17 @@ class Reconciler:
                 task = asyncio.create_task(self.reconcile(namespace, name))
                 self._backstops.add(task)
                 task.add_done_callback(self._backstops.discard)
+
+    def is_own_write(self, namespace: str, name: str, version: str | None) -> bool:
+        """Whether a run's watch event shows nothing but our own last status write."""
+        return version is not None and self._own_writes.get((namespace, name)) == version
+
+    def pod_gone(self, namespace: str, name: str) -> bool:
+        """Note a pod's deletion; True if we deleted it (so there is nothing to learn)."""
+        if (namespace, name) in self._own_deletes:
+            self._own_deletes.discard((namespace, name))
+            return True
+        return False
 
     def forget_workflow(self, namespace: str, name: str) -> None:
         self._workflows.pop((namespace, name), None)
@@ -223,10 +242,12 @@ class Reconciler:
         await self._move_out(run, plan)
         if plan.status:
             ops = status_ops(run.get("status"), plan.status)
-            await self._api(
+            written = await self._api(
                 "patch", "workflowruns/status", self.runs.patch_status(namespace, name, ops)
             )
+            self._own_writes[(namespace, name)] = written["metadata"]["resourceVersion"]
         for pod_name in dict.fromkeys(plan.delete):
+            self._own_deletes.add((namespace, pod_name))
             try:
                 await self._api(
                     "delete",
@@ -236,6 +257,7 @@ class Reconciler:
             except ApiException as exc:
                 if exc.status != 404:
                     raise
+                self._own_deletes.discard((namespace, pod_name))
         for kind, reason, message in plan.events:
             kopf.event(_body(run), type=kind, reason=reason, message=message)
         if plan.shared_driver is not None:
@@ -486,13 +508,29 @@ async def _run_event(
     if event.get("type") == "DELETED":
         reconciler.forget(namespace, name)
         return
+    version = ((event.get("object") or {}).get("metadata") or {}).get("resourceVersion")
+    if event.get("type") == "MODIFIED" and reconciler.is_own_write(namespace, name, version):
+        return
     await reconciler.reconcile(namespace, name)
 
 
 @kopf.on.event("", "v1", "pods", labels={api.LABEL_RUN: kopf.PRESENT})
-async def _pod_event(namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any) -> None:
+async def _pod_event(
+    event: kopf.RawEvent,
+    namespace: str | None,
+    name: str,
+    labels: Mapping[str, str],
+    memo: Any,
+    **_: Any,
+) -> None:
     assert namespace is not None
-    await memo["reconciler"].reconcile(namespace, labels[api.LABEL_RUN])
+    reconciler: Reconciler = memo["reconciler"]
+    kind = event.get("type")
+    if kind == "ADDED":
+        return  # created by a pass, which recorded it; its progress comes as MODIFIED
+    if kind == "DELETED" and reconciler.pod_gone(namespace, name):
+        return
+    await reconciler.reconcile(namespace, labels[api.LABEL_RUN])
 
 
 @kopf.on.event("", "v1", "pods", labels={api.LABEL_ROLE: SHARED_DRIVER_ROLE})

@@ -148,6 +148,7 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
         new_record = move.record
         if move.start is not None:
             new_record = _start_task_pod(plan, run, workflow, config, call, new_record, move.start)
+        if new_record.get("pod"):
             referenced.add(new_record["pod"])
         plan.delete.extend(move.delete)
         plan.events.extend(move.events)
