@@ -76,6 +76,7 @@ from scale_report import (
     Table,
     kib,
     mib,
+    operator_commit,
     render_text,
     seconds,
     write_results,
@@ -179,11 +180,13 @@ class Bench:
         self.operator = OperatorProcess(cluster, watch="bench-*")
         self.watches: dict[str, TableWatch] = {}
         self.others: set[str] = set()
+        self.commit = "?"
 
     def __enter__(self) -> Bench:
         try:
             self.others.update(other_namespaces(self.cluster))
             self.namespace = create_namespace(self.cluster)
+            self.commit = operator_commit()
             self.operator.start()
             self.watches = watch_namespace(self.cluster, self.namespace)
         except BaseException:
@@ -385,6 +388,7 @@ def throughput(cluster: Cluster, count: int, mode: str, timeout: float) -> Repor
                 stats=stats,
                 cpu=cpu,
                 notes=bench.others_note(),
+                commit=bench.commit,
             )
         )
 
@@ -422,12 +426,14 @@ class ThroughputData:
     stats: ProcessStats
     cpu: CpuUse
     notes: list[str] = field(default_factory=list)
+    commit: str = "?"
 
 
 def throughput_report(data: ThroughputData) -> Report:
     report = Report(
         f"throughput-{data.mode.lower()}",
         f"Throughput: {data.count} single-task runs created at once, driverMode {data.mode}",
+        commit=data.commit,
     )
     phases = Counter(str((b.get("status") or {}).get("phase") or "<none>") for b in data.bodies)
     succeeded = phases["Succeeded"]
@@ -593,6 +599,7 @@ class OneRun:
     started: float = 0.0
     error: Any = None
     notes: list[str] = field(default_factory=list)
+    commit: str = "?"
 
 
 def one_run(cluster: Cluster, spec: OneRun, timeout: float) -> OneRun:
@@ -660,6 +667,7 @@ def _collect(bench: Bench, spec: OneRun, name: str, poller: SizePoller, op_befor
     spec.stats = bench.operator.stats()
     spec.requests = operator_requests(op_before, bench.operator.scrape())
     spec.pods = bench.pod_rows()
+    spec.commit = bench.commit
     bench.note_others()
     spec.notes = bench.others_note()
 
@@ -740,7 +748,8 @@ def _configmaps(r: OneRun) -> str:
 
 
 def one_run_report(key: str, title: str, results: list[OneRun]) -> Report:
-    report = Report(key, title, [one_run_table("Figures", results)])
+    commits = ", ".join(dict.fromkeys(r.commit for r in results))
+    report = Report(key, title, [one_run_table("Figures", results)], commit=commits)
     for r in results:
         if r.cpu is not None:
             report.tables.append(cpu_table(r.cpu))

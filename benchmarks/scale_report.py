@@ -54,6 +54,7 @@ class Report:
     title: str
     tables: list[Table] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    commit: str = "?"  # of the operator's code when it started
 
 
 def mib(n: float) -> str:
@@ -126,11 +127,14 @@ def command_line() -> str:
     return shlex.join([python, script, *sys.argv[1:]])
 
 
-def _commit() -> str:
-    proc = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+def operator_commit() -> str:
+    """The commit the operator's code is at now (-dirty with local changes in operator/)."""
+    git = ["git", "-C", str(REPO)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "--", "operator"], capture_output=True, text=True
     )
-    return proc.stdout.strip() or "?"
+    return (head.stdout.strip() or "?") + ("-dirty" if dirty.stdout.strip() else "")
 
 
 def render_markdown(report: Report, when: dt.datetime) -> str:
@@ -138,7 +142,7 @@ def render_markdown(report: Report, when: dt.datetime) -> str:
         f"<!-- scale:{report.key} begin -->",
         f"## {report.title}",
         "",
-        f"{when:%Y-%m-%d %H:%M} UTC, commit `{_commit()}`, `{command_line()}`  ",
+        f"{when:%Y-%m-%d %H:%M} UTC, operator at commit `{report.commit}`, `{command_line()}`  ",
         f"Machine: {machine()}.",
     ]
     for table in report.tables:
