@@ -16,7 +16,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any
 
 import kopf
@@ -37,6 +37,8 @@ log = logging.getLogger("flux.operator")
 # Every deadline is also a scheduled wake-up; this pass only catches those lost
 # to a restart or a failed pass.
 BACKSTOP_SECONDS = 60.0
+# Pod creations or deletions of one pass in flight at once.
+API_CONCURRENCY = 16
 Key = tuple[str, str]
 
 
@@ -233,12 +235,7 @@ class Reconciler:
         namespace, name = run["metadata"]["namespace"], run["metadata"]["name"]
         # Pods first: their names are deterministic, so a pod created by a
         # reconcile whose status patch then failed is found again, not doubled.
-        for pod in plan.create:
-            try:
-                await self._api("create", "pods", self.core.create_namespaced_pod(namespace, pod))
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
+        await _bounded(self._create_pod(namespace, pod) for pod in plan.create)
         await self._move_out(run, plan)
         if plan.status:
             ops = status_ops(run.get("status"), plan.status)
@@ -246,23 +243,34 @@ class Reconciler:
                 "patch", "workflowruns/status", self.runs.patch_status(namespace, name, ops)
             )
             self._own_writes[(namespace, name)] = written["metadata"]["resourceVersion"]
-        for pod_name in dict.fromkeys(plan.delete):
-            self._own_deletes.add((namespace, pod_name))
-            try:
-                await self._api(
-                    "delete",
-                    "pods",
-                    self.core.delete_namespaced_pod(pod_name, namespace, grace_period_seconds=0),
-                )
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-                self._own_deletes.discard((namespace, pod_name))
+        await _bounded(
+            self._delete_pod(namespace, pod_name) for pod_name in dict.fromkeys(plan.delete)
+        )
         for kind, reason, message in plan.events:
             kopf.event(_body(run), type=kind, reason=reason, message=message)
         if plan.shared_driver is not None:
             plan.wake(await self._ensure_shared_driver(plan.shared_driver))
         self._schedule(namespace, name, plan.wake_at)
+
+    async def _create_pod(self, namespace: str, pod: dict[str, Any]) -> None:
+        try:
+            await self._api("create", "pods", self.core.create_namespaced_pod(namespace, pod))
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+    async def _delete_pod(self, namespace: str, name: str) -> None:
+        self._own_deletes.add((namespace, name))
+        try:
+            await self._api(
+                "delete",
+                "pods",
+                self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0),
+            )
+        except ApiException as exc:
+            self._own_deletes.discard((namespace, name))
+            if exc.status != 404:
+                raise
 
     async def _move_out(self, run: dict[str, Any], plan: Plan) -> None:
         """Keep the run in budget: store large outputs and settled records in ConfigMaps."""
@@ -566,6 +574,17 @@ def status_ops(current: dict[str, Any] | None, changes: dict[str, Any]) -> list[
         else:
             ops.append({"op": "add", "path": f"/status/{key}", "value": value})
     return ops
+
+
+async def _bounded(calls: Iterable[Awaitable[None]], limit: int = API_CONCURRENCY) -> None:
+    """Await ``calls`` with at most ``limit`` in flight (a fan-out starts hundreds of pods)."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(call: Awaitable[None]) -> None:
+        async with gate:
+            await call
+
+    await asyncio.gather(*(one(c) for c in calls))
 
 
 def task_record_ops(
