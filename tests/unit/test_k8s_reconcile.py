@@ -416,3 +416,20 @@ def test_a_pending_or_running_pod_is_kept_and_checked_again_at_its_deadline() ->
     result = plan(status, [pending, pod("d", "driver", "Running")])
     assert record["pod"] not in result.delete
     assert result.wake_at == NOW + dt.timedelta(seconds=CONFIG.pending_timeout + 1)
+
+
+def test_outcomes_the_driver_has_not_taken_count_against_the_operator_cap() -> None:
+    calls = [{**started(f"say#{i}"), "id": 2 + i} for i in range(5)]
+    done = [{"callId": f"say#{i}", "name": "say", "state": "Completed"} for i in range(2)]
+    status = {
+        "phase": "Running",
+        "history": [WF_STARTED, *calls],
+        "driver": {"starts": 1, "pod": "d"},
+        "tasks": done,
+    }
+    capped = OperatorConfig(default_image="flux-runtime:test", max_task_pods_per_run=3)
+    result = plan_run(
+        Observed(run(status), workflow(), [pod("d", "driver", "Running")], NOW), capped
+    )
+    started_now = [p for p in result.create if p["metadata"]["labels"]["flux.dev/role"] == "task"]
+    assert len(started_now) == 1  # 2 records waiting for the driver + 1 pod = the cap

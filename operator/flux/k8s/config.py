@@ -28,7 +28,7 @@ class OperatorConfig:
     namespaces: tuple[str, ...] = field(default_factory=tuple)
     # Task pods one run may hold at once unless its Workflow sets spec.parallelism;
     # it bounds both the cluster load and the run's inline task records.
-    max_task_pods_per_run: int = 500
+    max_task_pods_per_run: int = 256
     # Serve Prometheus metrics on this port (all interfaces); None: do not serve.
     metrics_port: int | None = None
 

@@ -101,8 +101,19 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
     updated = dict(records)
     referenced: set[str] = set()
     cancels = set(status.get("cancelRequested") or [])
-    limit = (workflow.get("spec") or {}).get("parallelism") or config.max_task_pods_per_run
+    cap = config.max_task_pods_per_run
+    pod_limit = min((workflow.get("spec") or {}).get("parallelism") or cap, cap)
     busy = _pods_held(records, started)
+    # Finished records wait in status until the driver has their outcome. They count
+    # against the operator's cap (not against the Workflow's parallelism), so a lagging
+    # driver cannot make the run's records outgrow its size budget.
+    unsettled = sum(
+        1 for cid, r in records.items() if cid in started and r.get("state") in FINISHED_TASK_STATES
+    )
+
+    def full() -> bool:
+        return busy >= pod_limit or busy + unsettled >= cap
+
     waiting_batches: dict[str, list[tuple[Call, CallMove]]] = {}
     for call_id, record in records.items():
         # A record of a settled call still holding a pod: the workflow abandoned it.
@@ -140,8 +151,8 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
             if call.batch_group is not None and move.start[0] == Step.ATTEMPT:
                 waiting_batches.setdefault(call.batch_group, []).append((call, move))
                 continue  # started below, packed into pods with others of its map
-            if limit and busy >= limit:
-                continue  # spec.parallelism: this call waits for a free slot
+            if full():
+                continue  # spec.parallelism or the operator's cap: it waits for a slot
             busy += 1
         elif move.start is None and was_busy and not _holds_pod(move.record):
             busy -= int(call.batch_group is None)  # a batch pod's slot frees when all are done
@@ -157,7 +168,7 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
     for group in waiting_batches.values():
         size = group[0][0].batch_size
         for first in range(0, len(group), size):
-            if limit and busy >= limit:
+            if full():
                 break
             busy += 1
             chunk = group[first : first + size]
