@@ -194,7 +194,10 @@ class WorkflowSpec(_Model):
         description="Secrets tasks may request, by name: where each one's value is kept.",
     )
     parallelism: int | None = Field(
-        default=None, ge=1, description="Most task pods of one run at a time; unlimited if unset."
+        default=None,
+        ge=1,
+        description="Most task pods of one run at a time; if unset, the operator's cap "
+        "(FLUX_MAX_TASK_PODS_PER_RUN, 256), which also bounds it.",
     )
     task_defaults: TaskDefaults | None = Field(
         default=None, description="Pod settings for task pods."
