@@ -599,7 +599,9 @@ def _pending_pod_counted_until_its_run_is_deleted(
 
     def pending() -> tuple[float, float] | None:
         now = gauges()
-        return now if now is not None and now[0] == 1 and now[1] >= 2 else None
+        # Past 5 s, so Prometheus (scraping every second, later under load) has seen it
+        # past 2 s before the run is deleted.
+        return now if now is not None and now[0] == 1 and now[1] >= 5 else None
 
     count, age = cluster.wait_for(
         "the stuck run's task pod to count as pending", pending, 90, describe=operator.log_tail
