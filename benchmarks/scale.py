@@ -89,6 +89,7 @@ from scale_watch import (
     peak_concurrency,
     pod_times,
     run_times,
+    uncovered,
     watch_namespace,
 )
 
@@ -590,6 +591,7 @@ class OneRun:
     elapsed: float | None = None
     timed_out: bool = False
     largest: int = 0
+    largest_made_of: str = ""
     final_size: int = 0
     configmaps: dict[str, int] = field(default_factory=dict)
     stats: ProcessStats | None = None
@@ -657,6 +659,7 @@ def _collect(bench: Bench, spec: OneRun, name: str, poller: SizePoller, op_befor
     if run is not None and run.final_at is not None:
         spec.elapsed = run.final_at - spec.started
     spec.phase, spec.largest, spec.final_size = poller.phase, poller.largest, poller.last
+    spec.largest_made_of = poller.largest_made_of
     body = bench.cluster.json("get", "wfr", name, "-n", bench.namespace)
     spec.error = (body.get("status") or {}).get("error")
     roles = bench.cluster.out(
@@ -692,6 +695,7 @@ def one_run_table(title: str, results: list[OneRun]) -> Table:
         ("create -> first task pod", lambda r: _since(r, _first_pod(r))),
         ("first task pod -> last finished", _pod_window),
         ("task pods finished per second", _pod_rate),
+        ("  time no task pod was running in between", _pod_idle),
         ("last task pod finished -> final", lambda r: _last_to_final(r)),
     ]
     for label, value in rows:
@@ -722,6 +726,14 @@ def _since(r: OneRun, t: float | None) -> str:
 def _pod_window(r: OneRun) -> str:
     first, last = _first_pod(r), _last_finished(r)
     return seconds(None if first is None or last is None else last - first)
+
+
+def _pod_idle(r: OneRun) -> str:
+    """Time between the first task pod's start and the last one's end when none ran."""
+    spans = [(p.added, p.finished) for p in _task_pods(r) if p.finished is not None]
+    if not spans:
+        return "-"
+    return seconds(uncovered(spans, min(s for s, _ in spans), max(e for _, e in spans)))
 
 
 def _pod_rate(r: OneRun) -> str:
@@ -757,6 +769,8 @@ def one_run_report(key: str, title: str, results: list[OneRun]) -> Report:
         tasks = max(r.tasks, 1)
         report.tables.append(requests_table(r.requests, tasks, "task call"))
         report.tables[-1].title += f": {r.label}"
+        if r.largest_made_of:
+            report.notes.append(f"{r.label} at its largest ({kib(r.largest)}): {r.largest_made_of}")
         if r.error:
             report.notes.append(f"{r.label} failed: {json.dumps(r.error)}")
         report.notes += [n for n in r.notes if n not in report.notes]

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from k8s_bench import Cluster, Row, TableWatch
 
@@ -80,6 +82,17 @@ def peak_concurrency(spans: list[tuple[float, float | None]]) -> int:
     return peak
 
 
+def uncovered(spans: list[tuple[float, float]], start: float, end: float) -> float:
+    """Seconds of [start, end] that no span covers."""
+    covered, reach = 0.0, start
+    for s, e in sorted(spans):
+        s, e = max(s, reach), min(e, end)
+        if e > s:
+            covered += e - s
+            reach = e
+    return (end - start) - covered
+
+
 def watch_namespace(cluster: Cluster, namespace: str) -> dict[str, TableWatch]:
     """Watches of the namespace's runs, pods, ConfigMaps and Events: every change
     of an object there (a write that changed it) is one watch event."""
@@ -93,16 +106,29 @@ def watch_namespace(cluster: Cluster, namespace: str) -> dict[str, TableWatch]:
     return {kind: TableWatch(cluster, kind, namespace, c).start() for kind, c in columns.items()}
 
 
-def stored_size(cluster: Cluster, namespace: str, name: str) -> tuple[int, str] | None:
-    """The run's size as compact JSON with its managedFields (what etcd holds), and its phase."""
+def compact_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":")).encode())
+
+
+def read_run(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
+    """The run with its managedFields, as etcd holds it."""
     proc = cluster.run(
         "get", "wfr", name, "-n", namespace, "-o", "json", "--show-managed-fields", check=False
     )
-    if proc.returncode != 0:
-        return None
-    body = json.loads(proc.stdout)
-    size = len(json.dumps(body, separators=(",", ":")).encode())
-    return size, str((body.get("status") or {}).get("phase") or "<none>")
+    return json.loads(proc.stdout) if proc.returncode == 0 else None
+
+
+def composition(body: dict[str, Any]) -> str:
+    """What a run's size is made of: its largest status fields, and its task records by state."""
+    status = body.get("status") or {}
+    parts = {f"status.{k}": compact_size(v) for k, v in status.items()}
+    parts["metadata.managedFields"] = compact_size(body["metadata"].get("managedFields"))
+    parts["spec"] = compact_size(body.get("spec"))
+    big = sorted(parts.items(), key=lambda kv: -kv[1])[:4]
+    states = Counter(str(t.get("state")) for t in status.get("tasks") or [])
+    described = ", ".join(f"{k} {v / 1024:.1f} KiB" for k, v in big)
+    records = ", ".join(f"{n} {state}" for state, n in states.most_common())
+    return f"{described}; task records inline: {records or 'none'}"
 
 
 class SizePoller:
@@ -115,6 +141,7 @@ class SizePoller:
         self.last = 0
         self.polls = 0
         self.phase = "<none>"
+        self.largest_made_of = ""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -129,11 +156,13 @@ class SizePoller:
             self._stop.wait(max(self.interval - (time.monotonic() - started), 0.05))
 
     def poll(self) -> None:
-        found = stored_size(self.cluster, self.namespace, self.name)
-        if found is None:
+        body = read_run(self.cluster, self.namespace, self.name)
+        if body is None:
             return
-        self.last, self.phase = found
-        self.largest = max(self.largest, self.last)
+        self.last = compact_size(body)
+        self.phase = str((body.get("status") or {}).get("phase") or "<none>")
+        if self.last > self.largest:
+            self.largest, self.largest_made_of = self.last, composition(body)
         self.polls += 1
 
     def stop(self) -> None:
