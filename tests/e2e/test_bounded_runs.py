@@ -139,11 +139,20 @@ def test_a_large_input_comes_from_a_configmap_and_a_missing_one_fails_clearly(
     cluster.apply(missing, flux_ns)
     status = wait_phase(cluster, operator, flux_ns, "measure-2", "Failed")
     assert "ConfigMap 'nowhere' not found" in status["error"]["message"]
-    condition = next(c for c in status["conditions"] if c["type"] == "Succeeded")
-    assert condition["reason"] == "InvalidInput"
-    assert any(
-        e["reason"] == "InvalidInput" and "nowhere" in e["message"]
-        for e in events_for(cluster, flux_ns, "measure-2")
+
+    def invalid_input() -> bool:
+        conditions = status_of(cluster, flux_ns, "measure-2").get("conditions") or []
+        return any(c["type"] == "Succeeded" and c["reason"] == "InvalidInput" for c in conditions)
+
+    # The driver fails the run; the operator then sets the condition and the Event.
+    cluster.wait_for("the Succeeded condition to say InvalidInput", invalid_input, 30)
+    cluster.wait_for(
+        "an InvalidInput Event naming the ConfigMap",
+        lambda: any(
+            e["reason"] == "InvalidInput" and "nowhere" in e["message"]
+            for e in events_for(cluster, flux_ns, "measure-2")
+        ),
+        30,
     )
 
     both = run_manifest("measure-3", "measure", [1])
