@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from test_k8s_reconcile import NOW, WF_STARTED, plan, pod, started, workflow
+from test_k8s_reconcile import NOW, WF_STARTED, plan, pod, run, started, workflow
 
+from flux.k8s.config import OperatorConfig
 from flux.k8s.protocol import TASK_ENV, BatchResult, Outcome, TaskResult, parse_task_spec
+from flux.k8s.reconcile import Observed, plan_run
 
 
 def batched(i: int, size: int = 3, **policy: Any) -> dict[str, Any]:
@@ -111,3 +113,14 @@ def test_a_batch_pod_gets_a_deadline_for_all_its_items() -> None:
     (task,) = [p for p in result.create if p["metadata"]["labels"]["flux.dev/role"] == "task"]
     assert task["spec"]["activeDeadlineSeconds"] == 3 * 10 + 30
     assert _env(task).timeout == 10.0
+
+
+def test_the_operator_cap_bounds_the_records_of_batch_items_too() -> None:
+    capped = OperatorConfig(default_image="flux-runtime:test", max_task_pods_per_run=5)
+    status = _status([batched(i, size=4) for i in range(9)])
+    result = plan_run(
+        Observed(run(status), workflow(), [pod("d", "driver", "Running")], NOW), capped
+    )
+    tasks = [p for p in result.create if p["metadata"]["labels"]["flux.dev/role"] == "task"]
+    assert [len(_env(p).items) for p in tasks] == [4, 1]
+    assert len(result.status["tasks"]) == 5

@@ -104,15 +104,18 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
     cap = config.max_task_pods_per_run
     pod_limit = min((workflow.get("spec") or {}).get("parallelism") or cap, cap)
     busy = _pods_held(records, started)
-    # Finished records wait in status until the driver has their outcome. They count
-    # against the operator's cap (not against the Workflow's parallelism), so a lagging
-    # driver cannot make the run's records outgrow its size budget.
-    unsettled = sum(
-        1 for cid, r in records.items() if cid in started and r.get("state") in FINISHED_TASK_STATES
+    # Records in play (holding a pod, or finished and waiting for the driver to take
+    # the outcome) stay in status: the operator's cap bounds them (a batch pod's items
+    # each count), so neither a lagging driver nor big batches can make the run
+    # outgrow its size budget. The Workflow's parallelism bounds pods.
+    in_play = sum(
+        1
+        for cid, r in records.items()
+        if cid in started and (_holds_pod(r) or r.get("state") in FINISHED_TASK_STATES)
     )
 
     def full() -> bool:
-        return busy >= pod_limit or busy + unsettled >= cap
+        return busy >= pod_limit or in_play >= cap
 
     waiting_batches: dict[str, list[tuple[Call, CallMove]]] = {}
     for call_id, record in records.items():
@@ -154,6 +157,7 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
             if full():
                 continue  # spec.parallelism or the operator's cap: it waits for a slot
             busy += 1
+            in_play += 1
         elif move.start is None and was_busy and not _holds_pod(move.record):
             busy -= int(call.batch_group is None)  # a batch pod's slot frees when all are done
         new_record = move.record
@@ -166,12 +170,13 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
         plan.wake(move.wake_at)
         updated[call_id] = new_record
     for group in waiting_batches.values():
-        size = group[0][0].batch_size
-        for first in range(0, len(group), size):
-            if full():
-                break
+        first = 0
+        while first < len(group) and not full():
+            # A batch pod takes N items, or as many as the cap has room for.
+            chunk = group[first : first + min(group[0][0].batch_size, cap - in_play)]
+            first += len(chunk)
             busy += 1
-            chunk = group[first : first + size]
+            in_play += len(chunk)
             for call, record in _start_batch_pod(plan, run, workflow, config, chunk):
                 referenced.add(record["pod"])
                 updated[call.call_id] = record
