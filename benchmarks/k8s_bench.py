@@ -20,6 +20,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -364,6 +365,19 @@ class OperatorProcess:
             self.proc.kill()
             self.proc.wait(timeout=30)
 
+    def errors(self, most: int = 3) -> list[str]:
+        """The operator's most frequent error lines (handler failures and the API's
+        messages), with how often each occurred."""
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        found: Counter[str] = Counter()
+        for line in text.splitlines():
+            if line.startswith("ERROR:") and "Task exception was never retrieved" not in line:
+                found[line[:200]] += 1
+            elif line.startswith("HTTP response body:") and '"message"' in line:
+                message = line.split('"message":', 1)[1].split('","', 1)[0].strip('"')
+                found[f"API: {message[:200]}"] += 1
+        return [f"{n} x {line}" for line, n in found.most_common(most)]
+
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
@@ -412,6 +426,9 @@ class Row:
     cells: tuple[str, ...]
 
 
+RELISTED = "RELISTED"
+
+
 class TableWatch:
     """`kubectl get KIND -w` with custom columns, read in a thread.
 
@@ -438,6 +455,7 @@ class TableWatch:
         return self
 
     def _loop(self) -> None:
+        seen: set[str] = set()
         while not self._stop.is_set():
             self._proc = subprocess.Popen(
                 self._cluster.command(*self.args),
@@ -448,9 +466,17 @@ class TableWatch:
             assert self._proc.stdout is not None
             for line in self._proc.stdout:
                 parts = line.split()
-                if len(parts) >= 2:
-                    with self._lock:
-                        self.rows.append(Row(time.time(), parts[0], tuple(parts[1:])))
+                if len(parts) < 2:
+                    continue
+                event, cells = parts[0], tuple(parts[1:])
+                if event == "ADDED" and cells[0] in seen:
+                    event = RELISTED  # a reopened watch lists what it saw before
+                if event == "DELETED":
+                    seen.discard(cells[0])
+                else:
+                    seen.add(cells[0])
+                with self._lock:
+                    self.rows.append(Row(time.time(), event, cells))
             self._proc.wait()
             self._stop.wait(1)
 

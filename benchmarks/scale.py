@@ -259,6 +259,12 @@ class Bench:
                 return
             time.sleep(2)
 
+    def notes(self) -> list[str]:
+        """Other workloads on the cluster, and the operator's errors."""
+        errors = self.operator.errors()
+        found = [f"Operator log errors (most frequent): {'; '.join(errors)}"] if errors else []
+        return self.others_note() + found
+
     def others_note(self) -> list[str]:
         if not self.others:
             return []
@@ -388,7 +394,7 @@ def throughput(cluster: Cluster, count: int, mode: str, timeout: float) -> Repor
                 requests=operator_requests(op_before, op_after),
                 stats=stats,
                 cpu=cpu,
-                notes=bench.others_note(),
+                notes=bench.notes(),
                 commit=bench.commit,
             )
         )
@@ -672,7 +678,7 @@ def _collect(bench: Bench, spec: OneRun, name: str, poller: SizePoller, op_befor
     spec.pods = bench.pod_rows()
     spec.commit = bench.commit
     bench.note_others()
-    spec.notes = bench.others_note()
+    spec.notes = bench.notes()
 
 
 def one_run_table(title: str, results: list[OneRun]) -> Table:
