@@ -169,6 +169,20 @@ def other_namespaces(cluster: Cluster, prefixes: tuple[str, ...] = ("e2e-", "cha
     return [n.split("/", 1)[1] for n in names if n.split("/", 1)[1].startswith(prefixes)]
 
 
+def wait_for_other_benchmarks(cluster: Cluster, timeout: float) -> None:
+    """Until no bench-* namespace is left: another benchmark's operator would serve
+    ours too (both serve bench-*). Raises TimeoutError when one stays."""
+    if not other_namespaces(cluster, ("bench-",)):
+        return
+    print("another benchmark is running (bench-* namespaces); waiting for it ...", flush=True)
+    wait_until(
+        "the other benchmark's namespaces to go",
+        lambda: not other_namespaces(cluster, ("bench-",)),
+        timeout,
+        interval=5,
+    )
+
+
 def wait_quiet(cluster: Cluster, timeout: float, quiet_for: float = 30) -> bool:
     """Until no other workload's namespace has existed for `quiet_for` seconds
     (True), or `timeout` seconds passed (False)."""

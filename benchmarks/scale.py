@@ -68,6 +68,7 @@ from k8s_bench import (
     release_runs,
     samples,
     summed,
+    wait_for_other_benchmarks,
     wait_quiet,
 )
 from scale_report import (
@@ -133,6 +134,8 @@ WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "APPLY"})
 WRITTEN = frozenset({"workflowruns", "pods", "configmaps", "events"})
 NOT_OURS = frozenset({("pods", "status"), ("pods", "binding")})
 PROGRESS_EVERY = 15.0
+# Seconds to wait for another benchmark (another operator serving bench-*) to end.
+OTHER_BENCHMARK_WAIT = 3600.0
 
 
 # ----------------------------------------------------------------- manifests
@@ -185,6 +188,7 @@ class Bench:
 
     def __enter__(self) -> Bench:
         try:
+            wait_for_other_benchmarks(self.cluster, timeout=OTHER_BENCHMARK_WAIT)
             self.others.update(other_namespaces(self.cluster))
             self.namespace = create_namespace(self.cluster)
             self.commit = operator_commit()

@@ -30,7 +30,14 @@ import time
 
 from kubernetes_asyncio import client, config, watch
 
-from k8s_bench import Cluster, OperatorProcess, create_namespace, delete_namespaces, percentile
+from k8s_bench import (
+    Cluster,
+    OperatorProcess,
+    create_namespace,
+    delete_namespaces,
+    percentile,
+    wait_for_other_benchmarks,
+)
 
 SOURCE = """
 from flux import WorkflowExecutionContext, task, workflow
@@ -99,8 +106,9 @@ def main() -> None:
     args = parser.parse_args()
     cluster = Cluster.resolve(args.kubeconfig, args.kubectl, args.image)
     cluster.apply_crds()
+    wait_for_other_benchmarks(cluster, timeout=3600)
     namespace = create_namespace(cluster)
-    # This namespace only: another benchmark's operator may serve bench-*.
+    # This namespace only (scale.py's operator serves bench-*; it waits for this one).
     operator = OperatorProcess(cluster, watch=namespace, metrics=False)
     try:
         operator.start()
