@@ -302,3 +302,19 @@ def output_of(cluster: Cluster, ns: str, run: str) -> Any:
         archive.check_entry(configmap, status["outputRef"])
         return archive.read_payload(configmap)
     return status.get("output")
+
+
+def resume(cluster: Cluster, ns: str, run: str, value: Any) -> None:
+    """Resume a paused run as a user does: a merge patch of status.resume."""
+    patch = {"status": {"resume": {"input": value}}}
+    cluster.kubectl(
+        "patch",
+        "wfr",
+        run,
+        "-n",
+        ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(patch),
+    )

@@ -6,13 +6,12 @@ against, so the two executors are held to one answer.
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from flux_runs import run_manifest, wait_phase, workflow_manifest
+from flux_runs import resume, run_manifest, wait_phase, workflow_manifest
 
 from example_cases import API_KEY, CASES, EXAMPLES, Case
 from flux import codec
@@ -67,18 +66,7 @@ def test_every_example_gives_its_local_output_on_kubernetes(
             if status["pause"]["name"] != pause_name:
                 problems.append(f"{case.ref}: paused at {status['pause']['name']!r}")
                 continue
-            patch = {"status": {"resume": {"input": codec.encode(resume_input)}}}
-            cluster.kubectl(
-                "patch",
-                "wfr",
-                name,
-                "-n",
-                flux_ns,
-                "--subresource=status",
-                "--type=merge",
-                "-p",
-                json.dumps(patch),
-            )
+            resume(cluster, flux_ns, name, codec.encode(resume_input))
             status = wait_phase(
                 cluster, operator, flux_ns, name, "Succeeded", "Failed", timeout=300
             )

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from flux_runs import events_for, run_manifest, run_pods, status_of, wait_phase, workflow_manifest
+from flux_runs import (
+    events_for,
+    resume,
+    run_manifest,
+    run_pods,
+    status_of,
+    wait_phase,
+    workflow_manifest,
+)
 
 if TYPE_CHECKING:
     from conftest import Cluster, Operator
@@ -101,17 +108,7 @@ def test_a_paused_run_has_no_pods_until_resumed(
     cluster.wait_for("no pods while paused", lambda: not run_pods(cluster, flux_ns, "ap-1"), 60)
     time.sleep(2)
     assert not run_pods(cluster, flux_ns, "ap-1")
-    cluster.kubectl(
-        "patch",
-        "wfr",
-        "ap-1",
-        "-n",
-        flux_ns,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps({"status": {"resume": {"input": "yes"}}}),
-    )
+    resume(cluster, flux_ns, "ap-1", "yes")
     status = wait_phase(cluster, operator, flux_ns, "ap-1", "Succeeded", "Failed")
     assert status["output"] == {"prepared": "ORDER-7", "decision": "yes"}
 

@@ -6,7 +6,7 @@ import json
 from typing import TYPE_CHECKING
 
 import pytest
-from flux_runs import run_manifest, status_of, wait_phase, workflow_manifest
+from flux_runs import resume, run_manifest, status_of, wait_phase, workflow_manifest
 
 if TYPE_CHECKING:
     from conftest import Cluster, Operator
@@ -74,17 +74,7 @@ def test_a_paused_shared_run_resumes_and_the_driver_exits_when_idle(
 
     # Nothing to do while paused: the shared driver leaves after its linger time (20 s).
     cluster.wait_for("the idle shared driver to exit", no_driver, 90)
-    cluster.kubectl(
-        "patch",
-        "wfr",
-        "approved-1",
-        "-n",
-        flux_ns,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps({"status": {"resume": {"input": "yes"}}}),
-    )
+    resume(cluster, flux_ns, "approved-1", "yes")
     status = wait_phase(cluster, operator, flux_ns, "approved-1", "Succeeded", "Failed")
     assert status["output"] == {"n": 10, "decision": "yes"}
     assert status_of(cluster, flux_ns, "approved-1")["driver"] == {"shared": True}
