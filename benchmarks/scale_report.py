@@ -35,6 +35,16 @@ most 256 KiB as stored. For comparison: Argo Workflows does about 270
 single-pod workflows a minute with default settings (810 tuned) and fails runs
 past about 1 MiB of status; Flyte caps map tasks at 5,000 by default; Temporal
 allows 2,000 pending activities per workflow.
+
+Reading the tables: "API writes" come from the API server's own
+`apiserver_request_total` (POST, PUT, PATCH, DELETE, APPLY to workflowruns,
+pods without their status and binding, configmaps and events), which counts
+every client on the cluster, the kubelet's and scheduler's Events included;
+"changes seen in the namespace" are watch events of the benchmark's namespace
+only (successful writes that changed an object). "Where a run's time goes"
+uses receive times of watch events and the history's event times. The CPU
+table reads /proc and the kubepods cgroup over the measured window; "the rest"
+is mostly short-lived processes (runc, CNI plugins) and other users.
 """
 
 
