@@ -41,6 +41,7 @@ import asyncio
 import datetime as dt
 import functools
 import json
+import signal
 import statistics
 import sys
 import time
@@ -651,7 +652,10 @@ def wait_one(bench: Bench, poller: SizePoller, name: str, deadline: float) -> bo
             return False
         if time.monotonic() - last >= PROGRESS_EVERY:
             last = time.monotonic()
-            print(f"[{bench.label}] {time.strftime('%H:%M:%S')} {_progress(bench, poller, name)}")
+            print(
+                f"[{bench.label}] {time.strftime('%H:%M:%S')} {_progress(bench, poller, name)}",
+                flush=True,
+            )
         time.sleep(1)
 
 
@@ -857,7 +861,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C: namespaces are deleted and the operator stopped."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     args = parse_args()
     cluster = Cluster.resolve(args.kubeconfig, args.kubectl, args.image)
     cluster.apply_crds()
