@@ -21,7 +21,7 @@ def test_the_operator_has_no_access_to_secrets() -> None:
         assert "*" not in rule["verbs"], rule
 
 
-def test_drivers_only_read_runs_write_their_status_and_keep_their_archive() -> None:
+def test_drivers_only_read_runs_write_their_status_keep_their_archive_and_post_events() -> None:
     granted = {
         (r, v)
         for rule in rules("driver-rbac.yaml")
@@ -36,4 +36,5 @@ def test_drivers_only_read_runs_write_their_status_and_keep_their_archive() -> N
         ("configmaps", "get"),
         ("configmaps", "create"),
         ("configmaps", "update"),
+        ("events", "create"),
     }

@@ -7,8 +7,9 @@ import copy
 from typing import Any
 
 from test_driver import FakeRuns, complete_outstanding, new_run, pipeline_wf
-from test_k8s_reconcile import WF_STARTED, plan, started, workflow
+from test_k8s_reconcile import CONFIG, NOW, WF_STARTED, plan, run, started, workflow
 
+from flux.k8s.reconcile import Observed, plan_run
 from flux.runtime.shared_driver import SharedDriver, serves
 
 
@@ -25,6 +26,20 @@ def test_a_new_run_of_a_shared_workflow_uses_the_shared_driver_pod() -> None:
     env = {e["name"]: e["value"] for e in result.shared_driver["spec"]["containers"][0]["env"]}
     assert env["FLUX_WORKFLOW_NAME"] == "wf" and "FLUX_RUN" not in env
     assert not [p for p in result.create if p["metadata"]["labels"]["flux.dev/role"] == "driver"]
+
+
+def test_a_new_run_is_left_to_a_shared_driver_that_is_up() -> None:
+    observed = Observed(run(), shared_workflow(), [], NOW, shared_driver_up=True)
+    result = plan_run(observed, CONFIG)
+    # The driver's first write claims it, with phase and conditions: nothing to write here.
+    assert result.status == {} and result.events == [] and result.create == []
+    assert result.shared_driver is not None  # still made sure of
+
+
+def test_a_shared_run_removes_a_per_run_driver_whose_claim_lost() -> None:
+    stray = {"metadata": {"name": "r1-driver-1", "labels": {"flux.dev/role": "driver"}}}
+    result = plan({"phase": "Pending", "driver": {"shared": True}}, [stray], shared_workflow())
+    assert result.delete == ["r1-driver-1"]
 
 
 def test_a_shared_run_waiting_for_its_tasks_needs_no_driver() -> None:
@@ -99,3 +114,91 @@ def test_one_shared_driver_advances_several_runs_to_their_end() -> None:
     assert driver.held == {}  # finished runs are let go
     assert runs.by_name["a"].body["status"]["output"]["b"] == 4
     assert runs.by_name["b"].body["status"]["output"]["b"] == 8
+
+
+class FakeEvents:
+    def __init__(self) -> None:
+        self.posted: list[tuple[str, str, str]] = []
+
+    async def post(self, obj: dict[str, Any], kind: str, reason: str, message: str) -> None:
+        self.posted.append((obj["metadata"]["name"], kind, reason))
+
+
+def _new(name: str, input: int) -> dict[str, Any]:
+    body = new_run(input)
+    body["metadata"]["name"] = name
+    return body
+
+
+def test_the_shared_driver_claims_new_runs_and_announces_their_outcome() -> None:
+    runs = ManyRuns({n: _new(n, i + 1) for i, n in enumerate(["a", "b", "c"])})
+    events = FakeEvents()
+    driver = SharedDriver(runs, None, "ns", "wf", pipeline_wf, events=events)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        for fake in runs.by_name.values():
+            driver.offer("ADDED", copy.deepcopy(fake.body))
+        await driver.drain()
+        for fake in runs.by_name.values():
+            status = fake.body["status"]
+            assert status["driver"] == {"shared": True}
+            assert status["phase"] == "Running"
+            assert [c["reason"] for c in status["conditions"]] == ["Running"]
+        assert events.posted == []  # running is routine: no Event
+        for _ in range(2):
+            for fake in runs.by_name.values():
+                complete_outstanding(fake)
+                fake.patches += 1
+                fake.body["metadata"]["resourceVersion"] = str(fake.patches)
+                driver.offer("MODIFIED", copy.deepcopy(fake.body))
+            await driver.drain()
+
+    asyncio.run(scenario())
+    for name, fake in runs.by_name.items():
+        assert fake.body["status"]["phase"] == "Paused"
+        assert fake.body["status"]["conditions"][0]["reason"] == "Paused"
+        assert (name, "Normal", "Paused") in events.posted
+    assert len(events.posted) == 3
+
+
+def test_a_claim_loses_to_the_operator_and_leaves_its_write_alone() -> None:
+    fake = FakeRuns(_new("a", 1))
+    seen = copy.deepcopy(fake.body)  # before the operator's first write
+    fake.body["status"] = {"phase": "Pending", "driver": {"starts": 1, "pod": "a-driver-1"}}
+    driver = SharedDriver(ManyRuns({}), None, "ns", "wf", pipeline_wf)  # type: ignore[arg-type]
+    driver.runs.by_name["a"] = fake  # type: ignore[attr-defined]
+
+    async def scenario() -> None:
+        driver.offer("ADDED", seen)
+        await driver.drain()
+
+    asyncio.run(scenario())
+    assert fake.body["status"] == {"phase": "Pending", "driver": {"starts": 1, "pod": "a-driver-1"}}
+    assert driver.held == {}
+    assert not serves(fake.body)  # a per-run driver's
+
+
+def test_runs_are_advanced_concurrently() -> None:
+    names = ["a", "b", "c", "d"]
+    runs = ManyRuns({n: _new(n, 1) for n in names})
+    in_flight, most = 0, 0
+
+    class Slow:
+        async def patch_status(self, namespace: str, name: str, ops: Any) -> dict[str, Any]:
+            nonlocal in_flight, most
+            in_flight += 1
+            most = max(most, in_flight)
+            await asyncio.sleep(0.05)
+            in_flight -= 1
+            return await runs.patch_status(namespace, name, ops)
+
+    driver = SharedDriver(Slow(), None, "ns", "wf", pipeline_wf)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        for fake in runs.by_name.values():
+            driver.offer("ADDED", copy.deepcopy(fake.body))
+        await driver.drain()
+
+    asyncio.run(scenario())
+    assert most == len(names)
+    assert all(f.body["status"]["phase"] == "Running" for f in runs.by_name.values())

@@ -6,8 +6,10 @@ handler ever blocks the event loop.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import socket
 from typing import Any
 
 from kubernetes_asyncio import client, config
@@ -101,6 +103,60 @@ class ConfigMaps:
         return await read_json(
             await self.core.replace_namespaced_config_map(
                 name, namespace, manifest, _preload_content=False
+            )
+        )
+
+
+def newer(version: str | None, than: str | None) -> bool:
+    """Whether resourceVersion ``version`` follows ``than`` (True when either is unknown).
+
+    Kubernetes calls resourceVersions opaque, but every etcd-backed API server
+    issues increasing integers and each watch delivers them in order; a watch
+    event older than a state already held (our own write's response) brings
+    nothing new, and holding it instead would undo what that write did.
+    """
+    if version is None or than is None:
+        return True
+    try:
+        return int(version) > int(than)
+    except ValueError:
+        return version != than
+
+
+class Events:
+    """Events about our objects, posted by whoever made the change they report."""
+
+    def __init__(self, api: client.ApiClient, component: str):
+        self.core: Any = client.CoreV1Api(api)
+        self.component = component
+        self.instance = socket.gethostname()
+
+    async def post(self, obj: dict[str, Any], kind: str, reason: str, message: str) -> None:
+        meta = obj["metadata"]
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion", f"{GROUP}/{VERSION}"),
+                "kind": obj.get("kind", "WorkflowRun"),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": kind,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": self.component},
+            "reportingComponent": self.component,
+            "reportingInstance": self.instance,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        await read_json(
+            await self.core.create_namespaced_event(
+                meta["namespace"], event, _preload_content=False
             )
         )
 

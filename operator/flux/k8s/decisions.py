@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,9 +25,20 @@ from flux.k8s.models import (
     Phase,
     WorkflowSpec,
     plain,
+    to_json,
 )
 
 READY = "Ready"
+SUCCEEDED = "Succeeded"
+# Reasons on the Succeeded condition for failures the operator finds itself.
+WORKFLOW_NOT_FOUND = "WorkflowNotFound"
+WORKFLOW_INVALID = "WorkflowInvalid"
+DRIVER_FAILED = "DriverFailed"
+OPERATOR_REASONS = frozenset({WORKFLOW_NOT_FOUND, WORKFLOW_INVALID, DRIVER_FAILED})
+# Failure types recorded by the workflow that mean the user's input was wrong.
+INPUT_ERRORS = {"WorkflowInputError": "InvalidInput", "GraphValidationError": "InvalidGraph"}
+# Routine progress of every run: the condition says it, an Event would be a write per run.
+QUIET_REASONS = frozenset({"Pending", "Running"})
 SOURCE_FILENAME = "<workflow source>"
 _PATTERN_FORMS = {
     ENTRYPOINT_PATTERN: "of the form module:function",
@@ -157,3 +169,59 @@ def outstanding_calls(history: Sequence[HistoryEvent]) -> list[Call]:
         and "task" in event.value
         and event.source_id not in settled
     ]
+
+
+@dataclass(frozen=True)
+class ConditionUpdate:
+    """A run's conditions after a change of its Succeeded condition, and the Events saying so."""
+
+    conditions: list[dict[str, Any]]
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def succeeded_update(
+    status: Mapping[str, Any], now: dt.datetime, generation: int | None = None
+) -> ConditionUpdate | None:
+    """The run's conditions if its Succeeded condition no longer matches ``status``.
+
+    Whoever writes a phase writes this with it (the driver for the workflow's
+    own phases, the operator for the failures it finds), so the condition never
+    needs a write of its own, and the writer of a transition announces it.
+    """
+    wanted = succeeded_condition(status, generation)
+    stored = [Condition.model_validate(c) for c in status.get("conditions") or []]
+    if not condition_changed(stored, wanted):
+        return None
+    conditions = [to_json(c) for c in set_condition(stored, wanted, now)]
+    if wanted.reason in QUIET_REASONS:
+        return ConditionUpdate(conditions)
+    kind = "Warning" if wanted.status == ConditionStatus.FALSE else "Normal"
+    return ConditionUpdate(conditions, [(kind, wanted.reason, wanted.message)])
+
+
+def succeeded_condition(status: Mapping[str, Any], generation: int | None = None) -> Condition:
+    phase = status.get("phase") or "Pending"
+    error = status.get("error") or {}
+    if phase == "Succeeded":
+        state, reason, message = "True", "Succeeded", "the workflow completed"
+    elif phase == "Failed":
+        error_type = str(error.get("type", "Failed"))
+        reason = INPUT_ERRORS.get(
+            error_type, error_type if error_type in OPERATOR_REASONS else "WorkflowFailed"
+        )
+        state, message = "False", str(error.get("message", "the workflow failed"))
+    elif phase == "Cancelled":
+        state, reason, message = "False", "Cancelled", "the run was cancelled"
+    elif phase == "Paused":
+        pause = (status.get("pause") or {}).get("name", "")
+        state, reason = "Unknown", "Paused"
+        message = f"waiting at pause {pause!r}; resume by patching status.resume"
+    else:
+        state, reason, message = "Unknown", phase, f"the run is {phase.lower()}"
+    return Condition(
+        type=SUCCEEDED,
+        status=ConditionStatus(state),
+        reason=reason,
+        message=message,
+        observed_generation=generation,
+    )

@@ -1,9 +1,13 @@
 """The kopf operator: watches Workflows, WorkflowRuns and their pods, and reconciles.
 
 Handlers only trigger a reconcile; the decisions are in :mod:`flux.k8s.reconcile`.
-A reconcile reads the run, its Workflow and its pods fresh from the API, so a
-stale cache or a lost event cannot mislead it. Reconciles of one run never
-overlap: an event that arrives during one marks the run for one more pass.
+A reconcile works from the run, its Workflow and its pods as the watches (and
+our own writes' responses) last showed them, never from anything older than
+what it wrote itself; a run's pods are listed fresh on its first pass after a
+start. Status writes that depend on what was read carry JSON-patch tests, so
+a view that turns out stale fails the write and the pass runs again on a fresh
+read. Reconciles of one run never overlap: an event that arrives during one
+marks the run for one more pass.
 """
 
 from __future__ import annotations
@@ -60,10 +64,16 @@ class Reconciler:
         self._rng = random.Random()
         # Last phase seen per run, for the metrics only; never used for decisions.
         self._phases: dict[Key, str] = {}
-        # Our own last status write per run and the pods we deleted: the watch
-        # events they cause bring nothing new, so they trigger no pass. An
-        # optimisation only; forgetting them costs a pass, never a decision.
-        self._own_writes: dict[Key, str] = {}
+        # Runs and their pods as last seen (watch events, our writes' responses),
+        # so a pass needs no reads: at a thousand runs a minute the reads, not
+        # the writes, were most of the API server's work.
+        self._runs_seen: dict[Key, dict[str, Any]] = {}
+        self._pods_seen: dict[Key, dict[str, dict[str, Any]]] = {}
+        # Runs whose pods have been listed since this operator started: until
+        # then a pod missing from the watch's view may just not have arrived yet.
+        self._pods_listed: set[Key] = set()
+        # Pods we deleted, by (namespace, pod): their later watch events bring
+        # nothing new; an optimisation only, forgetting one costs a pass.
         self._own_deletes: set[Key] = set()
         # Workflows as their watch last showed them: they change rarely and every
         # reconcile of every run needs its own.
@@ -89,7 +99,9 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         key = (namespace, name)
         self._locks.pop(key, None)
-        self._own_writes.pop(key, None)
+        self._runs_seen.pop(key, None)
+        self._pods_seen.pop(key, None)
+        self._pods_listed.discard(key)
         self.open_calls.forget(namespace, name)
         metrics.forget_run(namespace, name)
         self._unfinished.pop(key, None)
@@ -114,16 +126,38 @@ class Reconciler:
                 self._backstops.add(task)
                 task.add_done_callback(self._backstops.discard)
 
-    def is_own_write(self, namespace: str, name: str, version: str | None) -> bool:
-        """Whether a run's watch event shows nothing but our own last status write."""
-        return version is not None and self._own_writes.get((namespace, name)) == version
+    def run_seen(self, run: dict[str, Any]) -> bool:
+        """Hold the newest state of a run; False if ``run`` is not newer than it."""
+        meta = run["metadata"]
+        key = (meta["namespace"], meta["name"])
+        held = self._runs_seen.get(key)
+        if held is not None and not api.newer(
+            meta.get("resourceVersion"), held["metadata"].get("resourceVersion")
+        ):
+            return False
+        self._runs_seen[key] = run
+        return True
 
-    def pod_gone(self, namespace: str, name: str) -> bool:
-        """Note a pod's deletion; True if we deleted it (so there is nothing to learn)."""
-        if (namespace, name) in self._own_deletes:
-            self._own_deletes.discard((namespace, name))
+    def pod_seen(self, event: str, pod: dict[str, Any]) -> bool:
+        """Hold the newest state of a task or driver pod; False if there is nothing new."""
+        meta = pod["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        pods = self._pods_seen.setdefault((namespace, meta["labels"][api.LABEL_RUN]), {})
+        if event == "DELETED":
+            pods.pop(name, None)
+            if (namespace, name) in self._own_deletes:
+                self._own_deletes.discard((namespace, name))
+                return False
             return True
-        return False
+        if (namespace, name) in self._own_deletes:
+            return False  # on its way out; we know
+        held = pods.get(name)
+        if held is not None and not api.newer(
+            meta.get("resourceVersion"), held["metadata"].get("resourceVersion")
+        ):
+            return False
+        pods[name] = pod
+        return event != "ADDED"  # created by a pass, which holds it; progress comes as MODIFIED
 
     def forget_workflow(self, namespace: str, name: str) -> None:
         self._workflows.pop((namespace, name), None)
@@ -137,12 +171,21 @@ class Reconciler:
             self._again.add(key)
             return
         async with lock:
+            stale = False
             while True:
                 self._again.discard(key)
                 started, result = time.monotonic(), "error"
                 try:
                     await self._reconcile_once(namespace, name)
                     result = "ok"
+                except ApiException as exc:
+                    # A JSON-patch test failed (422) or the run changed under a
+                    # write (409): the view was stale. Once, read it fresh and retry.
+                    if exc.status not in (409, 422) or stale:
+                        raise
+                    stale = True
+                    self._runs_seen.pop(key, None)
+                    self._again.add(key)
                 finally:
                     elapsed = time.monotonic() - started
                     metrics.RECONCILE_DURATION.labels(result).observe(elapsed)
@@ -150,14 +193,8 @@ class Reconciler:
                     return
 
     async def _reconcile_once(self, namespace: str, name: str) -> None:
-        try:
-            run = await self._api("get", "workflowruns", self.runs.get(namespace, name))
-        except ApiException as exc:
-            if exc.status == 404:
-                self.forget(namespace, name)
-                return
-            raise
-        if run["metadata"].get("deletionTimestamp"):
+        run = await self._run(namespace, name)
+        if run is None or run["metadata"].get("deletionTimestamp"):
             return
         workflow = await self._workflow_of(run)
         pods = await self._pods_of(namespace, name)
@@ -166,10 +203,30 @@ class Reconciler:
         if (run.get("status") or {}).get("historyArchive"):
             open_calls = await self.open_calls.open_calls(run)
         now = utc_now()
-        observed = Observed(run, workflow, pods, now, logs, open_calls)
+        shared_up = (namespace, (run.get("spec") or {}).get("workflowRef", {}).get("name", ""))
+        observed = Observed(
+            run, workflow, pods, now, logs, open_calls, shared_up in self._shared_up
+        )
         plan = plan_run(observed, self.config, self._rng.random())
         await self._carry_out(run, plan)
         self._observe(run, plan, now, pods)
+
+    async def _run(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The run as last seen, or read when it has not been (a restart, a stale view)."""
+        held = self._runs_seen.get((namespace, name))
+        if held is not None:
+            return held
+        try:
+            run: dict[str, Any] = await self._api(
+                "get", "workflowruns", self.runs.get(namespace, name)
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                self.forget(namespace, name)
+                return None
+            raise
+        self.run_seen(run)
+        return self._runs_seen[(namespace, name)]
 
     def _observe(
         self, run: dict[str, Any], plan: Plan, now: dt.datetime, pods: list[dict[str, Any]]
@@ -203,15 +260,25 @@ class Reconciler:
         return found
 
     async def _pods_of(self, namespace: str, run_name: str) -> list[dict[str, Any]]:
-        response = await self._api(
-            "list",
-            "pods",
-            self.core.list_namespaced_pod(
-                namespace, label_selector=f"{api.LABEL_RUN}={run_name}", _preload_content=False
-            ),
-        )
-        items: list[dict[str, Any]] = (await api.read_json(response))["items"]
-        return items
+        key = (namespace, run_name)
+        if key not in self._pods_listed:
+            response = await self._api(
+                "list",
+                "pods",
+                self.core.list_namespaced_pod(
+                    namespace, label_selector=f"{api.LABEL_RUN}={run_name}", _preload_content=False
+                ),
+            )
+            listed = (await api.read_json(response))["items"]
+            pods = self._pods_seen.setdefault(key, {})
+            pods.clear()
+            pods.update((p["metadata"]["name"], p) for p in listed)
+            self._pods_listed.add(key)
+        return [
+            pod
+            for name, pod in (self._pods_seen.get(key) or {}).items()
+            if (namespace, name) not in self._own_deletes
+        ]
 
     async def _result_logs(self, namespace: str, pods: list[dict[str, Any]]) -> dict[str, str]:
         """Results too large for a termination message are on the log's last line."""
@@ -242,7 +309,7 @@ class Reconciler:
             written = await self._api(
                 "patch", "workflowruns/status", self.runs.patch_status(namespace, name, ops)
             )
-            self._own_writes[(namespace, name)] = written["metadata"]["resourceVersion"]
+            self.run_seen(written)
         await _bounded(
             self._delete_pod(namespace, pod_name) for pod_name in dict.fromkeys(plan.delete)
         )
@@ -254,7 +321,12 @@ class Reconciler:
 
     async def _create_pod(self, namespace: str, pod: dict[str, Any]) -> None:
         try:
-            await self._api("create", "pods", self.core.create_namespaced_pod(namespace, pod))
+            response = await self._api(
+                "create",
+                "pods",
+                self.core.create_namespaced_pod(namespace, pod, _preload_content=False),
+            )
+            self.pod_seen("ADDED", await api.read_json(response))
         except ApiException as exc:
             if exc.status != 409:
                 raise
@@ -271,6 +343,8 @@ class Reconciler:
             self._own_deletes.discard((namespace, name))
             if exc.status != 404:
                 raise
+            for pods in self._pods_seen.values():
+                pods.pop(name, None)
 
     async def _move_out(self, run: dict[str, Any], plan: Plan) -> None:
         """Keep the run in budget: store large outputs and settled records in ConfigMaps."""
@@ -377,11 +451,11 @@ class Reconciler:
                 field_selector=f"spec.workflowRef.name={workflow}",
             ),
         )
+        # Shared runs, and runs not yet claimed by any driver.
         waiting = [
             run["metadata"]["name"]
             for run in listed.get("items") or []
-            if ((run.get("status") or {}).get("driver") or {}).get("shared")
-            and (run.get("status") or {}).get("phase") not in FINAL_PHASES
+            if _shared_or_unclaimed(run.get("status") or {})
         ]
         await asyncio.gather(*(self.reconcile(namespace, name) for name in waiting))
 
@@ -516,10 +590,8 @@ async def _run_event(
     if event.get("type") == "DELETED":
         reconciler.forget(namespace, name)
         return
-    version = ((event.get("object") or {}).get("metadata") or {}).get("resourceVersion")
-    if event.get("type") == "MODIFIED" and reconciler.is_own_write(namespace, name, version):
-        return
-    await reconciler.reconcile(namespace, name)
+    if reconciler.run_seen(dict(event["object"])):
+        await reconciler.reconcile(namespace, name)
 
 
 @kopf.on.event("", "v1", "pods", labels={api.LABEL_RUN: kopf.PRESENT})
@@ -533,12 +605,8 @@ async def _pod_event(
 ) -> None:
     assert namespace is not None
     reconciler: Reconciler = memo["reconciler"]
-    kind = event.get("type")
-    if kind == "ADDED":
-        return  # created by a pass, which recorded it; its progress comes as MODIFIED
-    if kind == "DELETED" and reconciler.pod_gone(namespace, name):
-        return
-    await reconciler.reconcile(namespace, labels[api.LABEL_RUN])
+    if reconciler.pod_seen(str(event.get("type")), dict(event["object"])):
+        await reconciler.reconcile(namespace, labels[api.LABEL_RUN])
 
 
 @kopf.on.event("", "v1", "pods", labels={api.LABEL_ROLE: SHARED_DRIVER_ROLE})
@@ -554,6 +622,13 @@ async def _workflow_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_:
         memo["reconciler"].forget_workflow(body["metadata"]["namespace"], body["metadata"]["name"])
 
 
+def _shared_or_unclaimed(status: dict[str, Any]) -> bool:
+    if not status:
+        return True
+    shared = bool((status.get("driver") or {}).get("shared"))
+    return shared and status.get("phase") not in FINAL_PHASES
+
+
 def status_ops(current: dict[str, Any] | None, changes: dict[str, Any]) -> list[dict[str, Any]]:
     """JSON-patch operations for status changes.
 
@@ -561,7 +636,16 @@ def status_ops(current: dict[str, Any] | None, changes: dict[str, Any]) -> list[
     A None at the top of a change, or of a task record, means "no longer set".
     """
     current = current or {}
-    ops: list[dict[str, Any]] = [] if current else [{"op": "add", "path": "/status", "value": {}}]
+    ops: list[dict[str, Any]] = []
+    if not current:
+        # Only onto a run without status: a driver's first write may have come first.
+        ops = [
+            {"op": "test", "path": "/status", "value": None},
+            {"op": "add", "path": "/status", "value": {}},
+        ]
+    elif "phase" in changes or "conditions" in changes:
+        # The phase moves only from the one this pass saw (the driver writes it too).
+        ops.append({"op": "test", "path": "/status/phase", "value": current.get("phase")})
     for key, value in changes.items():
         if key == "tasks" and current.get("tasks"):
             ops.extend(task_record_ops(current["tasks"], value))

@@ -16,9 +16,13 @@ from flux.k8s import api, archive
 from flux.k8s.archive import OpenCalls
 from flux.k8s.calls import RUNNING_STATES, Call, CallMove, PodView, next_move
 from flux.k8s.config import OperatorConfig
-from flux.k8s.decisions import condition_changed, set_condition
+from flux.k8s.decisions import (
+    DRIVER_FAILED,
+    WORKFLOW_INVALID,
+    WORKFLOW_NOT_FOUND,
+    succeeded_update,
+)
 from flux.k8s.history import FINAL_PHASES, FINISHED_TASK_STATES
-from flux.k8s.models import Condition, ConditionStatus, to_json
 from flux.k8s.pods import (
     batch_pod,
     driver_pod,
@@ -28,15 +32,6 @@ from flux.k8s.pods import (
     task_pod_name,
 )
 from flux.k8s.protocol import BatchItem, BatchSpec, Step, TaskSpec
-
-SUCCEEDED = "Succeeded"
-# Reasons on the Succeeded condition for failures the operator finds itself.
-WORKFLOW_NOT_FOUND = "WorkflowNotFound"
-WORKFLOW_INVALID = "WorkflowInvalid"
-DRIVER_FAILED = "DriverFailed"
-OPERATOR_REASONS = frozenset({WORKFLOW_NOT_FOUND, WORKFLOW_INVALID, DRIVER_FAILED})
-# Failure types recorded by the workflow that mean the user's input was wrong.
-INPUT_ERRORS = {"WorkflowInputError": "InvalidInput", "GraphValidationError": "InvalidGraph"}
 
 
 @dataclass
@@ -49,6 +44,8 @@ class Observed:
     # The calls the whole history (archive and status) leaves open; derived from
     # status.history alone when not given (a run with nothing archived).
     open_calls: OpenCalls | None = None
+    # Whether the shared driver of the run's Workflow is known to be up.
+    shared_driver_up: bool = False
 
 
 @dataclass
@@ -93,7 +90,15 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
         plan.delete.extend(views)
         return plan
     assert workflow is not None
-    if phase is None:
+    # A new run of a Shared Workflow whose driver is up is claimed by the driver's
+    # first write (phase, conditions and all); an operator write saying Pending
+    # first would be a write per run for a state that lasts milliseconds.
+    claimable = (
+        not status
+        and observed.shared_driver_up
+        and (workflow.get("spec") or {}).get("driverMode") == "Shared"
+    )
+    if phase is None and not claimable:
         plan.status["phase"] = "Pending"
     open_calls = observed.open_calls or OpenCalls().apply(status.get("history") or [])
     started = open_calls.started
@@ -196,7 +201,8 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
     _plan_driver(plan, observed, config, workflow, status, updated, open_calls, views)
     for until in _pending_sleeps(open_calls):
         plan.wake(until)
-    _conditions(plan, {**status, **plan.status}, now, generation)
+    if status or plan.status:
+        _conditions(plan, {**status, **plan.status}, now, generation)
     return plan
 
 
@@ -298,11 +304,15 @@ def _plan_driver(
     if driver.get("shared") or (
         not driver.get("starts") and (workflow.get("spec") or {}).get("driverMode") == "Shared"
     ):
-        # The mode is fixed when the run starts, so two kinds of driver never share it.
+        # The mode is fixed when the run starts, so two kinds of driver never share
+        # it: the first write saying which (this one or the shared driver's claim)
+        # requires a run without status. A per-run driver started by a pass whose
+        # claim lost is removed here, before it does anything but read.
         if _driver_needed(status, records, open_calls, now):
             plan.shared_driver = shared_driver_pod(workflow, config)
-        if not driver.get("shared"):
+        if not driver.get("shared") and (status or not observed.shared_driver_up):
             plan.status["driver"] = {"shared": True}
+        plan.delete.extend(n for n in views if _role(observed.pods, n) == "driver")
         return
     current = driver.get("pod")
     active = False
@@ -432,41 +442,8 @@ def _fail(
 def _conditions(
     plan: Plan, status: dict[str, Any], now: dt.datetime, generation: int | None
 ) -> None:
-    """Keep the Succeeded condition in step with the phase; each change is also an Event."""
-    wanted = succeeded_condition(status, generation)
-    stored = [Condition.model_validate(c) for c in status.get("conditions") or []]
-    if not condition_changed(stored, wanted):
-        return
-    plan.status["conditions"] = [to_json(c) for c in set_condition(stored, wanted, now)]
-    if wanted.reason == "Pending":
-        return  # a run just created is pending: no news worth an Event (a write per run)
-    kind = "Warning" if wanted.status == ConditionStatus.FALSE else "Normal"
-    plan.events.append((kind, wanted.reason, wanted.message))
-
-
-def succeeded_condition(status: dict[str, Any], generation: int | None = None) -> Condition:
-    phase = status.get("phase") or "Pending"
-    error = status.get("error") or {}
-    if phase == "Succeeded":
-        state, reason, message = "True", "Succeeded", "the workflow completed"
-    elif phase == "Failed":
-        error_type = str(error.get("type", "Failed"))
-        reason = INPUT_ERRORS.get(
-            error_type, error_type if error_type in OPERATOR_REASONS else "WorkflowFailed"
-        )
-        state, message = "False", str(error.get("message", "the workflow failed"))
-    elif phase == "Cancelled":
-        state, reason, message = "False", "Cancelled", "the run was cancelled"
-    elif phase == "Paused":
-        pause = (status.get("pause") or {}).get("name", "")
-        state, reason = "Unknown", "Paused"
-        message = f"waiting at pause {pause!r}; resume by patching status.resume"
-    else:
-        state, reason, message = "Unknown", phase, f"the run is {phase.lower()}"
-    return Condition(
-        type=SUCCEEDED,
-        status=ConditionStatus(state),
-        reason=reason,
-        message=message,
-        observed_generation=generation,
-    )
+    """Keep the Succeeded condition in step with the phase."""
+    update = succeeded_update(status, now, generation)
+    if update is not None:
+        plan.status["conditions"] = update.conditions
+        plan.events.extend(update.events)

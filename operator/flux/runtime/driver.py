@@ -31,6 +31,7 @@ from flux.engine.instance import WorkflowInstance
 from flux.errors import WorkflowInputError
 from flux.events import EventType, ExecutionEvent, ExecutionState
 from flux.k8s import api, archive, runstore
+from flux.k8s.decisions import succeeded_update
 from flux.k8s.history import (
     PHASES,
     event_from_status,
@@ -66,9 +67,16 @@ class Driver:
     cancels: set[str] = field(default_factory=set)
     # Task outputs kept in their own ConfigMap, by ConfigMap name, once read.
     values: dict[str, Any] = field(default_factory=dict)
+    # Where the Events announcing the run's outcome go (none in unit tests).
+    events: api.Events | None = None
+    # A shared driver claims the runs it takes up before the operator says whose they are.
+    shared: bool = False
 
     async def run(self) -> int:
         body = await self.runs.get(self.namespace, self.name)
+        if ((body.get("status") or {}).get("driver") or {}).get("shared"):
+            log.info("run %s is served by its Workflow's shared driver", self.name)
+            return 0  # started by a pass whose claim lost; the operator removes this pod
         instance = await self.begin(body)
         if instance is None:
             return 1
@@ -186,10 +194,28 @@ class Driver:
         if new and archive.history_over_budget(inline, new):
             sealed = await self._seal(body, [*inline, *new])
         output_ref = await self._store_output(body, instance)
-        ops = status_patch(instance, status, events, self.cancels, sealed, output_ref)
+        update = succeeded_update(
+            {**status, **run_summary(instance)}, utc_now(), body["metadata"].get("generation")
+        )
+        ops = status_patch(
+            instance,
+            status,
+            events,
+            self.cancels,
+            sealed,
+            output_ref,
+            conditions=update.conditions if update else None,
+            claim=self.shared,
+        )
         if not ops:
             return body
-        return await self.runs.patch_status(self.namespace, self.name, ops)
+        written = await self.runs.patch_status(self.namespace, self.name, ops)
+        for kind, reason, message in update.events if update and self.events else ():
+            try:
+                await self.events.post(written, kind, reason, message)  # type: ignore[union-attr]
+            except ApiException as exc:
+                log.warning("run %s: event %s not posted: %s", self.name, reason, exc.reason)
+        return written
 
     async def _seal(
         self, body: dict[str, Any], events: list[dict[str, Any]]
@@ -299,15 +325,25 @@ def status_patch(
     cancels: set[str] | None = None,
     sealed: list[dict[str, Any]] | None = None,
     output_ref: dict[str, Any] | None = None,
+    *,
+    conditions: list[dict[str, Any]] | None = None,
+    claim: bool = False,
 ) -> list[dict[str, Any]]:
     """JSON-patch operations that append ``events`` and refresh the run's summary.
 
     With ``sealed`` (archive entries of chunks now holding the inline history
     and ``events``), the inline history is emptied and the entries appended.
+    ``conditions`` go with the phase they describe. With ``claim``, a run
+    without status becomes a shared driver's.
     """
     ops: list[dict[str, Any]] = []
     if not status:
+        # Only onto a run still without status: if the operator wrote first, the
+        # test fails the write and the run is seen again as the operator left it.
+        ops.append({"op": "test", "path": "/status", "value": None})
         ops.append({"op": "add", "path": "/status", "value": {}})
+        if claim:
+            ops.append({"op": "add", "path": "/status/driver", "value": {"shared": True}})
     if sealed:
         archived = status.get("historyArchive") or []
         ops.append({"op": "add", "path": "/status/history", "value": []})
@@ -324,6 +360,8 @@ def status_patch(
         summary["outputRef"] = output_ref
     pending_cancels = sorted(c for c in cancels or () if c in instance.in_flight())
     summary["cancelRequested"] = pending_cancels or None
+    if conditions is not None:
+        summary["conditions"] = conditions
     for key, value in summary.items():
         if status.get(key) != value:
             if value is None:
@@ -333,7 +371,8 @@ def status_patch(
                 ops.append({"op": "add", "path": f"/status/{key}", "value": value})
     if status.get("resume") is not None and instance.pending_pause_name() is None:
         ops.append({"op": "remove", "path": "/status/resume"})
-    if not events and len(ops) == int(not status) + int("history" not in status):
+    skeleton = 3 if not status and claim else 2 if not status else 0
+    if not events and len(ops) == skeleton + int("history" not in status):
         return []  # nothing but the skeleton: no need to write
     return ops
 
@@ -406,14 +445,16 @@ async def main_async() -> int:
             for name in names:
                 await _fail_to_load(runs, namespace, name, exc)
             return 1
+        events = api.Events(api_client, "flux-driver")
         if shared_for:
             from flux.runtime.shared_driver import SharedDriver
 
             return await SharedDriver(
-                runs, configmaps, namespace, shared_for, workflow, linger
+                runs, configmaps, namespace, shared_for, workflow, linger, events
             ).serve()
         name = os.environ[RUN_ENV]
-        return await Driver(runs, namespace, name, workflow, linger, configmaps).run()
+        driver = Driver(runs, namespace, name, workflow, linger, configmaps, events=events)
+        return await driver.run()
 
 
 async def _served(runs: api.Runs, namespace: str) -> list[str]:

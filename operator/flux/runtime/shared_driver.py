@@ -4,10 +4,12 @@ A per-run driver costs a pod start (a Python start-up, imports, a replay) for
 each run; at hundreds of runs a minute that, not the work, is what the machine
 does. The shared driver is the same :class:`~flux.runtime.driver.Driver` logic
 held in one process for every active run of one Workflow, the way a Temporal
-worker serves many workflow executions: it lists and watches the runs the
-operator marked shared, replays each once, and advances each as its status
-changes. Runs that finish, pause or go quiet are let go (replay makes taking
-them up again safe); the pod exits when it has held no run for its linger time.
+worker serves many workflow executions: it lists and watches the Workflow's
+runs, claims the new ones (its first write, which needs a run without status,
+says the run is shared), replays each once, and advances each as its status
+changes. Runs are advanced concurrently, each by one task at a time. Runs that
+finish, pause or go quiet are let go (replay makes taking them up again safe);
+the pod exits when it has held no run for its linger time.
 """
 
 from __future__ import annotations
@@ -31,13 +33,17 @@ log = logging.getLogger("flux.shared_driver")
 __all__ = ["WORKFLOW_NAME_ENV", "SharedDriver", "serves"]
 # The watch is restarted this often, so a silently broken connection cannot last.
 WATCH_SECONDS = 240
+# Runs advanced at once: each advance waits on the API server, not on this process.
+CONCURRENCY = 32
 
 
 def serves(body: dict[str, Any]) -> bool:
     """Whether a shared driver should hold this run now."""
     status = body.get("status") or {}
+    if not status:
+        return not body["metadata"].get("deletionTimestamp")  # new: ours to claim
     if not (status.get("driver") or {}).get("shared"):
-        return False  # per-run driver, or not yet claimed by the operator
+        return False  # a per-run driver's
     if body["metadata"].get("deletionTimestamp") or status.get("phase") in FINAL_PHASES:
         return False
     return not (status.get("phase") == "Paused" and status.get("resume") is None)
@@ -55,16 +61,6 @@ class _Held:
     awaiting: str | None = None
 
 
-def _older(version: str, than: str) -> bool:
-    """Whether ``version`` precedes ``than``. Kubernetes calls resourceVersions opaque,
-    but every etcd-backed API server issues increasing integers; the watch delivers
-    events in that order, so an older one is a state our own write already includes."""
-    try:
-        return int(version) < int(than)
-    except ValueError:
-        return False
-
-
 class SharedDriver:
     def __init__(
         self,
@@ -74,6 +70,7 @@ class SharedDriver:
         workflow_name: str,
         workflow: Workflow[Any],
         linger: float = 30.0,
+        events: api.Events | None = None,
     ):
         self.runs = runs
         self.configmaps = configmaps
@@ -81,15 +78,23 @@ class SharedDriver:
         self.workflow_name = workflow_name
         self.workflow = workflow
         self.linger = linger
+        self.events = events
         self.held: dict[str, _Held] = {}
         self._queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        # Per run: the newest body not yet considered, and the task considering it.
+        self._latest: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._gate = asyncio.Semaphore(CONCURRENCY)
+        self._failed: BaseException | None = None
 
     async def serve(self) -> int:
         watcher = asyncio.create_task(self._watch())
         try:
             empty_since = utc_now()
             while True:
-                if self.held:
+                if self._failed is not None:
+                    raise self._failed
+                if self.held or self._workers:
                     empty_since = utc_now()
                 elif (utc_now() - empty_since).total_seconds() >= self.linger:
                     return 0
@@ -97,13 +102,44 @@ class SharedDriver:
                 try:
                     kind, body = await asyncio.wait_for(self._queue.get(), timeout)
                 except TimeoutError:
-                    await self._wake_due()
+                    self._wake_due()
                     continue
+                if self._failed is not None:
+                    raise self._failed
                 if watcher.done():
                     watcher.result()  # a watch that died for good ends the driver
-                await self.consider(kind, body)
+                self.offer(kind, body)
         finally:
             watcher.cancel()
+            for worker in self._workers.values():
+                worker.cancel()
+
+    def offer(self, kind: str, body: dict[str, Any]) -> None:
+        """Have ``body`` considered; a body not yet taken up is replaced by a newer one."""
+        name = body["metadata"]["name"]
+        self._latest[name] = (kind, body)
+        if name not in self._workers:
+            self._workers[name] = asyncio.create_task(self._work(name))
+
+    async def drain(self) -> None:
+        """Wait until every offered body has been considered (tests)."""
+        while self._workers:
+            await asyncio.gather(*self._workers.values())
+        if self._failed is not None:
+            raise self._failed
+
+    async def _work(self, name: str) -> None:
+        try:
+            while name in self._latest:
+                kind, body = self._latest.pop(name)
+                async with self._gate:
+                    await self.consider(kind, body)
+        except Exception as exc:  # a bug, not the API: end the driver, loudly
+            log.exception("run %s", name)
+            self._failed = exc
+            self._queue.put_nowait(("FAILED", {}))  # wakes serve(), which raises it
+        finally:
+            del self._workers[name]
 
     def _next_timeout(self, empty_since: dt.datetime) -> float:
         now = utc_now()
@@ -118,7 +154,8 @@ class SharedDriver:
         name = body["metadata"]["name"]
         held = self.held.get(name)
         if held is not None and held.awaiting is not None:
-            if _older(body["metadata"]["resourceVersion"], held.awaiting):
+            version = body["metadata"]["resourceVersion"]
+            if version != held.awaiting and not api.newer(version, held.awaiting):
                 return
             held.awaiting = None
         if kind == "DELETED" or not serves(body):
@@ -126,7 +163,14 @@ class SharedDriver:
             return
         if held is None:
             driver = Driver(
-                self.runs, self.namespace, name, self.workflow, self.linger, self.configmaps
+                self.runs,
+                self.namespace,
+                name,
+                self.workflow,
+                self.linger,
+                self.configmaps,
+                events=self.events,
+                shared=True,
             )
             try:
                 instance = await driver.begin(body)
@@ -160,11 +204,12 @@ class SharedDriver:
         else:
             held.wake_at = utc_now() + dt.timedelta(seconds=wait)
 
-    async def _wake_due(self) -> None:
+    def _wake_due(self) -> None:
         now = utc_now()
         for name, held in list(self.held.items()):
-            if held.wake_at is not None and held.wake_at <= now:
-                await self._advance(name, held, held.body)
+            if held.wake_at is not None and held.wake_at <= now and name not in self._latest:
+                held.wake_at = None
+                self.offer("WAKE", held.body)
 
     async def _watch(self) -> None:
         selector = f"spec.workflowRef.name={self.workflow_name}"
