@@ -304,17 +304,25 @@ def create_runs(cluster: Cluster, namespace: str, runs: list[dict[str, Any]]) ->
 
 
 def api_writes(before: str, after: str) -> dict[tuple[str, ...], float]:
-    """Writes to the counted resources between two scrapes of the API server's
-    /metrics, by (resource, subresource, verb)."""
+    """Write requests to the counted resources between two scrapes of the API
+    server's /metrics, by (resource, subresource, verb, outcome): "written" for
+    a 2xx answer, else "refused <code>" (a failed JSON-patch test, a conflict,
+    kwok's delete of a pod already gone), which stores nothing."""
     moved = increase(
         samples(before, "apiserver_request_total"), samples(after, "apiserver_request_total")
     )
-    by_key = summed(moved, "resource", "subresource", "verb")
-    return {
-        key: n
-        for key, n in by_key.items()
-        if key[2] in WRITE_VERBS and key[0] in WRITTEN and key[:2] not in NOT_OURS
-    }
+    by_key = summed(moved, "resource", "subresource", "verb", "code")
+    counted: dict[tuple[str, ...], float] = {}
+    for (resource, sub, verb, code), n in by_key.items():
+        if verb in WRITE_VERBS and resource in WRITTEN and (resource, sub) not in NOT_OURS:
+            outcome = "written" if code.startswith("2") else f"refused {code}"
+            key = (resource, sub, verb, outcome)
+            counted[key] = counted.get(key, 0.0) + n
+    return counted
+
+
+def writes_done(writes: dict[tuple[str, ...], float]) -> dict[tuple[str, ...], float]:
+    return {key: n for key, n in writes.items() if key[3] == "written"}
 
 
 def operator_requests(before: str, after: str) -> dict[tuple[str, ...], float]:
@@ -342,12 +350,16 @@ def cpu_table(use: CpuUse) -> Table:
 
 def writes_table(writes: dict[tuple[str, ...], float], per: int) -> Table:
     table = Table(
-        "API server writes (apiserver_request_total)", ("resource", "verb", "count", "per run")
+        "API server write requests (apiserver_request_total)",
+        ("resource", "verb", "outcome", "count", "per run"),
     )
-    for (resource, sub, verb), n in sorted(writes.items()):
-        table.add(f"{resource}/{sub}" if sub else resource, verb, int(n), f"{n / per:.2f}")
-    total = sum(writes.values())
-    table.add("all counted", "", int(total), f"{total / per:.2f}")
+    for (resource, sub, verb, outcome), n in sorted(writes.items()):
+        name = f"{resource}/{sub}" if sub else resource
+        table.add(name, verb, outcome, int(n), f"{n / per:.2f}")
+    done = sum(writes_done(writes).values())
+    table.add("all written", "", "", int(done), f"{done / per:.2f}")
+    refused = sum(writes.values()) - done
+    table.add("all refused", "", "", int(refused), f"{refused / per:.2f}")
     return table
 
 
@@ -451,7 +463,8 @@ def throughput_report(data: ThroughputData) -> Report:
     succeeded = phases["Succeeded"]
     finals = [t.final_at for t in data.runs.values() if t.final_at is not None]
     elapsed = (max(finals) - data.started) if finals else None
-    total_writes = sum(data.writes.values())
+    written = writes_done(data.writes)
+    total_writes = sum(written.values())
     summary = Table("Summary", ("figure", "value", "target"))
     summary.add("runs succeeded / failed / other", _outcomes(phases, data.count), "")
     summary.add("time to create all runs", seconds(data.created), "")
@@ -459,8 +472,10 @@ def throughput_report(data: ThroughputData) -> Report:
     rate = succeeded / elapsed * 60 if elapsed else 0.0
     summary.add("runs per minute (succeeded)", f"{rate:.0f}", ">= 1000")
     summary.add("API writes per run (API server, all clients)", _per(total_writes, data), "<= 10")
-    no_events = sum(n for key, n in data.writes.items() if key[0] != "events")
+    no_events = sum(n for key, n in written.items() if key[0] != "events")
     summary.add("API writes per run, events left out", _per(no_events, data), "")
+    refused = sum(data.writes.values()) - total_writes
+    summary.add("write requests refused per run (nothing stored)", _per(refused, data), "")
     summary.add(
         "writes seen in the namespace per run", _per(namespace_writes(data.changes), data), ""
     )

@@ -98,11 +98,16 @@ start_daemon kube-controller-manager "$BIN_DIR/kube-controller-manager" \
   --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
   --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
   --controllers '*,-nodeipam' --profiling=false
+# The scheduler's client allows 50 requests/s by default; each pod costs a
+# binding and an Event, so bursts of task pods on the simulated node
+# (benchmarks/scale.py) would wait on that limit rather than on Flux. kwokctl's
+# --disable-qps-limits lifts it the same way.
 start_daemon kube-scheduler "$BIN_DIR/kube-scheduler" \
   --kubeconfig "$STATE_DIR/scheduler.kubeconfig" \
   --authentication-kubeconfig "$STATE_DIR/scheduler.kubeconfig" \
   --authorization-kubeconfig "$STATE_DIR/scheduler.kubeconfig" \
-  --bind-address 127.0.0.1 --leader-elect=false --profiling=false
+  --bind-address 127.0.0.1 --leader-elect=false --profiling=false \
+  --kube-api-qps 500 --kube-api-burst 1000
 
 ctr_() { ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
 wait_for "containerd socket" 60 containerd ctr_ version

@@ -22,6 +22,9 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
+    if not args.verbose:
+        # kopf logs every handler call that succeeded: a line per watch event.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     config = OperatorConfig.from_env()
     asyncio.run(
         kopf.operator(
