@@ -6,7 +6,7 @@ import json
 from typing import TYPE_CHECKING
 
 import pytest
-from flux_runs import resume, run_manifest, status_of, wait_phase, workflow_manifest
+from flux_runs import events_for, resume, run_manifest, status_of, wait_phase, workflow_manifest
 
 if TYPE_CHECKING:
     from conftest import Cluster, Operator
@@ -53,6 +53,14 @@ def test_runs_of_a_shared_workflow_share_one_driver_pod(
         assert status["phase"] == "Succeeded", status.get("error")
         assert status["output"] == 4 * i
         assert status["driver"] == {"shared": True}
+        # The driver that wrote the outcome announces it, once; running is no news.
+        cluster.wait_for(
+            f"the Succeeded Event of doubled-{i}",
+            lambda i=i: (
+                [e["reason"] for e in events_for(cluster, flux_ns, f"doubled-{i}")] == ["Succeeded"]
+            ),
+            30,
+        )
     drivers = {p for p in _scheduled_pods(cluster, flux_ns) if "driver" in p}
     assert len(drivers) == 1, drivers
     assert drivers.pop().startswith("doubled-shared-driver")
