@@ -9,6 +9,7 @@ watch events do no harm.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,14 +97,13 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
     if phase is None:
         plan.status["phase"] = "Pending"
     open_calls = observed.open_calls or OpenCalls().apply(status.get("history") or [])
-    started = open_calls.started
     records = {r["callId"]: r for r in status.get("tasks") or []}
     updated = dict(records)
     referenced: set[str] = set()
     cancels = set(status.get("cancelRequested") or [])
     cap = config.max_task_pods_per_run
     pod_limit = min((workflow.get("spec") or {}).get("parallelism") or cap, cap)
-    busy = _pods_held(records, started)
+    busy = _pods_held(records, open_calls)
     # Records in play (holding a pod, or finished and waiting for the driver to take
     # the outcome) stay in status: the operator's cap bounds them (a batch pod's items
     # each count), so neither a lagging driver nor big batches can make the run
@@ -111,7 +111,7 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
     in_play = sum(
         1
         for cid, r in records.items()
-        if cid in started and (_holds_pod(r) or r.get("state") in FINISHED_TASK_STATES)
+        if cid in open_calls and (_holds_pod(r) or r.get("state") in FINISHED_TASK_STATES)
     )
 
     def full() -> bool:
@@ -120,16 +120,15 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
     waiting_batches: dict[str, list[tuple[Call, CallMove]]] = {}
     for call_id, record in records.items():
         # A record of a settled call still holding a pod: the workflow abandoned it.
-        if call_id in started or not record.get("pod"):
+        if call_id in open_calls or not record.get("pod"):
             continue
         if record.get("state") not in FINISHED_TASK_STATES:
             plan.delete.append(record["pod"])
             updated[call_id] = {**record, "state": "Cancelled", "pod": None}
-    for call_id, event in started.items():
-        if "task" not in (event.get("value") or {}):
-            continue
+    for task in open_calls.tasks():
+        call_id = task.call_id
         record = records.get(call_id)
-        call = Call.from_event(event)
+        call = Call.from_event(open_calls.task_event(call_id))
         pod = views.get(record["pod"]) if record and record.get("pod") else None
         if pod is not None and pod.batch_size is not None:
             pod = pod.for_item(call_id)
@@ -181,7 +180,7 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
                 referenced.add(record["pod"])
                 updated[call.call_id] = record
     plan.archive_tasks = archive.settled_to_archive(
-        [r for cid, r in updated.items() if cid not in started], set(updated)
+        [r for cid, r in updated.items() if cid not in open_calls], set(updated)
     )
     if plan.archive_tasks:
         moved = {r["callId"] for r in plan.archive_tasks}
@@ -204,12 +203,12 @@ def _holds_pod(record: dict[str, Any]) -> bool:
     return record.get("state") in RUNNING_STATES.values()
 
 
-def _pods_held(records: dict[str, dict[str, Any]], started: dict[str, Any]) -> int:
+def _pods_held(records: dict[str, dict[str, Any]], open_calls: Container[str]) -> int:
     """Slots in use against the parallelism limit: a batch pod takes one slot."""
     pods: set[str] = set()
     waiting = 0
     for call_id, record in records.items():
-        if call_id in started and _holds_pod(record):
+        if call_id in open_calls and _holds_pod(record):
             if record.get("pod"):
                 pods.add(record["pod"])
             else:
@@ -362,23 +361,20 @@ def _driver_needed(
         return True
     if status.get("phase") == "Paused":
         return status.get("resume") is not None
-    started = open_calls.started
-    if any(r.get("state") in FINISHED_TASK_STATES and cid in started for cid, r in records.items()):
+    if any(
+        r.get("state") in FINISHED_TASK_STATES and cid in open_calls for cid, r in records.items()
+    ):
         return True
     sleeps = _pending_sleeps(open_calls)
     if any(until <= now for until in sleeps):
         return True
-    outstanding_tasks = any("task" in (e.get("value") or {}) for e in started.values())
+    outstanding_tasks = open_calls.task_count() > 0
     # Nothing outstanding and not finished: the last driver stopped early (crash, deletion).
     return not outstanding_tasks and not sleeps
 
 
 def _pending_sleeps(open_calls: OpenCalls) -> list[dt.datetime]:
-    return [
-        dt.datetime.fromisoformat(e["value"]["until"])
-        for e in open_calls.started.values()
-        if e["name"] == "sleep" and "until" in (e.get("value") or {})
-    ]
+    return [dt.datetime.fromisoformat(until) for until in open_calls.sleeps()]
 
 
 def _role(pods: list[dict[str, Any]], name: str) -> str | None:
