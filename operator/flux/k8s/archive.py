@@ -297,7 +297,7 @@ class OpenCalls:
         """The event's shared part (as a shape these calls may already have) and its own."""
         shared = {k: v for k, v in event.items() if k not in _OWN_FIELDS and k != "sourceId"}
         shared["value"] = {k: v for k, v in value.items() if k not in _OWN_VALUE_FIELDS}
-        key = json.dumps(shared, sort_keys=True, separators=(",", ":"))
+        key = _SHAPE_JSON.encode(shared)
         shape = self._shape(key)
         if shape is None:
             batch = value.get("batch") or {}
@@ -311,7 +311,7 @@ class OpenCalls:
             {k: event[k] for k in _OWN_FIELDS if k in event},
             {k: value[k] for k in _OWN_VALUE_FIELDS if k in value},
         ]
-        return shape, json.dumps(own, separators=(",", ":"))
+        return shape, _OWN_JSON.encode(own)
 
     def _shape(self, key: str) -> Shape | None:
         """The shape object already in use for ``key``, so that its calls share it."""
@@ -355,4 +355,7 @@ class OpenCalls:
 # With these (and its call id) left out, the TASK_STARTED events of a map's items are alike.
 _OWN_FIELDS = ("id", "time", "name")
 _OWN_VALUE_FIELDS = ("args", "kwargs")
+# Keys sorted, so that events alike share a shape whatever their keys' order.
+_SHAPE_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+_OWN_JSON = json.JSONEncoder(separators=(",", ":"))
 _OUTCOMES = frozenset(e.value for e in TASK_OUTCOME_EVENTS)
