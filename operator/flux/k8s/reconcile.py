@@ -185,6 +185,9 @@ class _Room:
     def full(self) -> bool:
         return self.busy >= self.pod_limit or self.in_play >= self.cap
 
+    def fits(self, items: int) -> bool:
+        return not self.full() and self.in_play + items <= self.cap
+
     def take(self, items: int) -> None:
         self.busy += 1
         self.in_play += items
@@ -301,8 +304,10 @@ class _TaskPass:
     def start_waiting(self, due: list[_Waiting]) -> None:
         """Start pods for the waiting calls in history order, as long as there is room.
 
-        A map's items share pods: ``batch_size`` of them, or as many as the cap has
-        room for.
+        A map's items start only as full batches: ``batch_size`` of them, or all it
+        has left, and at most the cap. While those do not fit, the map waits for
+        room and the calls behind it wait too, so that a map is not overtaken for
+        good by calls that need less room.
         """
         skip = self.records.keys() | self.new.keys()
         queue = heapq.merge(due, self._not_started(None, skip), key=_position)
@@ -319,8 +324,9 @@ class _TaskPass:
             if waiting.group not in maps:
                 maps[waiting.group] = self._items_of(waiting.group, due, skip)
             # The map's items from this one on, as many as one pod takes.
-            size = min(waiting.size, self.room.cap - self.room.in_play)
-            batch = list(itertools.islice(maps[waiting.group], size))
+            batch = list(itertools.islice(maps[waiting.group], min(waiting.size, self.room.cap)))
+            if not self.room.fits(len(batch)):
+                break
             self._start_batch(batch)
             taken.update(w.call_id for w in batch)
 
