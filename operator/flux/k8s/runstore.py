@@ -8,6 +8,7 @@ nothing had moved.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 from flux.k8s import api, archive
@@ -20,6 +21,15 @@ async def load_chunk(
     archive.check_entry(found, item)
     items: list[dict[str, Any]] = archive.read_payload(found)
     return items
+
+
+async def open_chunk(
+    configmaps: api.ConfigMaps, namespace: str, item: dict[str, Any]
+) -> Iterator[dict[str, Any]]:
+    """A chunk's items, decoded one at a time as they are iterated."""
+    found = await configmaps.get(namespace, item["configMap"])
+    archive.check_entry(found, item)
+    return archive.read_items(found)
 
 
 async def load_history(
@@ -92,7 +102,7 @@ class OpenCallsCache:
             # fails to load leaves the cached calls as they were.
             calls = calls.copy()
             for item in entries[len(done) :]:
-                calls.apply(await load_chunk(self.configmaps, meta["namespace"], item))
+                calls.apply(await open_chunk(self.configmaps, meta["namespace"], item))
         if entries:
             self._runs[key] = (versions, calls)
             self._runs.move_to_end(key)
