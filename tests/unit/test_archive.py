@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime as dt
+import gzip
 import json
 import random
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -44,6 +46,31 @@ def test_chunks_round_trip_and_stay_under_the_limit() -> None:
     assert [x for c in chunks for x in archive.unpack(c)] == items
 
 
+def test_a_chunk_reads_back_one_item_at_a_time() -> None:
+    items = [{"i": i, "s": "x" * i} for i in range(50)] + [[], None, "]", 1.5]
+    assert list(archive.unpack_items(archive.pack(items))) == items
+    assert list(archive.unpack_items(archive.pack([]))) == []
+    spaced = gzip.compress(json.dumps(items, indent=2).encode())
+    assert list(archive.unpack_items(spaced)) == items
+    for broken in ('{"a": 1}', "[1 2]", "[1,"):
+        with pytest.raises(ValueError):
+            list(archive.unpack_items(gzip.compress(broken.encode())))
+
+
+def test_open_calls_read_from_a_chunk_item_by_item_take_less_memory() -> None:
+    payload = archive.pack([map_item(i) for i in range(2_000)])
+    peaks = []
+    for read in (archive.unpack, archive.unpack_items):
+        tracemalloc.start()
+        try:
+            archive.OpenCalls().apply(read(payload))
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    whole, one_by_one = peaks
+    assert one_by_one < whole * 0.8
+
+
 def test_one_item_larger_than_a_chunk_is_a_clear_error() -> None:
     blob = f"{random.Random(2).getrandbits(80_000):x}"
     with pytest.raises(archive.TooLargeError, match="output_storage"):
@@ -66,9 +93,127 @@ def test_a_configmap_reads_back_and_a_changed_one_is_refused() -> None:
 def test_open_calls_follow_starts_and_outcomes_across_chunks() -> None:
     calls = archive.OpenCalls().apply([started("a#0"), started("b#0"), completed("a#0")])
     later = calls.copy().apply([completed("b#0"), started("c#0")])
-    assert list(calls.started) == ["b#0"]
-    assert list(later.started) == ["c#0"]
+    assert list(calls) == ["b#0"]
+    assert list(later) == ["c#0"]
     assert later.events == 5
+
+
+def map_item(i: int) -> dict[str, Any]:
+    return {
+        "id": 2 + i,
+        "type": "TASK_STARTED",
+        "sourceId": f"p#{i}",
+        "name": "p",
+        "time": f"2026-01-01T12:00:{i % 60:02d}.123456+00:00",
+        "value": {
+            "args": [i],
+            "kwargs": {"scale": i / 2},
+            "task": "m:p",
+            "policy": {"retry_max_attempts": 2, "retry_delay": 1.0, "timeout": 5.0},
+            "secrets": ["API_KEY"],
+            "batch": {"group": "p#0", "size": 100},
+        },
+    }
+
+
+def sleep(call_id: str, until: str) -> dict[str, Any]:
+    return {
+        "type": "TASK_STARTED",
+        "sourceId": call_id,
+        "name": "sleep",
+        "value": {"until": until, "seconds": 60},
+    }
+
+
+def test_open_calls_give_back_each_event_as_history_has_it() -> None:
+    events = [map_item(i) for i in range(3)] + [sleep("sleep#0", "2026-01-02T00:00:00+00:00")]
+    events.append({**started("t#0"), "id": 9})
+    calls = archive.OpenCalls().apply(copy.deepcopy(events))
+    assert list(calls) == ["p#0", "p#1", "p#2", "sleep#0", "t#0"]
+    assert [calls.task_event(e["sourceId"]) for e in events if e["name"] != "sleep"] == [
+        e for e in events if e["name"] != "sleep"
+    ]
+    assert calls.sleeps() == ["2026-01-02T00:00:00+00:00"]
+    assert calls.task_count() == 4 and calls.is_task("p#1") and not calls.is_task("sleep#0")
+    # A map's items share one shape: per call only its own fields and arguments are kept.
+    shapes = {t.call_id: t.shape for t in calls.tasks()}
+    assert shapes["p#0"] is shapes["p#2"] and shapes["p#0"] != shapes["t#0"]
+    assert (shapes["p#0"].group, shapes["p#0"].size, shapes["p#0"].secrets) == (
+        "p#0",
+        100,
+        ("API_KEY",),
+    )
+    assert [t.call_id for t in calls.tasks([shapes["p#0"].key])] == ["p#0", "p#1", "p#2"]
+    calls.task_event("p#0")["value"]["args"].append("changed")
+    assert calls.task_event("p#0") == events[0], "each decoded event is a fresh copy"
+
+
+def test_an_open_call_costs_its_arguments_not_a_decoded_event() -> None:
+    events = json.dumps([map_item(i) for i in range(5_000)])
+    tracemalloc.start()
+    try:
+        calls = archive.OpenCalls().apply(json.loads(events))
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert calls.task_count() == 5_000
+    # As decoded dicts these events take about 1.8 KB each.
+    assert held / 5_000 < 600
+
+
+def test_a_layer_changes_while_what_it_is_layered_on_stays() -> None:
+    base = archive.OpenCalls().apply(
+        [started("a#0"), started("b#0"), sleep("sleep#0", "2026-01-02T00:00:00+00:00")]
+    )
+    layer = base.layer().apply(
+        [completed("a#0"), started("c#0"), completed("sleep#0"), started("d#0")]
+    )
+    layer.apply([completed("d#0")])
+    assert list(layer) == ["b#0", "c#0"] and layer.task_count() == 2 and layer.sleeps() == []
+    assert "a#0" not in layer and "b#0" in layer and "c#0" in layer
+    assert list(base) == ["a#0", "b#0", "sleep#0"] and base.task_count() == 2
+    assert layer.events == base.events + 5
+    assert [t.position for t in layer.tasks()] == sorted(t.position for t in layer.tasks())
+    assert layer.task_event("c#0") == started("c#0")
+    flat = layer.copy()
+    assert list(flat) == ["b#0", "c#0"] and flat.task_count() == 2
+    flat.apply([completed("b#0")])
+    assert list(layer) == ["b#0", "c#0"]
+
+
+def test_the_cache_reads_each_chunk_once_and_layers_the_inline_history() -> None:
+    configmaps = FakeConfigMaps()
+    run = {"metadata": {"name": "r", "namespace": "ns", "uid": "u"}, "status": {}}
+    reads: list[str] = []
+    stored_get = configmaps.get
+
+    async def get(namespace: str, name: str) -> dict[str, Any]:
+        reads.append(name)
+        return await stored_get(namespace, name)
+
+    configmaps.get = get  # type: ignore[method-assign]
+
+    async def archived(index: int, events: list[dict[str, Any]]) -> dict[str, Any]:
+        name = archive.chunk_name("r", archive.HISTORY, index)
+        cm = archive.configmap(run, name, archive.HISTORY, archive.pack(events))
+        return archive.entry(await configmaps.put(cm), len(events))
+
+    async def scenario() -> None:
+        cache = runstore.OpenCallsCache(configmaps)  # type: ignore[arg-type]
+        first = await archived(0, [started("a#0"), started("b#0")])
+        run["status"] = {"historyArchive": [first], "history": [completed("a#0")]}
+        one = await cache.open_calls(run)
+        run["status"]["history"] = [completed("a#0"), started("c#0")]
+        two = await cache.open_calls(run)
+        assert list(one) == ["b#0"] and list(two) == ["b#0", "c#0"]
+        assert reads == [first["configMap"]]
+        second = await archived(1, [completed("a#0"), started("c#0")])
+        run["status"] = {"historyArchive": [first, second], "history": [completed("b#0")]}
+        three = await cache.open_calls(run)
+        assert list(three) == ["c#0"] and list(two) == ["b#0", "c#0"]
+        assert reads == [first["configMap"], second["configMap"]]
+
+    asyncio.run(scenario())
 
 
 def test_record_ops_touch_only_changed_records() -> None:

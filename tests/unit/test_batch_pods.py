@@ -115,12 +115,75 @@ def test_a_batch_pod_gets_a_deadline_for_all_its_items() -> None:
     assert _env(task).timeout == 10.0
 
 
-def test_the_operator_cap_bounds_the_records_of_batch_items_too() -> None:
-    capped = OperatorConfig(default_image="flux-runtime:test", max_task_pods_per_run=5)
-    status = _status([batched(i, size=4) for i in range(9)])
-    result = plan_run(
-        Observed(run(status), workflow(), [pod("d", "driver", "Running")], NOW), capped
+def _capped(status: dict[str, Any], cap: int, pods: list[dict[str, Any]] | None = None) -> Any:
+    config = OperatorConfig(default_image="flux-runtime:test", max_task_pods_per_run=cap)
+    observed = Observed(
+        run(status), workflow(), [*(pods or []), pod("d", "driver", "Running")], NOW
     )
+    return plan_run(observed, config)
+
+
+def _batch_sizes(result: Any) -> list[int | None]:
+    """The items of each task pod started: None for a pod of one call."""
     tasks = [p for p in result.create if p["metadata"]["labels"]["flux.dev/role"] == "task"]
-    assert [len(_env(p).items) for p in tasks] == [4, 1]
-    assert len(result.status["tasks"]) == 5
+    return [len(spec.items) if hasattr(spec, "items") else None for spec in map(_env, tasks)]
+
+
+def _taken(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The outcome events a driver writes for ``calls``: they are no longer open."""
+    return [{**c, "type": "TASK_COMPLETED", "value": "x"} for c in calls]
+
+
+def test_the_operator_cap_bounds_the_records_of_batch_items_too() -> None:
+    result = _capped(_status([batched(i, size=4) for i in range(9)]), cap=5)
+    # The one item the cap has room for waits for a full batch rather than taking a pod.
+    assert _batch_sizes(result) == [4]
+    assert len(result.status["tasks"]) == 4
+
+
+def test_a_map_starts_full_batches_only_and_its_last_items_together() -> None:
+    calls = [batched(i, size=4) for i in range(10)]
+    first = _capped(_status(calls), cap=6)
+    assert _batch_sizes(first) == [4]  # not [4, 2]
+    records = first.status["tasks"]
+    running = [pod(records[0]["pod"], "task", "Running")]
+    assert _batch_sizes(_capped(_status(calls, tasks=records), cap=6, pods=running)) == []
+
+    # The driver took the first four outcomes: the next four start, and the last two
+    # with them, being all the map has left.
+    done = [{**r, "state": "Completed", "pod": None} for r in records]
+    second = _capped(_status([*calls, *_taken(calls[:4])], tasks=done), cap=6)
+    assert _batch_sizes(second) == [4, 2]
+    assert [r["callId"] for r in second.status["tasks"]][-2:] == ["say#8", "say#9"]
+
+
+def test_a_batch_larger_than_the_cap_takes_the_cap_once_nothing_is_in_play() -> None:
+    calls = [batched(i, size=10) for i in range(7)]
+    first = _capped(_status(calls), cap=3)
+    assert _batch_sizes(first) == [3]
+    records = first.status["tasks"]
+    # Two outcomes taken, one item still running: no room for three, so it waits.
+    partly = [{**r, "state": "Completed", "pod": None} for r in records[:2]] + records[2:]
+    running = [pod(records[2]["pod"], "task", "Running")]
+    waiting = _capped(_status([*calls, *_taken(calls[:2])], tasks=partly), cap=3, pods=running)
+    assert _batch_sizes(waiting) == []
+    # Nothing in play any more: the next three start, and then the last one.
+    done = [{**r, "state": "Completed", "pod": None} for r in records]
+    second = _capped(_status([*calls, *_taken(calls[:3])], tasks=done), cap=3)
+    assert _batch_sizes(second) == [3]
+    done = [{**r, "state": "Completed", "pod": None} for r in second.status["tasks"]]
+    assert _batch_sizes(_capped(_status([*calls, *_taken(calls[:6])], tasks=done), cap=3)) == [1]
+
+
+def test_calls_behind_a_map_waiting_for_room_wait_too() -> None:
+    before = {**started("first#0"), "id": 2}
+    after = {**started("last#0"), "id": 20}
+    calls = [before, *(batched(i, size=4) for i in range(6)), after]
+    result = _capped(_status(calls), cap=6)
+    # first#0 and four items start; the map's last two need room for two, and last#0
+    # comes after them.
+    assert _batch_sizes(result) == [None, 4]
+    assert [r["callId"] for r in result.status["tasks"]] == [
+        "first#0",
+        *(f"say#{i}" for i in range(4)),
+    ]

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import base64
 import gzip
+import heapq
 import json
-from collections.abc import Iterable, Sequence
-from typing import Any
+import re
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 from flux.events import TASK_OUTCOME_EVENTS
 from flux.k8s import api
@@ -39,6 +41,7 @@ PAYLOAD_KEY = "data.json.gz"
 HISTORY = "history"
 TASKS = "tasks"
 VALUE = "value"
+_SPACE = re.compile(r"[ \t\n\r]*")
 
 
 class TooLargeError(ValueError):
@@ -55,6 +58,31 @@ def pack(items: Any) -> bytes:
 
 def unpack(payload: bytes) -> Any:
     return json.loads(gzip.decompress(payload))
+
+
+def unpack_items(payload: bytes) -> Iterator[Any]:
+    """The items of a packed list, decoded one at a time.
+
+    A chunk can hold 50k events: decoded whole they take about 100 MB, which the
+    operator would hold at once while it reads a run's open calls.
+    """
+    text = gzip.decompress(payload).decode()
+    decoder = json.JSONDecoder()
+    index = _after_space(text, 0)
+    if not text.startswith("[", index):
+        raise ValueError("a packed chunk holds a JSON list")
+    index = _after_space(text, index + 1)
+    if text.startswith("]", index):
+        return
+    while True:
+        item, index = decoder.raw_decode(text, index)
+        yield item
+        index = _after_space(text, index)
+        if text.startswith("]", index):
+            return
+        if not text.startswith(",", index):
+            raise ValueError(f"a packed chunk's list is broken at character {index}")
+        index = _after_space(text, index + 1)
 
 
 def split(items: Sequence[Any], limit: int = CHUNK_BYTES) -> list[bytes]:
@@ -97,12 +125,26 @@ def configmap(run: dict[str, Any], name: str, kind: str, payload: bytes) -> dict
     }
 
 
+def _after_space(text: str, index: int) -> int:
+    found = _SPACE.match(text, index)
+    return found.end() if found else index
+
+
 def read_payload(configmap: dict[str, Any]) -> Any:
+    return unpack(_payload(configmap))
+
+
+def read_items(configmap: dict[str, Any]) -> Iterator[Any]:
+    """The items of a stored chunk, decoded one at a time."""
+    return unpack_items(_payload(configmap))
+
+
+def _payload(configmap: dict[str, Any]) -> bytes:
     data = (configmap.get("binaryData") or {}).get(PAYLOAD_KEY)
     if data is None:
         name = configmap.get("metadata", {}).get("name")
         raise ValueError(f"ConfigMap {name!r} holds no {PAYLOAD_KEY}")
-    return unpack(base64.b64decode(data))
+    return base64.b64decode(data)
 
 
 def entry(configmap: dict[str, Any], count: int) -> dict[str, Any]:
@@ -137,34 +179,224 @@ def settled_to_archive(
     return []
 
 
+class Shape(NamedTuple):
+    """What open task calls share: their TASK_STARTED event but for the call's id,
+    name, time and arguments. The items of one map share one shape, so an open
+    call costs little more than its arguments, however many are open."""
+
+    key: str  # the shared part of the event, as JSON
+    group: str | None  # task.map(..., batch_size=N): the map whose pods its items share
+    size: int
+    secrets: tuple[str, ...]
+
+
+class OpenTask(NamedTuple):
+    position: int  # the event's place in history: calls start in this order
+    call_id: str
+    shape: Shape
+
+
+class _Entry(NamedTuple):
+    position: int
+    shape: Shape
+    own: str  # JSON: the event's own fields and its value's arguments
+
+
 class OpenCalls:
     """The task and sleep calls a history has started but not settled, in order.
 
     Built incrementally, chunk by chunk, so a reader holds only what is still
-    open rather than the whole history.
+    open rather than the whole history, and that compactly: an open task is its
+    arguments as JSON and a shared :class:`Shape`, decoded when asked for.
+
+    A :meth:`layer` shares these calls with a view that later events change,
+    leaving these as they are: the operator layers a run's inline history over
+    the calls of its archived chunks on every pass, without copying them.
     """
 
-    def __init__(self) -> None:
-        self.started: dict[str, dict[str, Any]] = {}
-        self.events = 0
+    def __init__(self, base: OpenCalls | None = None) -> None:
+        self._base = base
+        self._tasks: dict[str, _Entry] = {}
+        # Each shape's open tasks, in history order: a map's items, or a secret's users.
+        self._lanes: dict[str, dict[str, None]] = {}
+        self._sleeps: dict[str, tuple[int, str]] = {}
+        # Calls open in the base and settled in this layer.
+        self._closed: set[str] = set()
+        self._closed_tasks = 0
+        self.events: int = base.events if base is not None else 0
 
     def apply(self, events: Iterable[dict[str, Any]]) -> OpenCalls:
         for event in events:
             self.events += 1
             kind = event["type"]
             if kind == "TASK_STARTED":
-                value = event.get("value") or {}
-                if "task" in value or (event["name"] == "sleep" and "until" in value):
-                    self.started[event["sourceId"]] = event
+                self._start(event)
             elif kind in _OUTCOMES:
-                self.started.pop(event["sourceId"], None)
+                self._settle(event["sourceId"])
         return self
 
+    def layer(self) -> OpenCalls:
+        """A view of these calls for more events to change. It reads through to these,
+        which must stay as they are: extend a :meth:`copy` instead."""
+        return OpenCalls(self)
+
     def copy(self) -> OpenCalls:
+        """An independent copy, with no layers."""
         other = OpenCalls()
-        other.started = dict(self.started)
         other.events = self.events
+        if self._base is None:
+            other._tasks = dict(self._tasks)
+            other._lanes = {key: dict(lane) for key, lane in self._lanes.items()}
+            other._sleeps = dict(self._sleeps)
+            return other
+        for call_id, entry in self._entries():
+            other._tasks[call_id] = entry
+            other._lanes.setdefault(entry.shape.key, {})[call_id] = None
+        other._sleeps = dict(self._open_sleeps())
         return other
 
+    def __contains__(self, call_id: object) -> bool:
+        if call_id in self._tasks or call_id in self._sleeps:
+            return True
+        return self._base is not None and call_id not in self._closed and call_id in self._base
 
+    def __iter__(self) -> Iterator[str]:
+        """The open calls' ids, tasks and sleeps, in history order."""
+        tasks = ((entry.position, call_id) for call_id, entry in self._entries())
+        sleeps = ((position, call_id) for call_id, (position, _) in self._open_sleeps())
+        return (call_id for _, call_id in heapq.merge(tasks, sleeps))
+
+    def is_task(self, call_id: str) -> bool:
+        return self._entry(call_id) is not None
+
+    def position(self, call_id: str) -> int:
+        return self._task_entry(call_id).position
+
+    def task_event(self, call_id: str) -> dict[str, Any]:
+        """The open task's TASK_STARTED event, as history has it (a fresh copy)."""
+        entry = self._task_entry(call_id)
+        event: dict[str, Any] = json.loads(entry.shape.key)
+        fields, value_fields = json.loads(entry.own)
+        event.update(fields, sourceId=call_id)
+        event["value"].update(value_fields)
+        return event
+
+    def task_count(self) -> int:
+        below = self._base.task_count() - self._closed_tasks if self._base is not None else 0
+        return below + len(self._tasks)
+
+    def tasks(self, shapes: Collection[str] | None = None) -> Iterator[OpenTask]:
+        """The open tasks in history order; only those of ``shapes`` (keys) if given."""
+        if self._base is not None:
+            for task in self._base.tasks(shapes):
+                if task.call_id not in self._closed:
+                    yield task
+        if shapes is None:
+            for call_id, entry in self._tasks.items():
+                yield OpenTask(entry.position, call_id, entry.shape)
+            return
+        yield from heapq.merge(*(self._lane_tasks(key) for key in shapes if key in self._lanes))
+
+    def shapes(self) -> list[Shape]:
+        """The shapes of the open tasks (and perhaps of some just settled)."""
+        found = {key: self._shape(key) for key in self._lanes}
+        if self._base is not None:
+            found = {**{s.key: s for s in self._base.shapes()}, **found}
+        return [shape for shape in found.values() if shape is not None]
+
+    def sleeps(self) -> list[str]:
+        """When each open sleep ends (ISO 8601), in history order."""
+        return [until for _, (_, until) in self._open_sleeps()]
+
+    def _start(self, event: dict[str, Any]) -> None:
+        call_id = event["sourceId"]
+        if call_id in self:
+            return  # a call starts once; the first TASK_STARTED stands
+        value = event.get("value") or {}
+        if "task" in value:
+            shape, own = self._split(event, value)
+            self._tasks[call_id] = _Entry(self.events, shape, own)
+            self._lanes.setdefault(shape.key, {})[call_id] = None
+        elif event["name"] == "sleep" and "until" in value:
+            self._sleeps[call_id] = (self.events, value["until"])
+
+    def _settle(self, call_id: str) -> None:
+        entry = self._tasks.pop(call_id, None)
+        if entry is not None:
+            lane = self._lanes[entry.shape.key]
+            del lane[call_id]
+            if not lane:
+                del self._lanes[entry.shape.key]
+            return
+        if self._sleeps.pop(call_id, None) is not None or self._base is None:
+            return
+        if call_id not in self._closed and call_id in self._base:
+            self._closed.add(call_id)
+            self._closed_tasks += int(self._base.is_task(call_id))
+
+    def _split(self, event: dict[str, Any], value: dict[str, Any]) -> tuple[Shape, str]:
+        """The event's shared part (as a shape these calls may already have) and its own."""
+        shared = {k: v for k, v in event.items() if k not in _OWN_FIELDS and k != "sourceId"}
+        shared["value"] = {k: v for k, v in value.items() if k not in _OWN_VALUE_FIELDS}
+        key = _SHAPE_JSON.encode(shared)
+        shape = self._shape(key)
+        if shape is None:
+            batch = value.get("batch") or {}
+            shape = Shape(
+                key=key,
+                group=batch.get("group"),
+                size=max(1, int(batch.get("size", 1))),
+                secrets=tuple(value.get("secrets") or ()),
+            )
+        own = [
+            {k: event[k] for k in _OWN_FIELDS if k in event},
+            {k: value[k] for k in _OWN_VALUE_FIELDS if k in value},
+        ]
+        return shape, _OWN_JSON.encode(own)
+
+    def _shape(self, key: str) -> Shape | None:
+        """The shape object already in use for ``key``, so that its calls share it."""
+        lane = self._lanes.get(key)
+        if lane:
+            return self._tasks[next(iter(lane))].shape
+        return self._base._shape(key) if self._base is not None else None
+
+    def _entry(self, call_id: str) -> _Entry | None:
+        entry = self._tasks.get(call_id)
+        if entry is None and self._base is not None and call_id not in self._closed:
+            return self._base._entry(call_id)
+        return entry
+
+    def _task_entry(self, call_id: str) -> _Entry:
+        entry = self._entry(call_id)
+        if entry is None:
+            raise KeyError(f"{call_id} is not an open task call")
+        return entry
+
+    def _entries(self) -> Iterator[tuple[str, _Entry]]:
+        if self._base is not None:
+            for call_id, entry in self._base._entries():
+                if call_id not in self._closed:
+                    yield call_id, entry
+        yield from self._tasks.items()
+
+    def _lane_tasks(self, key: str) -> Iterator[OpenTask]:
+        for call_id in self._lanes[key]:
+            entry = self._tasks[call_id]
+            yield OpenTask(entry.position, call_id, entry.shape)
+
+    def _open_sleeps(self) -> Iterator[tuple[str, tuple[int, str]]]:
+        if self._base is not None:
+            for call_id, sleep in self._base._open_sleeps():
+                if call_id not in self._closed:
+                    yield call_id, sleep
+        yield from self._sleeps.items()
+
+
+# With these (and its call id) left out, the TASK_STARTED events of a map's items are alike.
+_OWN_FIELDS = ("id", "time", "name")
+_OWN_VALUE_FIELDS = ("args", "kwargs")
+# Keys sorted, so that events alike share a shape whatever their keys' order.
+_SHAPE_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+_OWN_JSON = json.JSONEncoder(separators=(",", ":"))
 _OUTCOMES = frozenset(e.value for e in TASK_OUTCOME_EVENTS)

@@ -9,6 +9,9 @@ watch events do no harm.
 from __future__ import annotations
 
 import datetime as dt
+import heapq
+import itertools
+from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,93 +103,37 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
     )
     if phase is None and not claimable:
         plan.status["phase"] = "Pending"
-    open_calls = observed.open_calls or OpenCalls().apply(status.get("history") or [])
-    started = open_calls.started
+    open_calls = observed.open_calls
+    if open_calls is None:
+        open_calls = OpenCalls().apply(status.get("history") or [])
     records = {r["callId"]: r for r in status.get("tasks") or []}
-    updated = dict(records)
-    referenced: set[str] = set()
-    cancels = set(status.get("cancelRequested") or [])
     cap = config.max_task_pods_per_run
-    pod_limit = min((workflow.get("spec") or {}).get("parallelism") or cap, cap)
-    busy = _pods_held(records, started)
     # Records in play (holding a pod, or finished and waiting for the driver to take
     # the outcome) stay in status: the operator's cap bounds them (a batch pod's items
     # each count), so neither a lagging driver nor big batches can make the run
     # outgrow its size budget. The Workflow's parallelism bounds pods.
-    in_play = sum(
-        1
-        for cid, r in records.items()
-        if cid in started and (_holds_pod(r) or r.get("state") in FINISHED_TASK_STATES)
+    room = _Room(
+        busy=_pods_held(records, open_calls),
+        in_play=_in_play(records, open_calls),
+        pod_limit=min((workflow.get("spec") or {}).get("parallelism") or cap, cap),
+        cap=cap,
     )
-
-    def full() -> bool:
-        return busy >= pod_limit or in_play >= cap
-
-    waiting_batches: dict[str, list[tuple[Call, CallMove]]] = {}
+    tasks = _TaskPass(
+        plan, observed, config, workflow, views, open_calls, records, room, unit_random
+    )
     for call_id, record in records.items():
         # A record of a settled call still holding a pod: the workflow abandoned it.
-        if call_id in started or not record.get("pod"):
+        if call_id in open_calls or not record.get("pod"):
             continue
         if record.get("state") not in FINISHED_TASK_STATES:
             plan.delete.append(record["pod"])
-            updated[call_id] = {**record, "state": "Cancelled", "pod": None}
-    for call_id, event in started.items():
-        if "task" not in (event.get("value") or {}):
-            continue
-        record = records.get(call_id)
-        call = Call.from_event(event)
-        pod = views.get(record["pod"]) if record and record.get("pod") else None
-        if pod is not None and pod.batch_size is not None:
-            pod = pod.for_item(call_id)
-        move = next_move(
-            call,
-            record,
-            pod,
-            now,
-            pending_timeout=config.pending_timeout,
-            infrastructure_retries=config.infrastructure_retries,
-            timeout_backstop=config.timeout_backstop,
-            unit_random=unit_random,
-            secret_refs=(workflow.get("spec") or {}).get("secrets") or {},
-            cancel_requested=call_id in cancels,
-        )
-        if move is None:
-            if record and record.get("pod"):
-                referenced.add(record["pod"])
-            continue
-        was_busy = record is not None and _holds_pod(record)
-        if move.start is not None and not was_busy:
-            if call.batch_group is not None and move.start[0] == Step.ATTEMPT:
-                waiting_batches.setdefault(call.batch_group, []).append((call, move))
-                continue  # started below, packed into pods with others of its map
-            if full():
-                continue  # spec.parallelism or the operator's cap: it waits for a slot
-            busy += 1
-            in_play += 1
-        elif move.start is None and was_busy and not _holds_pod(move.record):
-            busy -= int(call.batch_group is None)  # a batch pod's slot frees when all are done
-        new_record = move.record
-        if move.start is not None:
-            new_record = _start_task_pod(plan, run, workflow, config, call, new_record, move.start)
-        if new_record.get("pod"):
-            referenced.add(new_record["pod"])
-        plan.delete.extend(move.delete)
-        plan.events.extend(move.events)
-        plan.wake(move.wake_at)
-        updated[call_id] = new_record
-    for group in waiting_batches.values():
-        first = 0
-        while first < len(group) and not full():
-            # A batch pod takes N items, or as many as the cap has room for.
-            chunk = group[first : first + min(group[0][0].batch_size, cap - in_play)]
-            first += len(chunk)
-            busy += 1
-            in_play += len(chunk)
-            for call, record in _start_batch_pod(plan, run, workflow, config, chunk):
-                referenced.add(record["pod"])
-                updated[call.call_id] = record
+            tasks.updated[call_id] = {**record, "state": "Cancelled", "pod": None}
+    due = tasks.advance_recorded()
+    tasks.settle_unstartable()
+    tasks.start_waiting(due)
+    updated, referenced = tasks.finish()
     plan.archive_tasks = archive.settled_to_archive(
-        [r for cid, r in updated.items() if cid not in started], set(updated)
+        [r for cid, r in updated.items() if cid not in open_calls], set(updated)
     )
     if plan.archive_tasks:
         moved = {r["callId"] for r in plan.archive_tasks}
@@ -210,17 +157,270 @@ def _holds_pod(record: dict[str, Any]) -> bool:
     return record.get("state") in RUNNING_STATES.values()
 
 
-def _pods_held(records: dict[str, dict[str, Any]], started: dict[str, Any]) -> int:
+def _pods_held(records: dict[str, dict[str, Any]], open_calls: Container[str]) -> int:
     """Slots in use against the parallelism limit: a batch pod takes one slot."""
     pods: set[str] = set()
     waiting = 0
     for call_id, record in records.items():
-        if call_id in started and _holds_pod(record):
+        if call_id in open_calls and _holds_pod(record):
             if record.get("pod"):
                 pods.add(record["pod"])
             else:
                 waiting += 1
     return len(pods) + waiting
+
+
+def _in_play(records: dict[str, dict[str, Any]], open_calls: Container[str]) -> int:
+    return sum(
+        1
+        for call_id, record in records.items()
+        if call_id in open_calls
+        and (_holds_pod(record) or record.get("state") in FINISHED_TASK_STATES)
+    )
+
+
+@dataclass
+class _Room:
+    """What the run may still start this pass."""
+
+    busy: int  # pods, against the parallelism
+    in_play: int  # records in play, against the operator's cap
+    pod_limit: int
+    cap: int
+
+    def full(self) -> bool:
+        return self.busy >= self.pod_limit or self.in_play >= self.cap
+
+    def fits(self, items: int) -> bool:
+        return not self.full() and self.in_play + items <= self.cap
+
+    def take(self, items: int) -> None:
+        self.busy += 1
+        self.in_play += items
+
+
+@dataclass
+class _Waiting:
+    """A call whose next step needs a new pod, at its place in history."""
+
+    position: int
+    call_id: str
+    # The map whose pods its next step shares: set when that step is a batched attempt.
+    group: str | None
+    size: int
+    # A recorded call comes with its move; a call not started yet is decoded only
+    # once it starts, so the long queue behind the calls that start costs nothing.
+    call: Call | None = None
+    move: CallMove | None = None
+
+
+def _position(waiting: _Waiting) -> int:
+    return waiting.position
+
+
+class _TaskPass:
+    """The task calls' part of one reconcile: their moves, new pods and records.
+
+    What it evaluates is bounded by what is in play, not by the open calls: the
+    records in status (the cap bounds them), the calls that end without a pod,
+    and the head of the queue of calls not started yet, as far as there is room.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        observed: Observed,
+        config: OperatorConfig,
+        workflow: dict[str, Any],
+        views: dict[str, PodView],
+        open_calls: OpenCalls,
+        records: dict[str, dict[str, Any]],
+        room: _Room,
+        unit_random: float,
+    ) -> None:
+        status = observed.run.get("status") or {}
+        self.plan, self.observed, self.config, self.workflow = plan, observed, config, workflow
+        self.views, self.open_calls, self.records, self.room = views, open_calls, records, room
+        self.unit_random = unit_random
+        self.cancels = set(status.get("cancelRequested") or [])
+        self.secret_refs: dict[str, dict[str, str]] = (workflow.get("spec") or {}).get(
+            "secrets"
+        ) or {}
+        self.updated = dict(records)
+        self.referenced: set[str] = set()
+        # Records for calls that had none, with their place in history.
+        self.new: dict[str, tuple[int, dict[str, Any]]] = {}
+
+    def advance_recorded(self) -> list[_Waiting]:
+        """Move each recorded open call on; those waiting for a new pod, in history order."""
+        due: list[_Waiting] = []
+        for call_id, record in self.records.items():
+            if not self.open_calls.is_task(call_id):
+                continue
+            call = Call.from_event(self.open_calls.task_event(call_id))
+            pod = self.views.get(record["pod"]) if record.get("pod") else None
+            if pod is not None and pod.batch_size is not None:
+                pod = pod.for_item(call_id)
+            move = self._next_move(call, record, pod)
+            if move is None:
+                if record.get("pod"):
+                    self.referenced.add(record["pod"])
+                continue
+            was_busy = _holds_pod(record)
+            if move.start is not None and not was_busy:
+                batched = call.batch_group is not None and move.start[0] == Step.ATTEMPT
+                group = call.batch_group if batched else None
+                position = self.open_calls.position(call_id)
+                due.append(_Waiting(position, call_id, group, call.batch_size, call, move))
+                continue
+            if move.start is None and was_busy and not _holds_pod(move.record):
+                self.room.busy -= int(call.batch_group is None)  # a batch pod's: when all are done
+            new_record = move.record
+            if move.start is not None:
+                new_record = self._start_pod(call, move)
+            if new_record.get("pod"):
+                self.referenced.add(new_record["pod"])
+            self._take(move)
+            self.updated[call_id] = new_record
+        due.sort(key=_position)
+        return due
+
+    def settle_unstartable(self) -> None:
+        """End the calls not started yet that end without a pod, wherever they wait:
+        those the workflow cancelled, and those needing secrets the Workflow lacks."""
+        ending = {
+            call_id
+            for call_id in self.cancels
+            if call_id not in self.records and self.open_calls.is_task(call_id)
+        }
+        for shape in self.open_calls.shapes():
+            if any(name not in self.secret_refs for name in shape.secrets):
+                ending.update(
+                    t.call_id
+                    for t in self.open_calls.tasks([shape.key])
+                    if t.call_id not in self.records
+                )
+        for call_id in sorted(ending, key=self.open_calls.position):
+            call = Call.from_event(self.open_calls.task_event(call_id))
+            move = self._next_move(call, None, None)
+            assert move is not None and move.start is None, "a call that ends gets no pod"
+            self._take(move)
+            self.new[call_id] = (self.open_calls.position(call_id), move.record)
+
+    def start_waiting(self, due: list[_Waiting]) -> None:
+        """Start pods for the waiting calls in history order, as long as there is room.
+
+        A map's items start only as full batches: ``batch_size`` of them, or all it
+        has left, and at most the cap. While those do not fit, the map waits for
+        room and the calls behind it wait too, so that a map is not overtaken for
+        good by calls that need less room.
+        """
+        skip = self.records.keys() | self.new.keys()
+        queue = heapq.merge(due, self._not_started(None, skip), key=_position)
+        maps: dict[str, Iterator[_Waiting]] = {}
+        taken: set[str] = set()
+        for waiting in queue:
+            if self.room.full():
+                break
+            if waiting.call_id in taken:
+                continue
+            if waiting.group is None:
+                self._start_one(waiting)
+                continue
+            if waiting.group not in maps:
+                maps[waiting.group] = self._items_of(waiting.group, due, skip)
+            # The map's items from this one on, as many as one pod takes.
+            batch = list(itertools.islice(maps[waiting.group], min(waiting.size, self.room.cap)))
+            if not self.room.fits(len(batch)):
+                break
+            self._start_batch(batch)
+            taken.update(w.call_id for w in batch)
+
+    def finish(self) -> tuple[dict[str, dict[str, Any]], set[str]]:
+        """The task records, new ones in history order after the others, and the pods
+        they point to."""
+        for call_id, (_, record) in sorted(self.new.items(), key=lambda item: item[1][0]):
+            self.updated[call_id] = record
+        return self.updated, self.referenced
+
+    def _next_move(
+        self, call: Call, record: dict[str, Any] | None, pod: PodView | None
+    ) -> CallMove | None:
+        config = self.config
+        return next_move(
+            call,
+            record,
+            pod,
+            self.observed.now,
+            pending_timeout=config.pending_timeout,
+            infrastructure_retries=config.infrastructure_retries,
+            timeout_backstop=config.timeout_backstop,
+            unit_random=self.unit_random,
+            secret_refs=self.secret_refs,
+            cancel_requested=call.call_id in self.cancels,
+        )
+
+    def _not_started(self, shapes: list[str] | None, skip: Container[str]) -> Iterator[_Waiting]:
+        """Open calls without a record, in history order; of ``shapes`` only, if given."""
+        for task in self.open_calls.tasks(shapes):
+            if task.call_id not in skip:
+                yield _Waiting(task.position, task.call_id, task.shape.group, task.shape.size)
+
+    def _items_of(
+        self, group: str, due: list[_Waiting], skip: Container[str]
+    ) -> Iterator[_Waiting]:
+        """The waiting items of one map, in history order."""
+        shapes = [s.key for s in self.open_calls.shapes() if s.group == group]
+        return heapq.merge(
+            [w for w in due if w.group == group],
+            self._not_started(shapes, skip),
+            key=_position,
+        )
+
+    def _resolve(self, waiting: _Waiting) -> tuple[Call, CallMove]:
+        if waiting.call is not None and waiting.move is not None:
+            return waiting.call, waiting.move
+        call = Call.from_event(self.open_calls.task_event(waiting.call_id))
+        move = self._next_move(call, None, None)
+        assert move is not None and move.start is not None, "a call not started yet starts"
+        return call, move
+
+    def _start_one(self, waiting: _Waiting) -> None:
+        call, move = self._resolve(waiting)
+        self.room.take(1)
+        self._record(waiting, self._start_pod(call, move))
+        self._take(move)
+
+    def _start_batch(self, batch: list[_Waiting]) -> None:
+        self.room.take(len(batch))
+        started = _start_batch_pod(
+            self.plan,
+            self.observed.run,
+            self.workflow,
+            self.config,
+            list(map(self._resolve, batch)),
+        )
+        for waiting, (_, record) in zip(batch, started, strict=True):
+            self._record(waiting, record)
+
+    def _start_pod(self, call: Call, move: CallMove) -> dict[str, Any]:
+        assert move.start is not None
+        return _start_task_pod(
+            self.plan, self.observed.run, self.workflow, self.config, call, move.record, move.start
+        )
+
+    def _record(self, waiting: _Waiting, record: dict[str, Any]) -> None:
+        self.referenced.add(record["pod"])
+        if waiting.call_id in self.records:
+            self.updated[waiting.call_id] = record
+        else:
+            self.new[waiting.call_id] = (waiting.position, record)
+
+    def _take(self, move: CallMove) -> None:
+        """What a move does besides its record: pods to remove, Events, a wake-up."""
+        self.plan.delete.extend(move.delete)
+        self.plan.events.extend(move.events)
+        self.plan.wake(move.wake_at)
 
 
 def _start_batch_pod(
@@ -372,23 +572,20 @@ def _driver_needed(
         return True
     if status.get("phase") == "Paused":
         return status.get("resume") is not None
-    started = open_calls.started
-    if any(r.get("state") in FINISHED_TASK_STATES and cid in started for cid, r in records.items()):
+    if any(
+        r.get("state") in FINISHED_TASK_STATES and cid in open_calls for cid, r in records.items()
+    ):
         return True
     sleeps = _pending_sleeps(open_calls)
     if any(until <= now for until in sleeps):
         return True
-    outstanding_tasks = any("task" in (e.get("value") or {}) for e in started.values())
+    outstanding_tasks = open_calls.task_count() > 0
     # Nothing outstanding and not finished: the last driver stopped early (crash, deletion).
     return not outstanding_tasks and not sleeps
 
 
 def _pending_sleeps(open_calls: OpenCalls) -> list[dt.datetime]:
-    return [
-        dt.datetime.fromisoformat(e["value"]["until"])
-        for e in open_calls.started.values()
-        if e["name"] == "sleep" and "until" in (e.get("value") or {})
-    ]
+    return [dt.datetime.fromisoformat(until) for until in open_calls.sleeps()]
 
 
 def _role(pods: list[dict[str, Any]], name: str) -> str | None:

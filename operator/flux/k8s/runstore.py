@@ -8,6 +8,7 @@ nothing had moved.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 from flux.k8s import api, archive
@@ -20,6 +21,15 @@ async def load_chunk(
     archive.check_entry(found, item)
     items: list[dict[str, Any]] = archive.read_payload(found)
     return items
+
+
+async def open_chunk(
+    configmaps: api.ConfigMaps, namespace: str, item: dict[str, Any]
+) -> Iterator[dict[str, Any]]:
+    """A chunk's items, decoded one at a time as they are iterated."""
+    found = await configmaps.get(namespace, item["configMap"])
+    archive.check_entry(found, item)
+    return archive.read_items(found)
 
 
 async def load_history(
@@ -63,8 +73,10 @@ class OpenCallsCache:
     """The open calls of each run's archived history, for the operator's reconciles.
 
     Archived chunks never change once referenced, so the calls they leave open
-    are computed once per run and extended as chunks are added. It is only a
-    cache: a fresh operator rebuilds it from the ConfigMaps.
+    are computed once per run and extended as chunks are added. Each pass gets
+    them with the inline history layered on top: a run with 100k open calls
+    costs a pass its inline events, not a copy of the 100k. It is only a cache:
+    a fresh operator rebuilds it from the ConfigMaps.
     """
 
     def __init__(self, configmaps: api.ConfigMaps, max_runs: int = 256):
@@ -82,17 +94,21 @@ class OpenCallsCache:
         versions = tuple(e["resourceVersion"] for e in entries)
         cached = self._runs.get(key)
         if cached is not None and versions[: len(cached[0])] == cached[0]:
-            done, calls = cached[0], cached[1].copy()
+            done, calls = cached
         else:
             done, calls = (), archive.OpenCalls()
-        for item in entries[len(done) :]:
-            calls.apply(await load_chunk(self.configmaps, meta["namespace"], item))
+        if len(entries) > len(done):
+            # Extended on a copy: earlier passes' layers keep theirs, and a chunk that
+            # fails to load leaves the cached calls as they were.
+            calls = calls.copy()
+            for item in entries[len(done) :]:
+                calls.apply(await open_chunk(self.configmaps, meta["namespace"], item))
         if entries:
-            self._runs[key] = (versions, calls.copy())
+            self._runs[key] = (versions, calls)
             self._runs.move_to_end(key)
             while len(self._runs) > self.max_runs:
                 self._runs.popitem(last=False)
-        return calls.apply(status.get("history") or [])
+        return calls.layer().apply(status.get("history") or [])
 
     def forget(self, namespace: str, name: str) -> None:
         self._runs.pop((namespace, name), None)
