@@ -42,8 +42,9 @@ pods without their status and binding, configmaps and events), which counts
 every client on the cluster, the kubelet's and scheduler's Events included.
 A write is a request the API server answered 2xx; requests it refused (a
 failed JSON-patch test or conflict, kwok's delete of a pod already gone: a 404)
-store nothing and are shown apart, as "refused". "Changes seen in the namespace" are watch events of the benchmark's namespace
-only (successful writes that changed an object). "Where a run's time goes"
+store nothing and are shown apart, as "refused". "Changes seen in the
+namespace" are watch events of the benchmark's namespace only (successful
+writes that changed an object). "Where a run's time goes"
 uses receive times of watch events and the history's event times. The CPU
 table reads /proc and the kubepods cgroup over the measured window; "the rest"
 is mostly short-lived processes (runc, CNI plugins) and other users.
