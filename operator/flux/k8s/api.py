@@ -107,6 +107,15 @@ class ConfigMaps:
         )
 
 
+def problem(exc: ApiException) -> str:
+    """What the API server said was wrong, for a log line or a message."""
+    try:
+        said = json.loads(exc.body).get("message") if exc.body else None
+    except (ValueError, AttributeError):
+        said = None
+    return f"{exc.status} {exc.reason}: {said}" if said else f"{exc.status} {exc.reason}"
+
+
 def newer(version: str | None, than: str | None) -> bool:
     """Whether resourceVersion ``version`` follows ``than`` (True when either is unknown).
 

@@ -214,7 +214,7 @@ class Driver:
             try:
                 await self.events.post(written, kind, reason, message)  # type: ignore[union-attr]
             except ApiException as exc:
-                log.warning("run %s: event %s not posted: %s", self.name, reason, exc.reason)
+                log.warning("run %s: event %s not posted: %s", self.name, reason, api.problem(exc))
         return written
 
     async def _seal(

@@ -175,7 +175,7 @@ class SharedDriver:
             try:
                 instance = await driver.begin(body)
             except ApiException as exc:
-                log.warning("run %s: %s; replaying it from the next event", name, exc.reason)
+                log.warning("run %s: %s; replaying it from the next event", name, api.problem(exc))
                 return
             if instance is None:
                 return
@@ -189,7 +189,7 @@ class SharedDriver:
         except ApiException as exc:
             # Another writer got there first or the run went away: let it go and
             # take it up again, replayed, from the next event.
-            log.warning("run %s: %s; replaying it from the next event", name, exc.reason)
+            log.warning("run %s: %s; replaying it from the next event", name, api.problem(exc))
             self.held.pop(name, None)
             return
         version = written["metadata"]["resourceVersion"]
