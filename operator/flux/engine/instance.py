@@ -228,6 +228,11 @@ class WorkflowInstance:
     def in_flight(self) -> list[str]:
         return [c.call_id for c in self._calls.values() if not c.settled and c.kind != "pause"]
 
+    def is_in_flight(self, call_id: str) -> bool:
+        """Whether ``call_id`` is in :meth:`in_flight`, without listing a map of 100k calls."""
+        call = self._calls.get(call_id)
+        return call is not None and not call.settled and call.kind != "pause"
+
     def call_events(self, call_id: str) -> list[ExecutionEvent]:
         return [e for e in self.events if e.source_id == call_id]
 

@@ -136,10 +136,9 @@ class Driver:
     def observe(self, instance: WorkflowInstance, status: dict[str, Any]) -> bool:
         """Deliver everything that has happened since the last look. True if anything did."""
         changed = self._carry_out(instance)
-        in_flight = set(instance.in_flight())
         for record in finished_records(status):
             call_id = record["callId"]
-            if call_id not in in_flight:
+            if not instance.is_in_flight(call_id):
                 continue
             for step in record.get("steps") or []:
                 instance.record(EventType(step["type"]), call_id, step.get("value"))
@@ -151,7 +150,6 @@ class Driver:
                 instance.deliver(EventType.TASK_CANCELLED, call_id)
             else:
                 instance.deliver(EventType.TASK_FAILED, call_id, record.get("error"))
-            in_flight = set(instance.in_flight())
             changed = self._carry_out(instance) or True
         resume = status.get("resume")
         if resume is not None and instance.pending_pause_name() is not None:
@@ -358,7 +356,7 @@ def status_patch(
     if output_ref is not None:
         summary["output"] = None
         summary["outputRef"] = output_ref
-    pending_cancels = sorted(c for c in cancels or () if c in instance.in_flight())
+    pending_cancels = sorted(c for c in cancels or () if instance.is_in_flight(c))
     summary["cancelRequested"] = pending_cancels or None
     if conditions is not None:
         summary["conditions"] = conditions
