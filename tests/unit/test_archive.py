@@ -42,8 +42,9 @@ def test_chunks_round_trip_and_stay_under_the_limit() -> None:
     items = [{"i": i, "blob": f"{rng.getrandbits(4000):x}"} for i in range(400)]
     chunks = archive.split(items, limit=64 * 1024)
     assert len(chunks) > 1
-    assert all(len(c) <= 64 * 1024 for c in chunks)
-    assert [x for c in chunks for x in archive.unpack(c)] == items
+    assert all(len(c) <= 64 * 1024 for c, _ in chunks)
+    assert [x for c, _ in chunks for x in archive.unpack(c)] == items
+    assert [n for _, n in chunks] == [len(archive.unpack(c)) for c, _ in chunks]
 
 
 def test_a_chunk_reads_back_one_item_at_a_time() -> None:

@@ -85,13 +85,14 @@ def unpack_items(payload: bytes) -> Iterator[Any]:
         index = _after_space(text, index + 1)
 
 
-def split(items: Sequence[Any], limit: int = CHUNK_BYTES) -> list[bytes]:
-    """Packed chunks of ``items``, in order, each at most ``limit`` bytes compressed."""
+def split(items: Sequence[Any], limit: int = CHUNK_BYTES) -> list[tuple[bytes, int]]:
+    """Packed chunks of ``items``, in order, each at most ``limit`` bytes compressed,
+    with how many items each holds (so no one unpacks a chunk just to count them)."""
     if not items:
         return []
     payload = pack(list(items))
     if len(payload) <= limit:
-        return [payload]
+        return [(payload, len(items))]
     if len(items) == 1:
         raise TooLargeError(
             f"one item is {len(payload)} bytes compressed, more than a ConfigMap can hold "

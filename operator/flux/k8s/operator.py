@@ -383,10 +383,10 @@ class Reconciler:
         if not plan.archive_tasks:
             return
         entries = list(status.get("taskArchive") or [])
-        for payload in archive.split(plan.archive_tasks):
+        for payload, count in archive.split(plan.archive_tasks):
             chunk = archive.chunk_name(name, archive.TASKS, len(entries))
             stored = await self._put_configmap(run, chunk, archive.TASKS, payload)
-            entries.append(archive.entry(stored, len(archive.unpack(payload))))
+            entries.append(archive.entry(stored, count))
         plan.status["taskArchive"] = entries
         plan.status.setdefault("tasks", status.get("tasks") or [])
 

@@ -221,10 +221,9 @@ class Driver:
         """Move ``events`` to new history chunks; their archive entries."""
         archived = (body.get("status") or {}).get("historyArchive") or []
         entries: list[dict[str, Any]] = []
-        for payload in archive.split(events):
+        for payload, count in archive.split(events):
             index = len(archived) + len(entries)
             name = archive.chunk_name(self.name, archive.HISTORY, index)
-            count = len(archive.unpack(payload))
             stored = await self._configmaps().put(
                 archive.configmap(body, name, archive.HISTORY, payload)
             )
