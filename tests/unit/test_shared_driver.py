@@ -202,3 +202,24 @@ def test_runs_are_advanced_concurrently() -> None:
     asyncio.run(scenario())
     assert most == len(names)
     assert all(f.body["status"]["phase"] == "Running" for f in runs.by_name.values())
+
+
+def test_a_relist_older_than_the_claim_does_not_claim_again() -> None:
+    fake = FakeRuns(_new("a", 1))
+    listed = copy.deepcopy(fake.body)  # listed before the claim landed
+    runs = ManyRuns({})
+    runs.by_name["a"] = fake
+    driver = SharedDriver(runs, None, "ns", "wf", pipeline_wf)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        driver.offer("ADDED", copy.deepcopy(fake.body))
+        await driver.drain()
+        claimed = fake.patches
+        driver.relisted([listed])  # the watch broke and the runs were listed again
+        while not driver._queue.empty():
+            driver.offer(*driver._queue.get_nowait())  # as serve() does
+        await driver.drain()
+        assert fake.patches == claimed  # no second claim, refused or not
+        assert "a" in driver.held
+
+    asyncio.run(scenario())

@@ -211,17 +211,22 @@ class SharedDriver:
                 held.wake_at = None
                 self.offer("WAKE", held.body)
 
+    def relisted(self, items: list[dict[str, Any]]) -> None:
+        """Runs as a (re)list shows them, queued behind the watch events before it.
+
+        A list can show a run older than a write of ours still in flight (our
+        claim of it, say): ``awaiting`` skips those as it skips older watch events.
+        """
+        for item in items:
+            self._queue.put_nowait(("LISTED", item))
+
     async def _watch(self) -> None:
         selector = f"spec.workflowRef.name={self.workflow_name}"
         while True:
             listed = await self.runs.custom.list_namespaced_custom_object(
                 api.GROUP, api.VERSION, self.namespace, api.RUNS, field_selector=selector
             )
-            # Runs held from before a relist are refreshed by what the list shows.
-            for held in self.held.values():
-                held.awaiting = None
-            for item in listed.get("items") or []:
-                await self._queue.put(("LISTED", item))
+            self.relisted(listed.get("items") or [])
             version = listed["metadata"]["resourceVersion"]
             try:
                 await self._follow(selector, version)
