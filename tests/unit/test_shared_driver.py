@@ -167,15 +167,47 @@ def test_a_claim_loses_to_the_operator_and_leaves_its_write_alone() -> None:
     fake.body["status"] = {"phase": "Pending", "driver": {"starts": 1, "pod": "a-driver-1"}}
     driver = SharedDriver(ManyRuns({}), None, "ns", "wf", pipeline_wf)  # type: ignore[arg-type]
     driver.runs.by_name["a"] = fake  # type: ignore[attr-defined]
+    driver.retry_delay = 0
 
     async def scenario() -> None:
         driver.offer("ADDED", seen)
         await driver.drain()
+        await _pump(driver)  # the run as it is now: a per-run driver's
 
     asyncio.run(scenario())
     assert fake.body["status"] == {"phase": "Pending", "driver": {"starts": 1, "pod": "a-driver-1"}}
     assert driver.held == {}
-    assert not serves(fake.body)  # a per-run driver's
+    assert not serves(fake.body)
+
+
+async def _pump(driver: SharedDriver) -> None:
+    """What serve() does with refetched runs, until nothing is left to do."""
+    await asyncio.gather(*driver._refetches)
+    while not driver._queue.empty():
+        driver.offer(*driver._queue.get_nowait())
+    await driver.drain()
+
+
+def test_a_run_whose_claim_lost_to_a_shared_pending_is_taken_up_without_a_new_event() -> None:
+    fake = FakeRuns(_new("a", 1))
+    seen = copy.deepcopy(fake.body)
+    # The operator wrote first: Pending, shared (its driver was not up yet).
+    fake.body["status"] = {"phase": "Pending", "driver": {"shared": True}}
+    runs = ManyRuns({})
+    runs.by_name["a"] = fake
+    driver = SharedDriver(runs, None, "ns", "wf", pipeline_wf)  # type: ignore[arg-type]
+    driver.retry_delay = 0
+
+    async def scenario() -> None:
+        driver.offer("ADDED", seen)
+        await driver.drain()
+        assert "a" not in driver.held and "history" not in fake.body["status"]
+        await _pump(driver)
+
+    asyncio.run(scenario())
+    assert fake.body["status"]["phase"] == "Running"
+    assert fake.body["status"]["history"][0]["type"] == "WORKFLOW_STARTED"
+    assert "a" in driver.held
 
 
 def test_runs_are_advanced_concurrently() -> None:

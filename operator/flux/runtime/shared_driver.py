@@ -85,6 +85,9 @@ class SharedDriver:
         self._latest: dict[str, tuple[str, dict[str, Any]]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._gate = asyncio.Semaphore(CONCURRENCY)
+        self._refetches: set[asyncio.Task[None]] = set()
+        # Seconds before a run let go after a refused write is read again.
+        self.retry_delay = 1.0
         self._failed: BaseException | None = None
 
     async def serve(self) -> int:
@@ -94,7 +97,7 @@ class SharedDriver:
             while True:
                 if self._failed is not None:
                     raise self._failed
-                if self.held or self._workers:
+                if self.held or self._workers or self._refetches:
                     empty_since = utc_now()
                 elif (utc_now() - empty_since).total_seconds() >= self.linger:
                     return 0
@@ -175,7 +178,7 @@ class SharedDriver:
             try:
                 instance = await driver.begin(body)
             except ApiException as exc:
-                log.warning("run %s: %s; replaying it from the next event", name, api.problem(exc))
+                self._let_go(name, exc)
                 return
             if instance is None:
                 return
@@ -187,10 +190,7 @@ class SharedDriver:
         try:
             written, changed = await held.driver.advance(held.instance, body)
         except ApiException as exc:
-            # Another writer got there first or the run went away: let it go and
-            # take it up again, replayed, from the next event.
-            log.warning("run %s: %s; replaying it from the next event", name, api.problem(exc))
-            self.held.pop(name, None)
+            self._let_go(name, exc)
             return
         version = written["metadata"]["resourceVersion"]
         if version != body["metadata"]["resourceVersion"]:
@@ -203,6 +203,26 @@ class SharedDriver:
             self.held.pop(name, None)
         else:
             held.wake_at = utc_now() + dt.timedelta(seconds=wait)
+
+    def _let_go(self, name: str, exc: ApiException) -> None:
+        """Another writer got there first (a failed JSON-patch test, a conflict) or
+        the run went away: let it go and take it up again, replayed, from the run
+        as it is now. Not from the next watch event: there may be none."""
+        log.warning("run %s: %s; taking it up again as it is now", name, api.problem(exc))
+        self.held.pop(name, None)
+        if exc.status != 404:
+            task = asyncio.create_task(self._refetch(name))
+            self._refetches.add(task)
+            task.add_done_callback(self._refetches.discard)
+
+    async def _refetch(self, name: str) -> None:
+        await asyncio.sleep(self.retry_delay)
+        try:
+            body = await self.runs.get(self.namespace, name)
+        except ApiException as exc:
+            log.warning("run %s: %s; waiting for its next event", name, api.problem(exc))
+            return
+        self._queue.put_nowait(("REFETCHED", body))
 
     def _wake_due(self) -> None:
         now = utc_now()
