@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
 
+from flux.k8s import metrics
 from flux.k8s.config import OperatorConfig
 from flux.k8s.operator import Reconciler
 
@@ -66,3 +69,30 @@ async def _pod_lifetime() -> None:
     assert not r.pod_seen("MODIFIED", pod("8", "Succeeded"))
     assert not r.pod_seen("DELETED", pod("9", "Succeeded"))  # we deleted it: no news
     assert r._pods_seen[("ns", "r1")] == {} and not r._own_deletes
+
+
+class _Refused:
+    status = 403
+
+    async def read(self) -> bytes:
+        return b'{"message": "exceeded quota"}'
+
+
+class _QuotaCore:
+    async def create_namespaced_pod(self, namespace: str, pod: Any, **_: Any) -> _Refused:
+        return _Refused()
+
+
+def test_a_refused_pod_creation_is_raised_and_counted_as_an_api_error() -> None:
+    asyncio.run(_refused_creation())
+
+
+async def _refused_creation() -> None:
+    r = reconciler()
+    r.core = _QuotaCore()
+    errors = metrics.API_ERRORS.labels("create", "pods", "403")
+    before = errors._value.get()
+    with pytest.raises(ApiException) as raised:
+        await r._create_pod("ns", pod("1"))
+    assert raised.value.status == 403
+    assert errors._value.get() == before + 1  # the quota alert and panel see it

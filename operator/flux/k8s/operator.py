@@ -274,11 +274,15 @@ class Reconciler:
             response = await self._api(
                 "list",
                 "pods",
-                self.core.list_namespaced_pod(
-                    namespace, label_selector=f"{api.LABEL_RUN}={run_name}", _preload_content=False
+                _json_of(
+                    self.core.list_namespaced_pod(
+                        namespace,
+                        label_selector=f"{api.LABEL_RUN}={run_name}",
+                        _preload_content=False,
+                    )
                 ),
             )
-            listed = (await api.read_json(response))["items"]
+            listed = response["items"]
             pods = self._pods_seen.setdefault(key, {})
             pods.clear()
             pods.update((p["metadata"]["name"], p) for p in listed)
@@ -332,12 +336,12 @@ class Reconciler:
 
     async def _create_pod(self, namespace: str, pod: dict[str, Any]) -> None:
         try:
-            response = await self._api(
+            created = await self._api(
                 "create",
                 "pods",
-                self.core.create_namespaced_pod(namespace, pod, _preload_content=False),
+                _json_of(self.core.create_namespaced_pod(namespace, pod, _preload_content=False)),
             )
-            self.pod_seen("ADDED", await api.read_json(response))
+            self.pod_seen("ADDED", created)
         except ApiException as exc:
             if exc.status != 409:
                 raise
@@ -356,14 +360,15 @@ class Reconciler:
     async def _remove_pod(self, namespace: str, name: str) -> None:
         # The raw answer: decoding it into the client's model classes (dates and all)
         # cost more than the rest of the deletion.
-        response = await self._api(
+        await self._api(
             "delete",
             "pods",
-            self.core.delete_namespaced_pod(
-                name, namespace, grace_period_seconds=0, _preload_content=False
+            _json_of(
+                self.core.delete_namespaced_pod(
+                    name, namespace, grace_period_seconds=0, _preload_content=False
+                )
             ),
         )
-        await api.read_json(response)
 
     async def _move_out(self, run: dict[str, Any], plan: Plan) -> None:
         """Keep the run in budget: store large outputs and settled records in ConfigMaps."""
@@ -695,6 +700,12 @@ def status_ops(current: dict[str, Any] | None, changes: dict[str, Any]) -> list[
         else:
             ops.append({"op": "add", "path": f"/status/{key}", "value": value})
     return ops
+
+
+async def _json_of(response: Awaitable[Any]) -> dict[str, Any]:
+    """The body of a request sent with ``_preload_content=False``; its errors raised
+    inside the counted call, as the client raises them for the others."""
+    return await api.read_json(await response)
 
 
 async def _bounded(calls: Iterable[Awaitable[None]], limit: int = API_CONCURRENCY) -> None:
