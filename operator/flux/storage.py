@@ -5,11 +5,14 @@ The default keeps outputs inline in history. Any other backend subclasses
 history keeps instead of the value, and ``retrieve`` reads it back. A reference
 names its backend class and the config needed to rebuild it, so another process
 (a resumed run, a pod) can read the value without the original object.
+
+The backend class is looked up among the subclasses of :class:`OutputStorage`
+defined in this process (the workflow's code defines or imports the backends
+it uses), never imported by the name a reference holds: references are data.
 """
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +25,19 @@ class StorageReference:
     config: dict[str, Any] = field(default_factory=dict)
 
 
+# Every OutputStorage subclass defined in this process, by ``module:qualname``.
+_BACKENDS: dict[str, type[OutputStorage]] = {}
+
+
+class UnknownBackendError(LookupError):
+    """A reference names a backend class this process does not define."""
+
+
 class OutputStorage(ABC):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _BACKENDS[f"{cls.__module__}:{cls.__qualname__}"] = cls
+
     @abstractmethod
     def store(self, key: str, value: Any) -> StorageReference:
         """Persist ``value`` (any codec-encodable value) under ``key``."""
@@ -60,9 +75,11 @@ def is_inline(storage: OutputStorage | None) -> bool:
 
 def retrieve(reference: StorageReference) -> Any:
     """Read a stored value back, rebuilding its backend from the reference."""
-    module_name, _, qualname = reference.backend.partition(":")
-    backend_cls: Any = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        backend_cls = getattr(backend_cls, part)
-    backend: OutputStorage = backend_cls.from_config(reference.config)
+    backend_cls = _BACKENDS.get(reference.backend)
+    if backend_cls is None:
+        raise UnknownBackendError(
+            f"stored output {reference.key!r} names the storage backend {reference.backend!r}, "
+            "which is not an OutputStorage class defined in this process"
+        )
+    backend = backend_cls.from_config(reference.config)
     return backend.retrieve(reference)

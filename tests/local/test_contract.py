@@ -36,7 +36,7 @@ from flux import (
     task,
     workflow,
 )
-from flux.codec import decode
+from flux.codec import decode, expect
 from flux.errors import CodecError, PauseMismatchError, SecretsNotFoundError
 from flux.events import ExecutionEvent
 from flux.local import runs
@@ -638,7 +638,7 @@ def test_output_storage_keeps_a_reference_in_history(tmp_path: Path) -> None:
         for e in ctx.events
         if e.type == EventType.TASK_COMPLETED and e.source_id == "produce#0"
     ]
-    reference = decode(completed)
+    reference = decode(completed, expect(StorageReference))
     assert isinstance(reference, StorageReference)
     assert "row-49" not in json.dumps(completed)
     assert list((tmp_path / "outputs").glob("*.json"))
@@ -652,7 +652,7 @@ def test_workflow_output_storage_keeps_a_reference_in_history(tmp_path: Path) ->
     ctx = wf.run()
     assert succeeded(ctx) == list(range(100))
     [stored] = values_of(ctx, EventType.WORKFLOW_COMPLETED)
-    assert isinstance(decode(stored), StorageReference)
+    assert isinstance(decode(stored, expect(StorageReference)), StorageReference)
     assert wf.run(execution_id=ctx.execution_id).output == list(range(100))
 
 

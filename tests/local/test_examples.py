@@ -16,7 +16,7 @@ import pytest
 
 from example_cases import API_KEY, CASES, EXAMPLES, Case
 from flux import EventType, StorageReference, Workflow, WorkflowExecutionContext
-from flux.codec import decode
+from flux.codec import decode, expect
 from flux.local.loader import load_module, load_workflow
 
 
@@ -109,7 +109,7 @@ def test_configured_task_stores_its_output_and_keeps_its_secret_out_of_history(
         for e in ctx.events
         if e.type == EventType.TASK_COMPLETED and e.source_id == "process_data#0"
     ]
-    reference = decode(completed)
+    reference = decode(completed, expect(StorageReference))
     assert isinstance(reference, StorageReference)
     assert (flux_home / "outputs" / reference.key).is_file()
     assert API_KEY not in ctx.to_json()

@@ -1,14 +1,17 @@
 """Errors as history stores them, and back.
 
 History keeps errors as plain dicts so that any process can read them; a
-stored error turns back into an exception of the original class when that
-class can be imported and built from a message, else into ``TaskError``.
+stored error turns back into an exception of its original class when that class
+is a builtin exception, one of :mod:`flux.errors`, or an exception class of a
+module this process has already loaded, and can be built from a message; else
+into ``TaskError``. A stored error is data (a task's, or anyone's who can write
+history), so the module it names is only looked up, never imported.
 """
 
 from __future__ import annotations
 
 import builtins
-import importlib
+import sys
 from enum import StrEnum
 from typing import Any, TypedDict
 
@@ -101,14 +104,13 @@ def describe(info: ErrorInfo) -> str:
 
 
 def _find_class(module_name: str, type_name: str) -> type[BaseException] | None:
-    candidate: Any
-    if module_name in ("builtins", ""):
-        candidate = getattr(builtins, type_name, None)
-    else:
-        try:
-            candidate = getattr(importlib.import_module(module_name), type_name, None)
-        except ImportError:
-            return None
+    if not isinstance(module_name, str) or not isinstance(type_name, str):
+        return None
+    module = builtins if module_name in ("builtins", "") else sys.modules.get(module_name)
+    if module is None:
+        return None
+    # vars(), not getattr(): a module's __getattr__ is code, and the name is data.
+    candidate: Any = vars(module).get(type_name)
     if isinstance(candidate, type) and issubclass(candidate, Exception):
         return candidate
     return None

@@ -24,6 +24,7 @@ from typing import Any
 from flux import _runtime, codec
 from flux import storage as output_storage
 from flux.context import WorkflowExecutionContext
+from flux.engine import values
 from flux.engine.commands import CancelCall, Command, ScheduleTask, StartTimer
 from flux.engine.failures import ErrorInfo, error_info, to_exception
 from flux.engine.loop import DeterministicLoop
@@ -39,6 +40,9 @@ from flux.events import (
 )
 from flux.task import SECRETS_ARGUMENT, MapBatch, Task
 from flux.workflow import Workflow
+
+# Kept importable from here: executors read stored values with it.
+read_value = values.read_value
 
 Clock = Callable[[], dt.datetime]
 
@@ -94,7 +98,7 @@ class WorkflowInstance:
             started = history[0]
             if started.type != EventType.WORKFLOW_STARTED:
                 raise ValueError(f"history of {execution_id} does not begin with WORKFLOW_STARTED")
-            input = codec.decode(started.value)
+            input = codec.decode(started.value, values.workflow_input(workflow))
         self.ctx: WorkflowExecutionContext[Any] = WorkflowExecutionContext(
             workflow.name, execution_id, input, self.events, ExecutionState.CREATED, None, secrets
         )
@@ -192,9 +196,10 @@ class WorkflowInstance:
         pending = self._pending_pause()
         if pending is None:
             raise RuntimeError(f"run {self.execution_id} is not paused")
+        encoded = codec.encode(input)  # an input the store cannot take changes nothing
         self._emit(EventType.WORKFLOW_RESUMED, self.execution_id, self.workflow.name, None)
         self.ctx.state = ExecutionState.RUNNING
-        self.deliver(EventType.TASK_RESUMED, pending.call_id, codec.encode(input))
+        self.deliver(EventType.TASK_RESUMED, pending.call_id, encoded)
 
     def cancel(self) -> None:
         """Cancel the run: stop the workflow and every call still in flight."""
@@ -251,8 +256,7 @@ class WorkflowInstance:
             encoded = {"args": codec.encode(list(args)), "kwargs": codec.encode(kwargs)}
             # The task gets the arguments as they cross the boundary (decoded copies),
             # as it does in a pod: no aliasing with the workflow's objects.
-            args = tuple(codec.decode(encoded["args"]))
-            kwargs = codec.decode(encoded["kwargs"])
+            args, kwargs = values.decode_arguments(task, encoded["args"], encoded["kwargs"])
         except CodecError as exc:
             raise CodecError(f"task {name!r}: arguments cannot be serialised: {exc}") from None
         if SECRETS_ARGUMENT in kwargs and task.options.secret_requests:
@@ -396,7 +400,7 @@ class WorkflowInstance:
         match event.type:
             case EventType.TASK_COMPLETED | EventType.TASK_RESUMED:
                 try:
-                    future.set_result(read_value(event.value))
+                    future.set_result(read_value(event.value, self._expected_result(call)))
                 except Exception as exc:  # a stored value that cannot be read back
                     future.set_exception(exc)
             case EventType.TASK_FAILED:
@@ -405,6 +409,11 @@ class WorkflowInstance:
                 future.cancel()
             case _:
                 raise ValueError(f"{event.type} is not an outcome")
+
+    def _expected_result(self, call: _Call) -> codec.Expected:
+        if call.kind == "pause":
+            return values.resume_input(self.workflow)
+        return values.task_result(call.task)
 
     def _on_call_done(self, call: _Call, _: asyncio.Future[Any]) -> None:
         if call.future.cancelled() and not call.settled and not self._replaying:
@@ -515,13 +524,6 @@ def describe_task(task: Task[..., Any]) -> dict[str, Any]:
         "policy": TaskPolicy.from_options(task.options).to_dict(),
         "secrets": list(task.options.secret_requests),
     }
-
-
-def read_value(value: Any) -> Any:
-    decoded = codec.decode(value)
-    if isinstance(decoded, output_storage.StorageReference):
-        return output_storage.retrieve(decoded)
-    return decoded
 
 
 def store_value(storage: output_storage.OutputStorage | None, key: str, value: Any) -> Any:

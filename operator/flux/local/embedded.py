@@ -9,8 +9,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from flux.context import WorkflowExecutionContext
-from flux.engine import failures
-from flux.engine.instance import read_value
+from flux.engine import failures, values
 from flux.events import EventType
 from flux.local import runs
 from flux.local.calls import TaskCallRunner
@@ -74,7 +73,7 @@ class EmbeddedExecutor:
         outcome = await runner.run()
         if outcome.event_type == EventType.TASK_FAILED:
             raise failures.to_exception(outcome.value)
-        return read_value(outcome.value)
+        return values.read_value(outcome.value, values.task_result(task))
 
 
 def _run_sync(coro: Coroutine[Any, Any, T]) -> T:

@@ -18,8 +18,9 @@ from typing import Any
 
 from flux import codec
 from flux.context import WorkflowExecutionContext
+from flux.engine import values
 from flux.engine.commands import CancelCall, ScheduleTask, StartTimer
-from flux.engine.instance import WorkflowInstance, read_value, started_event
+from flux.engine.instance import WorkflowInstance, started_event
 from flux.engine.policy import TaskProgress
 from flux.errors import SecretsNotFoundError
 from flux.events import EventType, ExecutionEvent, ExecutionState
@@ -89,7 +90,7 @@ class LocalExecutor:
         resume_input: Any = None,
     ) -> WorkflowExecutionContext[Any]:
         if self.store.get_run(run_id).state.is_final:
-            return self.stored_context(workflow.name, run_id)
+            return self.stored_context(workflow, run_id)
         instance = self._instance(workflow, run_id)
         instance.start()
         # A replay that diverged from history has already failed the run: record that.
@@ -117,7 +118,7 @@ class LocalExecutor:
         would had the run been cancelled while executing; nothing else runs.
         """
         if self.store.get_run(run_id).state.is_final:
-            return self.stored_context(workflow.name, run_id)
+            return self.stored_context(workflow, run_id)
         instance = self._instance(workflow, run_id)
         instance.start()
         interrupted: dict[str, ScheduleTask] = {}
@@ -144,17 +145,17 @@ class LocalExecutor:
             self.store.set_owner(run_id, None)
         return instance.ctx
 
-    def stored_context(self, workflow_name: str, run_id: str) -> WorkflowExecutionContext[Any]:
+    def stored_context(self, workflow: Workflow[Any], run_id: str) -> WorkflowExecutionContext[Any]:
         """The context of a run as its history stands, without running anything."""
         events = self.store.events(run_id)
         record = self.store.get_run(run_id)
-        input = codec.decode(events[0].value) if events else None
+        input = codec.decode(events[0].value, values.workflow_input(workflow)) if events else None
         ctx: WorkflowExecutionContext[Any] = WorkflowExecutionContext(
-            workflow_name, run_id, input, events, record.state
+            workflow.name, run_id, input, events, record.state
         )
         for event in reversed(events):
             if event.type == EventType.WORKFLOW_COMPLETED:
-                ctx.output = read_value(event.value)
+                ctx.output = values.read_value(event.value, values.workflow_output(workflow))
                 break
             if event.type == EventType.WORKFLOW_FAILED:
                 ctx.output = event.value

@@ -25,6 +25,7 @@ from kubernetes_asyncio import watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from flux import codec
+from flux.engine import values
 from flux.engine.commands import CancelCall, StartTimer
 from flux.engine.failures import ErrorInfo, describe, error_info
 from flux.engine.instance import WorkflowInstance
@@ -105,7 +106,7 @@ class Driver:
             history,
             clock=utc_now,
             rng=random.Random(random.SystemRandom().random()),
-            input=codec.decode(spec_input),
+            input=codec.decode(spec_input, values.workflow_input(self.workflow)),
         )
         instance.start()
         return instance
@@ -153,6 +154,7 @@ class Driver:
             changed = self._carry_out(instance) or True
         resume = status.get("resume")
         if resume is not None and instance.pending_pause_name() is not None:
+            # A user's value: plain, nothing declares the type ``pause`` returns.
             instance.resume(codec.decode(resume.get("input")))
             changed = self._carry_out(instance) or True
         now = utc_now()

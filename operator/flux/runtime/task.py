@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from flux import codec
+from flux.engine import values
 from flux.engine.failures import error_info, timeout_info
 from flux.engine.instance import store_value
 from flux.errors import CodecError, SecretsNotFoundError
@@ -103,8 +103,7 @@ def _run_call(
     timeout: float = 0,
 ) -> TaskResult:
     try:
-        args = tuple(codec.decode(positional))
-        kwargs: dict[str, Any] = codec.decode(keywords)
+        args, kwargs = values.decode_arguments(task, positional, keywords)
         func = _step_function(task, step)
         if step == Step.ATTEMPT and secrets:
             kwargs[SECRETS_ARGUMENT] = _secrets(secrets, name)

@@ -1,0 +1,183 @@
+"""Issue 12, item 1: what the engine rebuilds from data, and where the classes come from.
+
+Task pods (``run_step``), stored errors (``to_exception``) and stored output
+references (``storage.retrieve``) never import or call what the data names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flux import codec, task
+from flux.engine import values
+from flux.engine.failures import to_exception
+from flux.errors import CodecError, TaskError, WorkflowInputError
+from flux.k8s.protocol import Outcome, TaskSpec
+from flux.runtime.task import run_step
+from flux.storage import OutputStorage, StorageReference, UnknownBackendError, retrieve
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int
+
+
+class Boom(Exception):
+    pass
+
+
+SEEN: list[Any] = []
+
+
+@task
+def take(declared: Point, anything: Any = None) -> None:
+    SEEN.append((declared, anything))
+
+
+@task
+def produce(kind: str) -> Any:
+    match kind:
+        case "surrogate":
+            return "\udcff"
+        case "factorial":
+            return math.factorial(2000)
+        case "nan":
+            return float("nan")
+        case "deep":
+            value: Any = []
+            for _ in range(1000):
+                value = [value]
+            return value
+    return kind
+
+
+def spec(name: str, *positional: Any) -> TaskSpec:
+    return TaskSpec(
+        run="r", call_id=f"{name}#0", name=name, task=f"{__name__}:{name}", positional=positional
+    )
+
+
+def os_system(target: Path) -> dict[str, Any]:
+    return {"$flux": "dataclass", "type": "os:system", "v": {"command": f"touch {target}"}}
+
+
+# ------------------------------------------------------------- task pods
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("surrogate", "a str holding the lone surrogate '\\udcff' at index 0 cannot be stored"),
+        ("factorial", "an int with more than 4300 digits cannot be stored"),
+        ("deep", "a value nested deeper than 100 levels (at a builtins:list) cannot be stored"),
+    ],
+)
+def test_a_task_pod_fails_the_call_whose_result_cannot_be_stored(kind: str, message: str) -> None:
+    result = run_step(spec("produce", kind))
+    assert result.outcome == Outcome.FAILED
+    assert result.error is not None
+    assert result.error["type"] == "CodecError"
+    assert (
+        "task 'produce' returned a value that cannot be stored: " + message
+        in (result.error["message"])
+    )
+    json.loads(result.to_message())
+
+
+def test_a_task_pod_reports_nan_as_strict_json() -> None:
+    result = run_step(spec("produce", "nan"))
+    assert result.outcome == Outcome.COMPLETED
+    message = result.to_message()
+    assert "NaN" not in message
+    assert json.loads(message)["value"] == {"$flux": "float", "v": "nan"}
+
+
+def test_a_task_pod_rebuilds_only_declared_classes(tmp_path: Path) -> None:
+    SEEN.clear()
+    target = tmp_path / "pwned"
+    point = codec.encode(Point(1, 2))
+    result = run_step(spec("take", point, os_system(target)))
+    assert result.outcome == Outcome.COMPLETED, result.error
+    assert not target.exists()
+    [(declared, anything)] = SEEN
+    assert declared == Point(1, 2)
+    assert anything == {"command": f"touch {target}"}
+
+
+def test_task_arguments_are_decoded_as_the_task_declares() -> None:
+    foreign = {"$flux": "pydantic", "type": "flux.k8s.protocol:TaskSpec", "v": {"run": "r"}}
+    args, kwargs = values.decode_arguments(take, [codec.encode(Point(0, 1))], {"anything": foreign})
+    assert args == (Point(0, 1),)
+    assert kwargs == {"anything": {"run": "r"}}  # loaded, but nothing declares it here
+    with pytest.raises(CodecError, match="malformed task arguments"):
+        values.decode_arguments(take, {"a": 1}, {})
+
+
+# ------------------------------------------------------- errors from history
+
+
+def test_a_stored_error_never_imports_its_module() -> None:
+    assert "this" not in sys.modules
+    exc = to_exception({"type": "Zen", "module": "this", "message": "m"})
+    assert "this" not in sys.modules
+    assert isinstance(exc, TaskError)
+    assert str(exc) == "Zen: m"
+
+
+def test_a_stored_error_is_rebuilt_from_loaded_classes_only() -> None:
+    assert type(to_exception({"type": "KeyError", "module": "builtins", "message": "k"})) is (
+        KeyError
+    )
+    rebuilt = to_exception({"type": "WorkflowInputError", "module": "flux.errors", "message": "x"})
+    assert isinstance(rebuilt, WorkflowInputError)
+    assert type(to_exception({"type": "Boom", "module": __name__, "message": "b"})) is Boom
+    # Not exceptions, or not classes: a TaskError naming them.
+    assert isinstance(to_exception({"type": "system", "module": "os", "message": "ls"}), TaskError)
+    assert isinstance(to_exception({"type": "SystemExit", "module": "builtins"}), TaskError)
+
+
+# ------------------------------------------------------ stored output references
+
+
+class MemoryStorage(OutputStorage):
+    kept: dict[str, Any] = {}
+
+    def store(self, key: str, value: Any) -> StorageReference:
+        self.kept[key] = value
+        return self.reference(key)
+
+    def retrieve(self, reference: StorageReference) -> Any:
+        return self.kept[reference.key]
+
+
+def test_a_reference_is_read_with_a_backend_class_defined_in_this_process() -> None:
+    stored = codec.encode(MemoryStorage().store("k", [1, 2]))
+    assert values.read_value(stored) == [1, 2]
+
+
+def test_a_reference_naming_another_class_imports_nothing() -> None:
+    for backend in ("os:system", "this:Zen", f"{__name__}:Point"):
+        with pytest.raises(UnknownBackendError, match="not an OutputStorage class defined"):
+            retrieve(StorageReference(backend, "k", {}))
+        stored = codec.encode(StorageReference(backend, "k", {"command": "true"}))
+        with pytest.raises(CodecError, match="cannot read stored output 'k'"):
+            values.read_value(stored)
+    assert "this" not in sys.modules
+
+
+def test_a_malformed_reference_is_a_codec_error() -> None:
+    backend = f"{__name__}:MemoryStorage"
+    stored = codec.encode(StorageReference(backend, "k", {"unexpected": 1}))
+    with pytest.raises(CodecError, match="cannot read stored output"):
+        values.read_value(stored)
+    bad = {"$flux": "dataclass", "type": "flux.storage:StorageReference", "v": {"key": 1}}
+    with pytest.raises(CodecError):
+        values.read_value(bad)
