@@ -95,10 +95,13 @@ class TaskCallRunner:
                 value = await call_user_code(
                     self.task.func, self.args, kwargs, timeout=policy.timeout, name=self.name
                 )
+                # A value the store cannot take fails the attempt: retries and
+                # fallback apply as for any failure.
+                stored = self._stored(value)
             except Exception as exc:
                 failure = error_info(exc)
             else:
-                return self._completed(value, attempt)
+                return self._completed(stored, attempt)
             if attempt > 1:
                 self.log.record(EventType.TASK_RETRY_FAILED, {"attempt": attempt, "error": failure})
             decision = after_attempt_failure(
@@ -123,12 +126,15 @@ class TaskCallRunner:
                 case Fail():
                     return Outcome(EventType.TASK_FAILED, wrap_execution(decision.error))
 
-    def _completed(self, value: Any, attempt: int) -> Outcome:
+    def _stored(self, value: Any) -> Any:
         try:
-            stored = store_value(self.task.options.output_storage, self.call_id, value)
+            return store_value(self.task.options.output_storage, self.call_id, value)
         except CodecError as exc:
-            error = CodecError(f"task {self.name!r} returned a value that cannot be stored: {exc}")
-            return Outcome(EventType.TASK_FAILED, wrap_execution(error_info(error)))
+            raise CodecError(
+                f"task {self.name!r} returned a value that cannot be stored: {exc}"
+            ) from None
+
+    def _completed(self, stored: Any, attempt: int) -> Outcome:
         if attempt > 1:
             self.log.record(EventType.TASK_RETRY_COMPLETED, {"attempt": attempt})
         return Outcome(EventType.TASK_COMPLETED, stored)
@@ -140,7 +146,7 @@ class TaskCallRunner:
             self.log.record(EventType.TASK_FALLBACK_STARTED, {"error": error})
         try:
             value = await call_user_code(fallback, self.args, self.kwargs)
-            stored = store_value(self.task.options.output_storage, self.call_id, value)
+            stored = self._stored(value)
         except Exception as exc:
             failure = error_info(exc)
             self.log.record(EventType.TASK_FALLBACK_FAILED, {"error": failure})
