@@ -6,6 +6,7 @@ import asyncio
 import copy
 import datetime as dt
 import random
+from pathlib import Path
 from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -156,3 +157,73 @@ def _clock() -> dt.datetime:
 
 def _rng() -> random.Random:
     return random.Random(7)
+
+
+# ------------------------------------------- hostile values (issue 12, item 1)
+
+
+@workflow
+async def echo_wf(ctx: WorkflowExecutionContext[Any]) -> Any:
+    decision = await pause("approve", output=None)
+    return {"input": ctx.input, "decision": decision}
+
+
+def os_system(target: Path) -> dict[str, Any]:
+    return {"$flux": "dataclass", "type": "os:system", "v": {"command": f"touch {target}"}}
+
+
+def test_a_spec_input_naming_os_system_is_plain_data(tmp_path: Path) -> None:
+    target = tmp_path / "pwned"
+    runs = FakeRuns(new_run(os_system(target)))
+    driver = Driver(runs, "ns", "r1", echo_wf)  # type: ignore[arg-type]
+    instance = asyncio.run(driver.begin(runs.body))
+    assert instance is not None
+    assert not target.exists()
+    assert instance.ctx.input == {"command": f"touch {target}"}
+
+
+class MergingRuns(FakeRuns):
+    """Also takes the merge patch that fails a run whose input cannot be read."""
+
+    async def patch_status(self, namespace: str, name: str, ops: Any) -> dict[str, Any]:
+        if isinstance(ops, list):
+            return await super().patch_status(namespace, name, ops)
+        self.body.setdefault("status", {}).update(ops["status"])
+        return copy.deepcopy(self.body)
+
+
+def test_a_malformed_spec_input_fails_the_run_with_one_message() -> None:
+    runs = MergingRuns(new_run({"$flux": "bytes", "v": "%%%"}))
+    driver = Driver(runs, "ns", "r1", echo_wf)  # type: ignore[arg-type]
+    assert asyncio.run(driver.begin(runs.body)) is None
+    status = runs.body["status"]
+    assert status["phase"] == "Failed"
+    assert status["error"]["type"] == "CodecError"
+    assert "malformed Flux value" in status["error"]["message"]
+    assert "history" not in status
+
+
+def test_resume_inputs_are_plain_and_a_malformed_one_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "pwned"
+    runs = FakeRuns(new_run(1))
+    driver = Driver(runs, "ns", "r1", echo_wf)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        instance = await driver.begin(runs.body)
+        assert instance is not None
+        await step(driver, runs, instance)
+        status = runs.body["status"]
+        assert status["phase"] == "Paused"
+        status["resume"] = {"input": {"$flux": "dataclass", "type": "os:system", "value": {}}}
+        await step(driver, runs, instance)
+        # Refused: removed, the run still waits at its pause, nothing else written.
+        assert "resume" not in runs.body["status"]
+        assert runs.body["status"]["phase"] == "Paused"
+        runs.body["status"]["resume"] = {"input": os_system(target)}
+        await step(driver, runs, instance)
+
+    asyncio.run(scenario())
+    assert not target.exists()
+    status = runs.body["status"]
+    assert status["phase"] == "Succeeded"
+    assert status["output"] == {"input": 1, "decision": {"command": f"touch {target}"}}

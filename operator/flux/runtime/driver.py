@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import os
 import random
@@ -29,7 +28,7 @@ from flux.engine import values
 from flux.engine.commands import CancelCall, StartTimer
 from flux.engine.failures import ErrorInfo, describe, error_info
 from flux.engine.instance import WorkflowInstance
-from flux.errors import WorkflowInputError
+from flux.errors import CodecError, WorkflowInputError
 from flux.events import EventType, ExecutionEvent, ExecutionState
 from flux.k8s import api, archive, runstore
 from flux.k8s.decisions import succeeded_update
@@ -72,6 +71,8 @@ class Driver:
     events: api.Events | None = None
     # A shared driver claims the runs it takes up before the operator says whose they are.
     shared: bool = False
+    # Why the resume input in status.resume was refused; it is removed at the next write.
+    refused_resume: str | None = None
 
     async def run(self) -> int:
         body = await self.runs.get(self.namespace, self.name)
@@ -97,7 +98,9 @@ class Driver:
         history = [event_from_status(e) for e in await self._load_history(status)]
         try:
             spec_input = await self._load_input(body.get("spec") or {})
-        except WorkflowInputError as exc:
+            # Only classes the workflow declares are rebuilt from a user's input.
+            input = codec.decode(spec_input, values.workflow_input(self.workflow))
+        except (WorkflowInputError, CodecError) as exc:
             await _fail_to_load(self.runs, self.namespace, self.name, exc)
             return None
         instance = WorkflowInstance(
@@ -106,7 +109,7 @@ class Driver:
             history,
             clock=utc_now,
             rng=random.Random(random.SystemRandom().random()),
-            input=codec.decode(spec_input, values.workflow_input(self.workflow)),
+            input=input,
         )
         instance.start()
         return instance
@@ -154,8 +157,13 @@ class Driver:
             changed = self._carry_out(instance) or True
         resume = status.get("resume")
         if resume is not None and instance.pending_pause_name() is not None:
-            # A user's value: plain, nothing declares the type ``pause`` returns.
-            instance.resume(codec.decode(resume.get("input")))
+            try:
+                # A user's value: plain, nothing declares the type ``pause`` returns.
+                instance.resume(codec.decode(resume.get("input")))
+            except CodecError as exc:
+                # The run stays paused; the refused input is removed and reported.
+                self.refused_resume = f"status.resume.input refused: {exc}"
+                log.warning("run %s: %s", self.name, self.refused_resume)
             changed = self._carry_out(instance) or True
         now = utc_now()
         for call_id, until in sorted(self.timers.items(), key=lambda item: item[1]):
@@ -207,9 +215,18 @@ class Driver:
             conditions=update.conditions if update else None,
             claim=self.shared,
         )
+        refused, self.refused_resume = self.refused_resume, None
+        resume_kept = not any(op["path"] == "/status/resume" for op in ops)
+        if refused is not None and status.get("resume") is not None and resume_kept:
+            ops.append({"op": "remove", "path": "/status/resume"})
         if not ops:
             return body
         written = await self.runs.patch_status(self.namespace, self.name, ops)
+        if refused is not None and self.events is not None:
+            try:
+                await self.events.post(written, "Warning", "ResumeRefused", refused)
+            except ApiException as exc:
+                log.warning("run %s: event ResumeRefused not posted: %s", self.name, exc)
         for kind, reason, message in update.events if update and self.events else ():
             try:
                 await self.events.post(written, kind, reason, message)  # type: ignore[union-attr]
@@ -272,8 +289,8 @@ class Driver:
         if text is None:
             raise WorkflowInputError(f"{where} has no key {ref.get('key')!r}")
         try:
-            return json.loads(text)
-        except ValueError as exc:
+            return codec.parse_json(text)
+        except CodecError as exc:
             raise WorkflowInputError(f"{where} key {ref['key']!r} is not JSON: {exc}") from None
 
     async def _load_values(self, status: dict[str, Any]) -> None:
