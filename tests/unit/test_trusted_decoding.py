@@ -7,21 +7,26 @@ references (``storage.retrieve``) never import or call what the data names.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import math
+import random
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flux import codec, task
+from flux import WorkflowExecutionContext, codec, task, workflow
 from flux.engine import values
 from flux.engine.failures import to_exception
+from flux.engine.instance import WorkflowInstance
 from flux.errors import CodecError, TaskError, WorkflowInputError
+from flux.events import ExecutionState
 from flux.k8s.protocol import Outcome, TaskSpec
 from flux.runtime.task import run_step
 from flux.storage import OutputStorage, StorageReference, UnknownBackendError, retrieve
+from flux.tasks import pause
 
 
 @dataclasses.dataclass
@@ -181,3 +186,23 @@ def test_a_malformed_reference_is_a_codec_error() -> None:
     bad = {"$flux": "dataclass", "type": "flux.storage:StorageReference", "v": {"key": 1}}
     with pytest.raises(CodecError):
         values.read_value(bad)
+
+
+@workflow
+async def waits(ctx: WorkflowExecutionContext[Any]) -> Any:
+    return await pause("approve", output=None)
+
+
+def test_a_reference_given_as_resume_input_is_not_followed() -> None:
+    MemoryStorage.kept["secret"] = "the value behind the reference"
+    instance = WorkflowInstance(
+        waits, "r", [], clock=lambda: dt.datetime(2026, 1, 1, tzinfo=dt.UTC), rng=random.Random(1)
+    )
+    instance.start()
+    instance.resume(StorageReference(f"{__name__}:MemoryStorage", "secret", {}))
+    assert instance.state == ExecutionState.COMPLETED
+    assert instance.ctx.output == {
+        "backend": f"{__name__}:MemoryStorage",
+        "key": "secret",
+        "config": {},
+    }

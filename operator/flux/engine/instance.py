@@ -400,7 +400,7 @@ class WorkflowInstance:
         match event.type:
             case EventType.TASK_COMPLETED | EventType.TASK_RESUMED:
                 try:
-                    future.set_result(read_value(event.value, self._expected_result(call)))
+                    future.set_result(self._read_outcome(call, event.value))
                 except Exception as exc:  # a stored value that cannot be read back
                     future.set_exception(exc)
             case EventType.TASK_FAILED:
@@ -410,10 +410,13 @@ class WorkflowInstance:
             case _:
                 raise ValueError(f"{event.type} is not an outcome")
 
-    def _expected_result(self, call: _Call) -> codec.Expected:
+    def _read_outcome(self, call: _Call, value: Any) -> Any:
         if call.kind == "pause":
-            return values.resume_input(self.workflow)
-        return values.task_result(call.task)
+            # A resume input is a user's value: a reference in it is only data.
+            return codec.decode(value, values.resume_input(self.workflow))
+        if call.kind != "task":
+            return codec.decode(value)  # built-ins and timers: the codec's own types
+        return read_value(value, values.task_result(call.task))
 
     def _on_call_done(self, call: _Call, _: asyncio.Future[Any]) -> None:
         if call.future.cancelled() and not call.settled and not self._replaying:
