@@ -129,7 +129,15 @@ def check(value: Any) -> None:
 
 
 def _encode(value: Any, depth: int) -> Any:
-    if value is None or isinstance(value, bool):
+    kind = type(value)
+    # The common JSON types first, without a call: histories are mostly these.
+    if kind is str:
+        if not value.isascii():
+            _check_text(value)
+        return value
+    if kind is int:
+        return value if _INT64_MIN <= value <= _INT64_MAX else _encode_int(value)
+    if value is None or kind is bool or (kind is float and value - value == 0):
         return value
     if isinstance(value, str):
         _check_text(value)
@@ -150,7 +158,7 @@ def _encode(value: Any, depth: int) -> Any:
         return [_encode(v, depth) for v in value]
     if isinstance(value, dict):
         if all(isinstance(k, str) for k in value) and TAG not in value:
-            return {_encode(k, depth): _encode(v, depth) for k, v in value.items()}
+            return {_key(k): _encode(v, depth) for k, v in value.items()}
         return {
             TAG: "dict",
             "v": [[_encode(k, depth), _encode(v, depth)] for k, v in value.items()],
@@ -182,6 +190,12 @@ def _encode(value: Any, depth: int) -> Any:
         fields = {f.name: _encode(getattr(value, f.name), depth) for f in dataclasses.fields(value)}
         return {TAG: "dataclass", "type": _type_path(type(value)), "v": fields}
     raise CodecError(f"values of type {_type_path(type(value))} cannot be serialised")
+
+
+def _key(key: str) -> str:
+    if not key.isascii():
+        _check_text(key)
+    return key
 
 
 def _check_text(text: str) -> None:
@@ -246,10 +260,17 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _decode(data: Any, expected: Expected, depth: int) -> Any:
+    kind = type(data)
+    if kind is str:
+        if not data.isascii():
+            _check_text(data)
+        return data
+    if data is None or kind is int or kind is float or kind is bool:
+        return data
     if isinstance(data, str):
         _check_text(data)
         return data
-    if data is None or isinstance(data, bool | int | float):
+    if isinstance(data, bool | int | float):
         return data
     depth += 1
     if depth > MAX_DEPTH:
@@ -259,20 +280,26 @@ def _decode(data: Any, expected: Expected, depth: int) -> Any:
     if isinstance(data, dict):
         if TAG in data:
             return _decode_tagged(data, expected, depth)
-        return _decode_fields(data, expected, depth, "an object")
+        _check_keys(data)
+        return {k: _decode(v, expected, depth) for k, v in data.items()}
     raise CodecError(f"not a Flux-encoded value: {type(data).__name__}")
 
 
 def _decode_fields(data: Any, expected: Expected, depth: int, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise CodecError(f"malformed Flux value: {what} must be a JSON object")
-    fields: dict[str, Any] = {}
-    for key, item in data.items():
-        if not isinstance(key, str):
-            raise CodecError(f"malformed Flux value: {what} has a key that is not a str")
+    _check_keys(data)
+    return {k: _decode(v, expected, depth) for k, v in data.items()}
+
+
+def _check_keys(data: dict[Any, Any]) -> None:
+    try:
+        if all(map(str.isascii, data)):  # at C speed: most of history is objects
+            return
+    except TypeError:
+        raise CodecError("malformed Flux value: an object has a key that is not a str") from None
+    for key in data:
         _check_text(key)
-        fields[key] = _decode(item, expected, depth)
-    return fields
 
 
 def _decode_tagged(data: dict[Any, Any], expected: Expected, depth: int) -> Any:
