@@ -269,6 +269,18 @@ def test_a_workflow_output_the_store_cannot_take_fails_the_run(
     assert flux.state(flux.only_run_id()) == ExecutionState.FAILED
 
 
+def test_an_error_message_with_a_lone_surrogate_is_recorded_escaped(flux: Flux) -> None:
+    result = flux("run", reference("hostile.py", "task_error_with_surrogate"), timeout=60)
+    assert result.returncode == 1
+    assert "FileNotFoundError: [Errno 2] No such file or directory: 'name-\\udcff.txt'" in (
+        failure_line(result)
+    )
+    run_id = flux.only_run_id()
+    assert flux.state(run_id) == ExecutionState.FAILED
+    shown = json.loads(flux("show", run_id, "--json").stdout)
+    assert "name-\\udcff.txt" in shown["error"]["message"]
+
+
 def test_a_nan_result_is_stored_and_printed_as_valid_json(flux: Flux) -> None:
     result = flux("run", TASK_RETURNS, "--input", '"nan"')
     assert result.returncode == 0, result.stderr

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flux import WorkflowExecutionContext, codec, task, workflow
 from flux.engine import values
-from flux.engine.failures import to_exception
+from flux.engine.failures import describe, error_info, to_exception
 from flux.engine.instance import WorkflowInstance
 from flux.errors import CodecError, TaskError, WorkflowInputError
 from flux.events import ExecutionState
@@ -206,3 +208,53 @@ def test_a_reference_given_as_resume_input_is_not_followed() -> None:
         "key": "secret",
         "config": {},
     }
+
+
+# ------------------------------------------------------ errors as recorded
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no")
+
+
+def test_an_error_is_always_recordable() -> None:
+    info = error_info(OSError(2, "gone", "name-\udcff"))
+    assert info["message"] == "[Errno 2] gone: 'name-\\udcff'"
+    codec.dumps(info)
+    assert error_info(Unprintable())["message"] == (
+        "(Unprintable with a message that cannot be shown)"
+    )
+
+
+stored_errors = st.recursive(
+    st.none() | st.integers() | st.text(max_size=5) | st.floats(),
+    lambda children: (
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "type": st.sampled_from(["ExecutionError", "RetryError", "ExecutionTimeoutError"])
+                | st.sampled_from(["system", "Popen", "SystemExit", "KeyError", "Zen"])
+                | children,
+                "module": st.sampled_from(["os", "subprocess", "this", "builtins", "flux.errors"])
+                | children,
+                "message": children,
+                "attempts": children,
+                "cause": children,
+            },
+        )
+        | st.lists(children, max_size=2)
+    ),
+    max_leaves=15,
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(stored_errors)
+def test_any_stored_error_rebuilds_to_an_exception_importing_nothing(info: Any) -> None:
+    before = set(sys.modules)
+    exc = to_exception(info)
+    assert isinstance(exc, Exception)
+    assert not isinstance(exc, SystemExit | KeyboardInterrupt)
+    assert isinstance(describe(info), str)
+    assert set(sys.modules) == before

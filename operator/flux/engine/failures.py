@@ -38,11 +38,15 @@ class ErrorInfo(TypedDict, total=False):
     exit_code: int
 
 
+# Causes followed when rebuilding or describing a stored error (history is data).
+MAX_CAUSES = 20
+
+
 def error_info(exc: BaseException, kind: FailureKind = FailureKind.CODE) -> ErrorInfo:
     info: ErrorInfo = {
-        "type": type(exc).__name__,
-        "module": type(exc).__module__,
-        "message": str(exc),
+        "type": storable_text(type(exc).__name__),
+        "module": storable_text(type(exc).__module__),
+        "message": _message(exc),
         "kind": kind.value,
     }
     inner = getattr(exc, "inner_exception", None)
@@ -72,21 +76,42 @@ def wrap_execution(cause: ErrorInfo) -> ErrorInfo:
     return info
 
 
-def to_exception(info: ErrorInfo) -> BaseException:
+def storable_text(text: str) -> str:
+    """``text`` with lone surrogates (a non-UTF-8 file name in an OSError) escaped:
+    the store takes only valid Unicode, and an error must always be recordable."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return storable_text(str(exc))
+    except Exception:  # an exception whose __str__ fails must still be recorded
+        return f"({type(exc).__name__} with a message that cannot be shown)"
+
+
+def to_exception(info: ErrorInfo, _depth: int = 0) -> BaseException:
     """Rebuild an exception from stored info (original class where possible)."""
-    type_name = info.get("type", "Exception")
-    message = info.get("message", "")
-    cause = info.get("cause")
+    if not isinstance(info, dict):
+        return TaskError("Error", "history holds an error it does not describe")
+    raw_type = info.get("type")
+    type_name = raw_type if isinstance(raw_type, str) and raw_type else "Exception"
+    raw_message = info.get("message")
+    message = raw_message if isinstance(raw_message, str) else ""
+    cause = info.get("cause") if _depth < MAX_CAUSES else None
     if cause is not None and type_name == "ExecutionError":
-        return ExecutionError(to_exception(cause), message)
+        return ExecutionError(to_exception(cause, _depth + 1), message)
     if cause is not None and type_name == "RetryError":
-        error = RetryError(to_exception(cause), int(info.get("attempts", 0)))
-        return error
+        attempts = info.get("attempts")
+        count = attempts if type(attempts) is int else 0
+        return RetryError(to_exception(cause, _depth + 1), count)
     if type_name == "ExecutionTimeoutError":
         exc = ExecutionTimeoutError.__new__(ExecutionTimeoutError)
         Exception.__init__(exc, message)
         return exc
-    cls = _find_class(info.get("module", ""), type_name)
+    module = info.get("module")
+    cls = _find_class(module if isinstance(module, str) else "", type_name)
     if cls is not None:
         try:
             return cls(message)
@@ -97,10 +122,17 @@ def to_exception(info: ErrorInfo) -> BaseException:
 
 def describe(info: ErrorInfo) -> str:
     """One line for people: the innermost cause's type and message."""
-    while info.get("cause") is not None:
-        info = info["cause"]
-    message = info.get("message", "")
-    return f"{info.get('type', 'Error')}: {message}" if message else info.get("type", "Error")
+    if not isinstance(info, dict):
+        return "Error"
+    for _ in range(MAX_CAUSES):
+        cause = info.get("cause")
+        if not isinstance(cause, dict):
+            break
+        info = cause
+    message = info.get("message")
+    type_name = info.get("type")
+    name = type_name if isinstance(type_name, str) and type_name else "Error"
+    return f"{name}: {message}" if message else name
 
 
 def _find_class(module_name: str, type_name: str) -> type[BaseException] | None:

@@ -67,3 +67,14 @@ async def echo(ctx: WorkflowExecutionContext[Any]) -> Any:
     kind = await describe(ctx.input)
     resumed = await pause("more", output=None)
     return {"input": ctx.input, "task_saw": kind, "resumed": resumed}
+
+
+@task
+async def fail_naming_a_file() -> None:
+    # As open() reports a file whose name is not UTF-8.
+    raise FileNotFoundError(2, "No such file or directory", "name-\udcff.txt")
+
+
+@workflow
+async def task_error_with_surrogate(ctx: WorkflowExecutionContext[Any]) -> Any:
+    return await fail_naming_a_file()
