@@ -119,11 +119,23 @@ def test_a_task_pod_rebuilds_only_declared_classes(tmp_path: Path) -> None:
     assert anything == {"command": f"touch {target}"}
 
 
-def test_task_arguments_are_decoded_as_the_task_declares() -> None:
-    foreign = {"$flux": "pydantic", "type": "flux.k8s.protocol:TaskSpec", "v": {"run": "r"}}
-    args, kwargs = values.decode_arguments(take, [codec.encode(Point(0, 1))], {"anything": foreign})
-    assert args == (Point(0, 1),)
-    assert kwargs == {"anything": {"run": "r"}}  # loaded, but nothing declares it here
+@task
+def bind(spec: TaskSpec, anything: Any = None, *rest: Any, **extra: Any) -> None:
+    pass
+
+
+def test_task_arguments_are_decoded_as_the_parameter_they_bind_to_declares() -> None:
+    ts = codec.encode(TaskSpec(run="r", call_id="c", name="n", task="m:t"))
+    fields = ts["v"]  # the model's fields, as plain JSON
+    point = codec.encode(Point(0, 1))
+    args, kwargs = values.decode_arguments(bind, [ts, ts, ts, point], {"other": ts})
+    assert isinstance(args[0], TaskSpec)  # declared by ``spec``
+    assert args[1:3] == (fields, fields)  # loaded, but not declared where they bind
+    assert args[3] == Point(0, 1)  # a class of the task's own module
+    assert kwargs == {"other": fields}
+    args, kwargs = values.decode_arguments(bind, [], {"spec": ts, "anything": ts})
+    assert isinstance(kwargs["spec"], TaskSpec)
+    assert kwargs["anything"] == fields
     with pytest.raises(CodecError, match="malformed task arguments"):
         values.decode_arguments(take, {"a": 1}, {})
 

@@ -5,7 +5,7 @@ value becomes a dataclass, pydantic model or enum only where the run's code
 declares that class (see :mod:`flux.codec`):
 
 * the workflow's input: the ``WorkflowExecutionContext[T]`` annotation;
-* a task's arguments: the task function's parameter annotations;
+* a task's arguments: the annotation of the parameter each binds to;
 * a task's result: its return annotation;
 * the workflow's output: the workflow function's return annotation;
 * a resume input: nothing declares its type (``pause`` returns ``Any``).
@@ -20,6 +20,7 @@ plainly and then validated against the declared type, where there is one.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import typing
@@ -56,22 +57,67 @@ def task_result(task: Task[..., Any] | None) -> codec.Expected:
     return _function_expected(task.func, "return")
 
 
-def task_arguments(task: Task[..., Any]) -> codec.Expected:
-    return _function_expected(task.func, "parameters")
-
-
 def decode_arguments(
     task: Task[..., Any], positional: Any, keywords: Any
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """A call's encoded arguments, decoded as the task's parameters declare them."""
-    expected = task_arguments(task)
-    args = codec.decode(positional, expected)
-    kwargs = codec.decode(keywords, expected)
-    if not isinstance(args, list) or not isinstance(kwargs, dict):
+    """A call's encoded arguments, each decoded as the parameter it binds to declares."""
+    if not isinstance(positional, list) or not isinstance(keywords, dict):
         raise CodecError("malformed task arguments: expected a list and an object")
-    if not all(isinstance(k, str) for k in kwargs):
-        raise CodecError("malformed task arguments: keyword names must be str")
-    return tuple(args), kwargs
+    parameters = _parameters(task.func)
+    args = tuple(
+        codec.decode(value, parameters.for_position(i)) for i, value in enumerate(positional)
+    )
+    kwargs: dict[str, Any] = {}
+    for name, value in keywords.items():
+        if not isinstance(name, str):
+            raise CodecError("malformed task arguments: keyword names must be str")
+        kwargs[name] = codec.decode(value, parameters.for_name(name))
+    return args, kwargs
+
+
+@dataclasses.dataclass(frozen=True)
+class _Parameters:
+    """What each parameter of a task function declares (an argument binds to one)."""
+
+    positional: tuple[codec.Expected, ...]
+    named: dict[str, codec.Expected]
+    var_positional: codec.Expected
+    var_keyword: codec.Expected
+
+    def for_position(self, index: int) -> codec.Expected:
+        return self.positional[index] if index < len(self.positional) else self.var_positional
+
+    def for_name(self, name: str) -> codec.Expected:
+        return self.named.get(name, self.var_keyword)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parameters(func: Callable[..., Any]) -> _Parameters:
+    hints = _hints(func)
+    home = [func.__module__]
+    own = codec.expect(modules=home)  # for arguments no parameter declares
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return _Parameters((), {}, own, own)
+    positional: list[codec.Expected] = []
+    named: dict[str, codec.Expected] = {}
+    var_positional = var_keyword = own
+    for parameter in signature.parameters.values():
+        expected = codec.expect(hints.get(parameter.name), modules=home)
+        match parameter.kind:
+            case inspect.Parameter.VAR_POSITIONAL:
+                var_positional = expected
+            case inspect.Parameter.VAR_KEYWORD:
+                var_keyword = expected
+            case inspect.Parameter.POSITIONAL_ONLY:
+                positional.append(expected)
+            case inspect.Parameter.POSITIONAL_OR_KEYWORD:
+                positional.append(expected)
+                named[parameter.name] = expected
+            case inspect.Parameter.KEYWORD_ONLY:
+                named[parameter.name] = expected
+    return _Parameters(tuple(positional), named, var_positional, var_keyword)
 
 
 def read_value(value: Any, expected: codec.Expected = codec.PLAIN) -> Any:
@@ -121,8 +167,6 @@ def _cached(func: Callable[..., Any], which: str, input_type: Any) -> codec.Expe
         hints.append(input_type)
     elif which in ("output", "return"):
         hints.append(_hints(func).get("return"))
-    elif which == "parameters":
-        hints.extend(v for k, v in _hints(func).items() if k != "return")
     return codec.expect(*hints, modules=[func.__module__])
 
 
