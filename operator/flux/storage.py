@@ -17,6 +17,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+from flux import codec
+
 
 @dataclass(frozen=True)
 class StorageReference:
@@ -46,6 +48,15 @@ class OutputStorage(ABC):
     def retrieve(self, reference: StorageReference) -> Any:
         """Return the value ``store`` saved for ``reference``."""
 
+    def retrieve_as(self, reference: StorageReference, expected: codec.Expected) -> Any:
+        """The value, with the classes ``expected`` allows rebuilt (see :mod:`flux.codec`).
+
+        The engine reads stored outputs through this. A backend that keeps values
+        as codec JSON decodes them with ``expected``; the default returns what
+        :meth:`retrieve` does.
+        """
+        return self.retrieve(reference)
+
     def config(self) -> dict[str, Any]:
         """JSON-compatible settings from which :meth:`from_config` rebuilds this backend."""
         return {}
@@ -73,7 +84,7 @@ def is_inline(storage: OutputStorage | None) -> bool:
     return storage is None or isinstance(storage, InlineOutputStorage)
 
 
-def retrieve(reference: StorageReference) -> Any:
+def retrieve(reference: StorageReference, expected: codec.Expected = codec.PLAIN) -> Any:
     """Read a stored value back, rebuilding its backend from the reference."""
     backend_cls = _BACKENDS.get(reference.backend)
     if backend_cls is None:
@@ -82,4 +93,4 @@ def retrieve(reference: StorageReference) -> Any:
             "which is not an OutputStorage class defined in this process"
         )
     backend = backend_cls.from_config(reference.config)
-    return backend.retrieve(reference)
+    return backend.retrieve_as(reference, expected)

@@ -26,6 +26,7 @@ from flux.engine.instance import WorkflowInstance
 from flux.errors import CodecError, TaskError, WorkflowInputError
 from flux.events import ExecutionState
 from flux.k8s.protocol import Outcome, TaskSpec
+from flux.local.storage import LocalFileStorage
 from flux.runtime.task import run_step
 from flux.storage import OutputStorage, StorageReference, UnknownBackendError, retrieve
 from flux.tasks import pause
@@ -270,3 +271,9 @@ def test_any_stored_error_rebuilds_to_an_exception_importing_nothing(info: Any) 
     assert not isinstance(exc, SystemExit | KeyboardInterrupt)
     assert isinstance(describe(info), str)
     assert set(sys.modules) == before
+
+
+def test_a_stored_output_comes_back_as_the_classes_expected(tmp_path: Path) -> None:
+    stored = codec.encode(LocalFileStorage(tmp_path).store("k", [Point(1, 2)]))
+    assert values.read_value(stored, codec.expect(list[Point])) == [Point(1, 2)]
+    assert values.read_value(stored) == [{"x": 1, "y": 2}]

@@ -126,7 +126,7 @@ def read_value(value: Any, expected: codec.Expected = codec.PLAIN) -> Any:
     if reference is None:
         return codec.decode(value, expected)
     try:
-        return output_storage.retrieve(reference)
+        return output_storage.retrieve(reference, expected)
     except (output_storage.UnknownBackendError, TypeError) as exc:
         # TypeError: a config the backend's from_config does not take.
         raise CodecError(f"cannot read stored output {reference.key!r}: {exc}") from None

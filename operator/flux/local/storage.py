@@ -41,9 +41,12 @@ class LocalFileStorage(OutputStorage):
         return self.reference(name)
 
     def retrieve(self, reference: StorageReference) -> Any:
+        return self.retrieve_as(reference, codec.PLAIN)
+
+    def retrieve_as(self, reference: StorageReference, expected: codec.Expected) -> Any:
         path = self.base_path / reference.key
         try:
-            return codec.loads(path.read_text(encoding="utf-8"))
+            return codec.loads(path.read_text(encoding="utf-8"), expected)
         except FileNotFoundError:
             raise FileNotFoundError(
                 f"stored output {reference.key} is missing from {path}"
