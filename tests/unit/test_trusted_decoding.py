@@ -277,3 +277,14 @@ def test_a_stored_output_comes_back_as_the_classes_expected(tmp_path: Path) -> N
     stored = codec.encode(LocalFileStorage(tmp_path).store("k", [Point(1, 2)]))
     assert values.read_value(stored, codec.expect(list[Point])) == [Point(1, 2)]
     assert values.read_value(stored) == [{"x": 1, "y": 2}]
+
+
+def test_a_stored_output_reference_names_no_file_outside_its_storage(tmp_path: Path) -> None:
+    (tmp_path / "secret.json").write_text('"the secret"')
+    base = tmp_path / "outputs"
+    base.mkdir()
+    backend = "flux.local.storage:LocalFileStorage"
+    for key in ("../secret.json", str(tmp_path / "secret.json")):
+        stored = codec.encode(StorageReference(backend, key, {"base_path": str(base)}))
+        with pytest.raises(ValueError, match="is not a file name"):
+            values.read_value(stored)

@@ -45,6 +45,9 @@ class LocalFileStorage(OutputStorage):
 
     def retrieve_as(self, reference: StorageReference, expected: codec.Expected) -> Any:
         path = self.base_path / reference.key
+        # ``store`` writes plain file names; a reference is data and names no other file.
+        if path.resolve().parent != self.base_path:
+            raise ValueError(f"stored output key {reference.key!r} is not a file name")
         try:
             return codec.loads(path.read_text(encoding="utf-8"), expected)
         except FileNotFoundError:
