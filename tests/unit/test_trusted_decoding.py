@@ -25,6 +25,7 @@ from flux.engine.failures import describe, error_info, to_exception
 from flux.engine.instance import WorkflowInstance
 from flux.errors import CodecError, TaskError, WorkflowInputError
 from flux.events import ExecutionState
+from flux.k8s.calls import PodView
 from flux.k8s.protocol import Outcome, TaskSpec
 from flux.local.storage import LocalFileStorage
 from flux.runtime.task import run_step
@@ -288,3 +289,23 @@ def test_a_stored_output_reference_names_no_file_outside_its_storage(tmp_path: P
         stored = codec.encode(StorageReference(backend, key, {"base_path": str(base)}))
         with pytest.raises(ValueError, match="is not a file name"):
             values.read_value(stored)
+
+
+# ------------------------------------------- results a task pod writes itself
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        '{"outcome":"completed","value":' + "[" * 5000 + "]" * 5000 + "}",
+        '{"outcome":"completed","value":NaN}',
+        '{"outcome":"completed","value":' + "9" * 5000 + "}",
+        "not json",
+    ],
+    ids=["deep", "nan", "5000-digits", "garbage"],
+)
+def test_a_result_a_task_wrote_itself_is_no_result_rather_than_a_crash(message: str) -> None:
+    pod = PodView(name="p", phase="Succeeded", exit_code=0, message=message)
+    assert pod.result() is None
+    batch = PodView(name="p", phase="Succeeded", exit_code=0, message=message, batch_size=2)
+    assert batch.for_item("a#0").result() is None

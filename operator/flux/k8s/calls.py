@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +24,13 @@ from flux.engine.policy import (
 )
 from flux.events import EventType
 from flux.k8s import api
-from flux.k8s.protocol import Outcome, Step, TaskResult, parse_batch_result
+from flux.k8s.protocol import (
+    Outcome,
+    Step,
+    TaskResult,
+    parse_batch_result,
+    parse_task_result,
+)
 
 RUNNING_STATES = {
     Step.ATTEMPT: "Running",
@@ -173,13 +178,11 @@ class PodView:
         if not text:
             return None
         try:
-            result = TaskResult.model_validate(json.loads(text))
-        except ValueError:
+            result = parse_task_result(text)
+            if result.in_log:
+                return parse_task_result(self.log_result) if self.log_result else None
+        except ValueError:  # not a result: the attempt fails as the pod did
             return None
-        if result.in_log:
-            if not self.log_result:
-                return None
-            return TaskResult.model_validate(json.loads(self.log_result))
         return result
 
 

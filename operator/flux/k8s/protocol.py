@@ -21,6 +21,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from flux import codec
+from flux.errors import CodecError
+
 TASK_ENV = "FLUX_TASK"
 SOURCE_DIR_ENV = "FLUX_SOURCE_DIR"
 TERMINATION_LOG = "/dev/termination-log"
@@ -125,6 +128,22 @@ def parse_task_spec(raw: str) -> TaskSpec | BatchSpec:
     return TaskSpec.model_validate(data)
 
 
+def parse_result_json(text: str) -> Any:
+    """A pod's result text as strict JSON; ValueError when it is not.
+
+    The task's code runs in that pod and can write anything there: NaN, nesting
+    deep enough to exhaust the parser's recursion, ints past Python's digit limit.
+    """
+    try:
+        return codec.parse_json(text)
+    except CodecError as exc:
+        raise ValueError(f"not a task result: {exc}") from None
+
+
+def parse_task_result(text: str) -> TaskResult:
+    return TaskResult.model_validate(parse_result_json(text))
+
+
 def parse_batch_result(message: str) -> BatchResult:
     """A batch pod's termination message, or its result log line (marker optional).
 
@@ -134,4 +153,4 @@ def parse_batch_result(message: str) -> BatchResult:
     text = message.strip()
     if text.startswith(RESULT_LOG_MARKER.strip()):
         text = text[len(RESULT_LOG_MARKER.strip()) :].lstrip()
-    return BatchResult.model_validate(json.loads(text))
+    return BatchResult.model_validate(parse_result_json(text))
