@@ -302,3 +302,34 @@ def test_a_nan_result_comes_back_as_nan_in_python(flux_home: Path) -> None:
 
 def _no_constants(name: str) -> Any:
     raise AssertionError(f"{name} is not JSON")
+
+
+# ----------------------------------------------- resume inputs the store cannot take
+
+
+def test_an_unstorable_resume_input_changes_nothing(flux_home: Path) -> None:
+    from flux.errors import CodecError
+
+    paused = hostile.echo.run("in")
+    assert paused.is_paused
+    with Store() as store:
+        before = store.events(paused.execution_id)
+    with pytest.raises(CodecError, match="lone surrogate"):
+        hostile.echo.resume(paused.execution_id, "\udcff")
+    with Store() as store:
+        assert store.events(paused.execution_id) == before
+        assert store.get_run(paused.execution_id).state == ExecutionState.PAUSED
+    done = hostile.echo.resume(paused.execution_id, "ok")
+    assert done.output == {"input": "in", "task_saw": "str", "resumed": "ok"}
+
+
+def test_a_bad_cli_resume_input_is_one_line_and_the_run_stays_paused(flux: Flux) -> None:
+    assert flux("run", ECHO, "--input", '"in"').returncode == 3
+    run_id = flux.only_run_id()
+    before = flux.events(run_id)
+    for given in ('"\\ud800"', '{"$flux": "bytes", "v": "%%%"}', "[" * 900 + "]" * 900):
+        result = flux("resume", run_id, "--input", given)
+        assert result.returncode == 2
+        assert "--input holds a value Flux cannot decode" in one_line_error(result)
+    assert flux.events(run_id) == before
+    assert flux.state(run_id) == ExecutionState.PAUSED
