@@ -75,6 +75,20 @@ class MaskedStream(io.TextIOBase):
         return self.target.errors
 
 
+def mask_std_streams(redactor: Redactor) -> None:
+    """Mask ``sys.stdout`` and ``sys.stderr`` for the rest of the process (a task pod):
+    threads still running at its end keep writing through the mask."""
+    if not isinstance(sys.stdout, MaskedStream):
+        sys.stdout = MaskedStream(sys.stdout, redactor)
+    if not isinstance(sys.stderr, MaskedStream):
+        sys.stderr = MaskedStream(sys.stderr, redactor)
+
+
+def unmasked(stream: TextIO) -> TextIO:
+    """The stream a :class:`MaskedStream` writes to (``stream`` itself otherwise)."""
+    return stream.target if isinstance(stream, MaskedStream) else stream
+
+
 @contextlib.contextmanager
 def masked_std_streams(redactor: Redactor) -> Iterator[tuple[MaskedStream, MaskedStream]]:
     """``sys.stdout`` and ``sys.stderr`` masked with ``redactor`` for the duration."""

@@ -75,7 +75,7 @@ class WorkflowInstance:
         self.workflow = workflow
         # Every event passes through it on its way into history (see _emit); the
         # executor adds the values of task secrets as it resolves them.
-        self.redactor = redactor or Redactor()
+        self.redactor = redactor if redactor is not None else Redactor()
         self.redactor.add((secrets or {}).values())
         self.execution_id = execution_id
         self._clock = clock
@@ -432,7 +432,7 @@ class WorkflowInstance:
         event = ExecutionEvent(
             event_type,
             source_id,
-            name,
+            self.redactor.text(name),
             self._clock(),
             self.redactor.redact(value),
             len(self.events) + 1,
