@@ -34,8 +34,8 @@ def give(secrets: dict = {}) -> dict:
     token = secrets["API_KEY"]
     print(f"printing {token}")
     print(f"complaining {token}", file=sys.stderr)
-    # Past the inline limit: the value moves to a ConfigMap of its own.
-    return {"token": token, "big": ("pad " + token + "\\n") * 800}
+    # Past the inline limit, masked too: the value moves to a ConfigMap of its own.
+    return {"token": token, "big": ("pad " + token + "x" * 40 + "\\n") * 800}
 
 
 @task.with_options(secret_requests=["API_KEY"])
