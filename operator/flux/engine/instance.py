@@ -38,6 +38,7 @@ from flux.events import (
     ExecutionEvent,
     ExecutionState,
 )
+from flux.redaction import Redactor
 from flux.task import SECRETS_ARGUMENT, MapBatch, Task
 from flux.workflow import Workflow
 
@@ -73,8 +74,13 @@ class WorkflowInstance:
         rng: random.Random,
         input: Any = None,
         secrets: dict[str, str] | None = None,
+        redactor: Redactor | None = None,
     ):
         self.workflow = workflow
+        # Every event passes through it on its way into history (see _emit); the
+        # executor adds the values of task secrets as it resolves them.
+        self.redactor = redactor if redactor is not None else Redactor()
+        self.redactor.add((secrets or {}).values())
         self.execution_id = execution_id
         self._clock = clock
         self._rng = rng
@@ -345,6 +351,8 @@ class WorkflowInstance:
     ) -> _Call:
         if self._divergence is not None:
             raise self._divergence
+        # A call's name can be formatted from its arguments: masked like its events.
+        name = self.redactor.text(name)
         key = counter_key or name
         call_id = f"{key}#{self._counters[key]}"
         self._counters[key] += 1
@@ -371,6 +379,8 @@ class WorkflowInstance:
                 f"history records {expected.source_id} ({expected.name}) at this point, "
                 f"but the workflow now calls {call.call_id} ({call.name})"
             )
+        # History holds the arguments as recorded: with secret values masked.
+        encoded = self.redactor.redact(encoded)
         if encoded is not None and {k: expected.value.get(k) for k in encoded} != encoded:
             raise self._diverged(
                 f"{call.call_id} ({call.name}) is now called with other "
@@ -429,8 +439,15 @@ class WorkflowInstance:
         return None
 
     def _emit(self, event_type: EventType, source_id: str, name: str, value: Any) -> ExecutionEvent:
+        # The one way into history: secret values are masked here, before an
+        # outcome reaches the workflow, so a live run and its replay see the same.
         event = ExecutionEvent(
-            event_type, source_id, name, self._clock(), value, len(self.events) + 1
+            event_type,
+            source_id,
+            self.redactor.text(name),
+            self._clock(),
+            self.redactor.redact(value),
+            len(self.events) + 1,
         )
         self.events.append(event)
         self._new_events.append(event)
@@ -486,13 +503,18 @@ class WorkflowInstance:
         except CodecError as exc:
             self._finish_failed(CodecError(f"workflow {self.workflow.name!r} output: {exc}"))
             return
+        masked = self.redactor.redact(stored)
+        if masked is not stored:
+            # The caller gets the output as history keeps it, as a later `show` does.
+            output = codec.decode(masked, values.workflow_output(self.workflow))
+            stored = masked
         self.ctx.output = output
         self.ctx.state = ExecutionState.COMPLETED
         self._emit_end(EventType.WORKFLOW_COMPLETED, stored)
         self._cancel_leftovers()
 
     def _finish_failed(self, exc: BaseException) -> None:
-        info: ErrorInfo = error_info(exc)
+        info: ErrorInfo = self.redactor.redact(error_info(exc))
         self.ctx.output = dict(info)
         self.ctx.state = ExecutionState.FAILED
         self._emit_end(EventType.WORKFLOW_FAILED, info)

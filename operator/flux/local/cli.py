@@ -32,6 +32,7 @@ from flux.local.loader import LoadError, load_from_source, load_workflow, source
 from flux.local.progress import LiveProgress
 from flux.local.secrets import ENV_PREFIX, KEY_ENV, SecretKeyError, SecretStore
 from flux.local.store import RunNotFound, RunRecord, Store, flux_home
+from flux.masked_output import masked_std_streams
 from flux.workflow import Workflow
 
 
@@ -372,7 +373,11 @@ def drive(
 ) -> WorkflowExecutionContext[Any]:
     """Execute the run until it settles, with live progress when stderr is a terminal."""
     history = executor.store.events(run_id)
-    with LiveProgress(workflow.name, history, enabled=sys.stderr.isatty()) as live:
+    with (
+        LiveProgress(workflow.name, history, enabled=sys.stderr.isatty()) as live,
+        # What tasks print here is masked with the secrets the run resolves.
+        masked_std_streams(executor.redactor),
+    ):
         executor.observer = live.observe
         try:
             return asyncio.run(

@@ -15,8 +15,9 @@ from flux.local import runs
 from flux.local.calls import TaskCallRunner
 from flux.local.executor import LocalExecutor, new_run_id, utc_now
 from flux.local.loader import source_of
-from flux.local.secrets import SecretStore
+from flux.local.secrets import SecretStore, environment_values
 from flux.local.store import Store
+from flux.redaction import Redactor
 from flux.task import Task
 from flux.workflow import Workflow
 
@@ -55,9 +56,13 @@ class EmbeddedExecutor:
     async def run_task(
         self, task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
+        redactor = Redactor(environment_values())
+
         def resolve(names: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
             with Store() as store:
-                return SecretStore(store).resolve(names)
+                found, missing = SecretStore(store).resolve(names)
+            redactor.add(found.values())
+            return found, missing
 
         runner = TaskCallRunner(
             call_id=f"{task.name}-direct",
@@ -72,7 +77,8 @@ class EmbeddedExecutor:
         )
         outcome = await runner.run()
         if outcome.event_type == EventType.TASK_FAILED:
-            raise failures.to_exception(outcome.value)
+            # The caller's exception, unlike the value, may end up in logs.
+            raise failures.to_exception(redactor.redact(outcome.value))
         return values.read_value(outcome.value, values.task_result(task))
 
 

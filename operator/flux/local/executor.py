@@ -26,8 +26,9 @@ from flux.errors import SecretsNotFoundError
 from flux.events import EventType, ExecutionEvent, ExecutionState
 from flux.local.calls import Outcome, TaskCallRunner
 from flux.local.runs import this_process
-from flux.local.secrets import SecretStore
+from flux.local.secrets import SecretStore, environment_values
 from flux.local.store import Store
+from flux.redaction import Redactor
 from flux.workflow import Workflow
 
 Observer = Callable[[list[ExecutionEvent]], None]
@@ -60,6 +61,9 @@ class LocalExecutor:
     ):
         self.store = store
         self.secrets = SecretStore(store)
+        # The secret values the runs driven here could see, masked in all they record;
+        # shared with the CLI, which masks task output with it.
+        self.redactor = Redactor(environment_values())
         self.clock = clock
         self.observer = observer
         self._rng = random.Random(random.SystemRandom().random())
@@ -173,6 +177,7 @@ class LocalExecutor:
             clock=self.clock,
             rng=self._rng,
             secrets=found,
+            redactor=self.redactor,
         )
 
     def _step(self, run: _Run) -> None:
@@ -233,9 +238,16 @@ class LocalExecutor:
             command.kwargs,
             log=_HistoryLog(self, run, command.call_id),
             clock=self.clock,
-            secrets=self.secrets.resolve,
+            secrets=self._resolve_secrets,
             rng=self._rng,
         )
+
+    def _resolve_secrets(self, names: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
+        found, missing = self.secrets.resolve(names)
+        # Known to the redactor before the task runs, so before anything it
+        # returns, raises or prints can be recorded.
+        self.redactor.add(found.values())
+        return found, missing
 
     async def _run_task(self, run: _Run, command: ScheduleTask) -> None:
         instance = run.instance

@@ -90,6 +90,12 @@ class SecretStore:
         return path.read_bytes().strip()
 
 
+def environment_values() -> list[str]:
+    """Every ``FLUX_SECRET_*`` value of this process (the store's key included):
+    task code running here can read any of them, so all are masked in its run."""
+    return [value for name, value in os.environ.items() if name.startswith(ENV_PREFIX)]
+
+
 def _key_from_text(text: str) -> bytes:
     try:
         raw = base64.urlsafe_b64decode(text.encode())

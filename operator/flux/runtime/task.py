@@ -46,6 +46,8 @@ from flux.k8s.protocol import (
     TaskSpec,
     is_batch,
 )
+from flux.masked_output import mask_std_streams, unmasked
+from flux.redaction import Redactor
 from flux.runtime.loading import import_object
 from flux.task import SECRETS_ARGUMENT, Task
 
@@ -206,14 +208,47 @@ async def _await(awaitable: Any) -> Any:
     return await awaitable
 
 
+def secret_redactor() -> Redactor:
+    """The values of every secret this pod was given: all the task could see."""
+    return Redactor(v for k, v in os.environ.items() if k.startswith(SECRET_ENV_PREFIX))
+
+
+def redact_result(result: TaskResult | BatchResult, redactor: Redactor) -> TaskResult | BatchResult:
+    """The result with secret values masked in its value and error (each item's, for a batch).
+
+    Everything the operator records of a task (status, history, archive,
+    Events, its logs) derives from this result, so masking it here, where the
+    values are known, keeps them out of all of those.
+    """
+    if not redactor:
+        return result
+    if isinstance(result, BatchResult):
+        items = {
+            call_id: _redact_task_result(item, redactor) for call_id, item in result.items.items()
+        }
+        return result.model_copy(update={"items": items})
+    return _redact_task_result(result, redactor)
+
+
+def _redact_task_result(result: TaskResult, redactor: Redactor) -> TaskResult:
+    return result.model_copy(
+        update={"value": redactor.redact(result.value), "error": redactor.redact(result.error)}
+    )
+
+
 def report(result: TaskResult | BatchResult) -> None:
     """Write the result where the operator reads it; large values go to the log."""
-    message = result.to_message()
+    message = redact_result(result, secret_redactor()).to_message()
     if len(message.encode()) > TERMINATION_MESSAGE_LIMIT:
         # The line break first: output of the task that did not end its line
         # must not hide the marker at the start of the result line.
-        sys.stdout.write("\n" + RESULT_LOG_MARKER + message + "\n")
+        sys.stdout.write("\n")
         sys.stdout.flush()
+        # Past the mask: the result is masked already, and masking its JSON text
+        # again must not be able to break the line the operator parses.
+        out = unmasked(sys.stdout)
+        out.write(RESULT_LOG_MARKER + message + "\n")
+        out.flush()
         small: TaskResult | BatchResult
         if isinstance(result, BatchResult):
             small = BatchResult(in_log=True)
@@ -250,6 +285,8 @@ def _main_batch(data: dict[str, Any]) -> int:
 
 
 def main() -> int:
+    # For the rest of the process: a batch item abandoned at its deadline may still print.
+    mask_std_streams(secret_redactor())
     raw = os.environ.get(TASK_ENV)
     if not raw:
         sys.stderr.write(f"{TASK_ENV} is not set: this program runs inside Flux task pods\n")
