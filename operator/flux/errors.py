@@ -73,6 +73,17 @@ class WorkflowCancelled(FluxError):
     """The run was cancelled."""
 
 
+class TaskExitError(FluxError):
+    """Task code tried to end the process (sys.exit, KeyboardInterrupt, ...): a task failure."""
+
+    @classmethod
+    def from_exit(cls, task_name: str, exc: BaseException) -> TaskExitError:
+        if isinstance(exc, SystemExit):
+            code = "" if exc.code is None else repr(exc.code)
+            return cls(f"task {task_name!r} called sys.exit({code})")
+        return cls(f"task {task_name!r} raised {type(exc).__name__}")
+
+
 def _describe(error: BaseException) -> str:
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
