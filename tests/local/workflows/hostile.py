@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
@@ -131,12 +130,6 @@ async def other_gate(ctx: WorkflowExecutionContext[Any]) -> Any:
 @workflow
 async def size(ctx: WorkflowExecutionContext[dict[str, Any]]) -> int:
     return len(ctx.input["blob"])
-
-
-@task
-async def slow_step(path: str) -> None:
-    _mark(path, "step")
-    await asyncio.sleep(30)
 
 
 @task
