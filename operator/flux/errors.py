@@ -74,14 +74,17 @@ class WorkflowCancelled(FluxError):
 
 
 class TaskExitError(FluxError):
-    """Task code tried to end the process (sys.exit, KeyboardInterrupt, ...): a task failure."""
+    """User code tried to end the process (sys.exit, KeyboardInterrupt, ...).
+
+    It fails the task (or the workflow) whose code did it, like any other error.
+    """
 
     @classmethod
-    def from_exit(cls, task_name: str, exc: BaseException) -> TaskExitError:
+    def from_exit(cls, name: str, exc: BaseException, kind: str = "task") -> TaskExitError:
         if isinstance(exc, SystemExit):
             code = "" if exc.code is None else repr(exc.code)
-            return cls(f"task {task_name!r} called sys.exit({code})")
-        return cls(f"task {task_name!r} raised {type(exc).__name__}")
+            return cls(f"{kind} {name!r} called sys.exit({code})")
+        return cls(f"{kind} {name!r} raised {type(exc).__name__}")
 
 
 def _describe(error: BaseException) -> str:

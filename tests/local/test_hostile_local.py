@@ -441,6 +441,57 @@ def test_a_task_raising_a_process_exit_fails_the_task(
     assert "has already finished (FAILED)" in one_line_error(again)
 
 
+@pytest.mark.parametrize(
+    ("workflow", "what"),
+    [("body_exits", "called sys.exit(3)"), ("body_interrupts", "raised KeyboardInterrupt")],
+)
+def test_a_workflow_body_ending_the_process_fails_the_run(
+    flux: Flux, workflow: str, what: str
+) -> None:
+    result = flux("run", ref(workflow), timeout=30)
+    assert result.returncode == 1
+    run_id = flux.only_run_id()
+    assert result.stderr.splitlines()[-1] == (
+        f"error: run {run_id} failed: TaskExitError: workflow '{workflow}' {what}"
+    )
+    assert flux.state(run_id) == ExecutionState.FAILED
+
+
+def test_ctrl_c_during_a_blocking_task_exits_130_at_once_and_resumes(
+    flux: Flux, tmp_path: Path
+) -> None:
+    trace = tmp_path / "trace"
+    log = tmp_path / "log"
+    runner = flux.start("run", ref("counted_long"), "--input", json.dumps(str(trace)), log=log)
+    try:
+        wait_for(lambda: trace_lines(trace) == ["ran"], what="the task to start")
+        interrupted = time.monotonic()
+        runner.send_signal(signal.SIGINT)
+        assert runner.wait(timeout=30) == 130
+        # Not held until the blocking body (5 s) returns.
+        assert time.monotonic() - interrupted < 3
+    finally:
+        runner.kill()
+        runner.wait()
+    run_id = flux.only_run_id()
+    assert log.read_text().splitlines()[-1] == (
+        f"error: interrupted; continue the run with: flux resume {run_id}"
+    )
+    result = flux("resume", run_id)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == "done"
+    assert trace_lines(trace) == ["ran", "ran"]  # the call in flight runs again
+
+
+def test_a_lock_folder_that_is_a_file_is_one_line(flux: Flux) -> None:
+    flux.home.mkdir()
+    (flux.home / "flux.db.locks").write_text("in the way")
+    result = flux("run", GREET, "--input", '"World"')
+    assert result.returncode == 2
+    assert one_line_error(result).startswith("error: cannot lock run ")
+    assert run_count(flux) == 0
+
+
 def test_task_output_never_reaches_the_json_result(flux: Flux) -> None:
     result = flux("run", ref("prints"))
     assert result.returncode == 0, result.stderr

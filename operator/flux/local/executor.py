@@ -28,7 +28,7 @@ from flux.local import claims
 from flux.local.calls import Outcome, TaskCallRunner
 from flux.local.runs import this_process
 from flux.local.secrets import SecretStore
-from flux.local.store import Store
+from flux.local.store import Store, StoreError
 from flux.workflow import Workflow
 
 Observer = Callable[[list[ExecutionEvent]], None]
@@ -79,7 +79,10 @@ class LocalExecutor:
             yield  # the outer claim releases it
             return
         path = claims.lock_path(self.store.path, run_id)
-        fd = claims.acquire(path)
+        try:
+            fd = claims.acquire(path)
+        except OSError as exc:
+            raise StoreError(f"cannot lock run {run_id} at {path}: {exc.strerror or exc}") from None
         if fd is None:
             raise claims.RunBusyError(run_id, self.store.owner(run_id))
         self._claims[run_id] = fd

@@ -143,3 +143,13 @@ def count_and_hold(path: str) -> str:
 async def counted_long(ctx: WorkflowExecutionContext[str]) -> str:
     """Like counted, held long enough for several processes to knock meanwhile."""
     return await count_and_hold(ctx.input)
+
+
+@workflow
+async def body_exits(ctx: WorkflowExecutionContext[Any]) -> None:
+    sys.exit(3)
+
+
+@workflow
+async def body_interrupts(ctx: WorkflowExecutionContext[Any]) -> None:
+    raise KeyboardInterrupt
