@@ -11,7 +11,16 @@ from flux.local import claims
 from flux.local.claims import RunBusyError
 from flux.local.store import RunNotFound, Store
 
-__all__ = ["ResumeError", "RunBusyError"]
+__all__ = [
+    "ResumeError",
+    "RunBusyError",
+    "check_resumable",
+    "check_workflow",
+    "exists",
+    "is_executing_elsewhere",
+    "pending_pause",
+    "this_process",
+]
 
 
 class ResumeError(ValueError):
