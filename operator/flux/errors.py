@@ -73,6 +73,20 @@ class WorkflowCancelled(FluxError):
     """The run was cancelled."""
 
 
+class TaskExitError(FluxError):
+    """User code tried to end the process (sys.exit, KeyboardInterrupt, ...).
+
+    It fails the task (or the workflow) whose code did it, like any other error.
+    """
+
+    @classmethod
+    def from_exit(cls, name: str, exc: BaseException, kind: str = "task") -> TaskExitError:
+        if isinstance(exc, SystemExit):
+            code = "" if exc.code is None else repr(exc.code)
+            return cls(f"{kind} {name!r} called sys.exit({code})")
+        return cls(f"{kind} {name!r} raised {type(exc).__name__}")
+
+
 def _describe(error: BaseException) -> str:
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -75,11 +75,23 @@ class Workflow(Generic[T]):
     def run(
         self, input: Any = None, *, execution_id: str | None = None
     ) -> WorkflowExecutionContext[T]:
-        """Run to completion or the first pause on the embedded executor."""
+        """Run to completion or the first pause on the embedded executor.
+
+        With ``execution_id`` of a stored run: an interrupted run continues, a
+        paused one resumes with no input, a finished one is returned as stored.
+        An ``input`` that fails validation gives a failed context (the error as
+        its output) and stores nothing. Raises ``flux.local.runs.RunBusyError``
+        while another process executes the run, and ``ResumeError`` (touching
+        nothing) for a run of another workflow.
+        """
         return _runtime.embedded_executor().run_workflow(self, input, execution_id)
 
     def resume(self, execution_id: str, input: Any = None) -> WorkflowExecutionContext[T]:
-        """Resume a paused run; ``input`` becomes the return value of ``pause``."""
+        """Resume a paused run; ``input`` becomes the return value of ``pause``.
+
+        Raises ``flux.local.runs.RunBusyError`` while another process executes
+        the run, ``ResumeError`` when it is finished or a run of another workflow.
+        """
         return _runtime.embedded_executor().resume_workflow(self, execution_id, input)
 
     def __repr__(self) -> str:

@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import os
 import pty
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -328,11 +327,9 @@ def test_cancel_a_run_executing_in_another_process(flux: Flux, tmp_path: Path) -
 
 def test_cancel_that_outlasts_its_wait_exits_1(flux: Flux) -> None:
     # A live process that owns the run but never acts on the request.
-    sleeper = subprocess.Popen(["sleep", "60"])
+    run_id = create_run(flux, GREET, "World")
+    sleeper = flux.hold_claim(run_id)
     try:
-        run_id = create_run(flux, GREET, "World")
-        with Store(flux.db) as store:
-            store.set_owner(run_id, f"{socket.gethostname()}:{sleeper.pid}")
         result = flux("cancel", run_id, "--wait", "0.3")
         assert result.returncode == 1
         assert last_line(result.stderr).startswith(

@@ -29,7 +29,7 @@ from flux.engine.commands import CancelCall, Command, ScheduleTask, StartTimer
 from flux.engine.failures import ErrorInfo, error_info, to_exception
 from flux.engine.loop import DeterministicLoop
 from flux.engine.policy import TaskPolicy
-from flux.errors import CodecError, NonDeterminismError, WorkflowCancelled
+from flux.errors import CodecError, NonDeterminismError, TaskExitError, WorkflowCancelled
 from flux.events import (
     TASK_OUTCOME_EVENTS,
     WORKFLOW_FINAL_EVENTS,
@@ -471,6 +471,10 @@ class WorkflowInstance:
             return
         except Exception as exc:
             self._finish_failed(self._divergence or self._history_left_over() or exc)
+            return
+        except (SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
+            # Raised by the workflow's own code: it fails the run, never ends the process.
+            self._finish_failed(TaskExitError.from_exit(self.workflow.name, exc, "workflow"))
             return
         divergence = self._divergence or self._history_left_over()
         if divergence is not None:

@@ -7,6 +7,7 @@ errors) goes to stderr, so ``flux run ... > out.json`` keeps a clean file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import os
 import re
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import IntEnum
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, TextIO, cast
 
 import typer
 from rich.console import Console
@@ -27,11 +28,19 @@ from flux.engine.failures import ErrorInfo
 from flux.errors import CodecError, PauseMismatchError, SecretsNotFoundError, WorkflowInputError
 from flux.events import ExecutionState
 from flux.local import render, runs
-from flux.local.executor import LocalExecutor
+from flux.local.claims import RunBusyError
+from flux.local.executor import LocalExecutor, new_run_id
 from flux.local.loader import LoadError, load_from_source, load_workflow, source_of
 from flux.local.progress import LiveProgress
 from flux.local.secrets import ENV_PREFIX, KEY_ENV, SecretKeyError, SecretStore
-from flux.local.store import RunNotFound, RunRecord, Store, flux_home
+from flux.local.store import (
+    RunNotFound,
+    RunRecord,
+    Store,
+    StoreError,
+    flux_home,
+    is_broken_database,
+)
 from flux.masked_output import masked_std_streams
 from flux.workflow import Workflow
 
@@ -100,8 +109,13 @@ USER_ERRORS = (
     SecretKeyError,
     RunNotFound,
     runs.ResumeError,
+    RunBusyError,
     PauseMismatchError,
+    StoreError,
 )
+
+# The most runs `flux list` shows at once.
+MAX_LIST_LIMIT = 10_000
 
 
 def main() -> None:
@@ -110,6 +124,12 @@ def main() -> None:
     except USER_ERRORS as exc:
         say(f"error: {exc}")
         sys.exit(exc.code if isinstance(exc, CliError) else ExitCode.USAGE)
+    except Exception as exc:
+        # A damaged or unreachable database file is broken state, not a bug here.
+        if not is_broken_database(exc):
+            raise
+        say(f"error: the run store {store_path()} is unusable: {exc}")
+        sys.exit(ExitCode.USAGE)
 
 
 # ------------------------------------------------------------------ options
@@ -121,6 +141,14 @@ InputOption = Annotated[
         "-i",
         metavar="JSON",
         help="Input as JSON (Flux-tagged values such as datetimes are decoded).",
+    ),
+]
+InputFileOption = Annotated[
+    str | None,
+    typer.Option(
+        "--input-file",
+        metavar="PATH",
+        help="Read the input JSON from a file, or from stdin with `-` (for large inputs).",
     ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -142,20 +170,26 @@ def run(
         ),
     ],
     input: InputOption = None,
+    input_file: InputFileOption = None,
     as_json: ContextJsonFlag = False,
 ) -> None:
     """Start a run and wait until it finishes or pauses; print its output."""
-    value = parse_input(input)
+    text = read_input(input, input_file)
+    value = parse_input(text)
+    reserve_stdout()
     workflow = load_workflow(reference)
     with Store() as store:
         executor = LocalExecutor(store)
-        try:
-            run_id = executor.create_run(workflow, value, source_of(workflow))
-        except WorkflowInputError as exc:
-            hint = " (give the input with --input JSON)" if input is None else ""
-            raise CliError(f"{exc}{hint}") from None
-        say(f"run {run_id} started: workflow {workflow.name}")
-        ctx = drive(executor, workflow, run_id)
+        run_id = new_run_id()
+        # Claimed before it exists: no other process can continue it before this one starts.
+        with executor.claim(run_id):
+            try:
+                executor.create_run(workflow, value, source_of(workflow), run_id)
+            except WorkflowInputError as exc:
+                hint = " (give the input with --input JSON)" if text is None else ""
+                raise CliError(f"{exc}{hint}") from None
+            say(f"run {run_id} started: workflow {workflow.name}")
+            ctx = drive(executor, workflow, run_id)
     raise typer.Exit(report(ctx, as_json))
 
 
@@ -171,6 +205,7 @@ def resume(
             help="The value `pause` returns (only for a run waiting at a pause point).",
         ),
     ] = None,
+    input_file: InputFileOption = None,
     pause: Annotated[
         str | None,
         typer.Option(
@@ -180,17 +215,22 @@ def resume(
     as_json: ContextJsonFlag = False,
 ) -> None:
     """Resume a paused run, or continue one that was interrupted (crash, Ctrl-C)."""
-    value = parse_input(input)
+    text = read_input(input, input_file)
+    value = parse_input(text)
+    reserve_stdout()
     with existing_store(run_id) as store:
-        paused = runs.check_resumable(store, run_id, pause)
-        if input is not None and not paused:
-            raise CliError(
-                f"run {run_id} is not waiting at a pause point, so it takes no --input; "
-                f"continue it with: flux resume {run_id}"
-            )
-        workflow = workflow_of(store.get_run(run_id))
-        say(f"run {run_id} {'resumed' if paused else 'continued'}: workflow {workflow.name}")
-        ctx = drive(LocalExecutor(store), workflow, run_id, resume=paused, resume_input=value)
+        executor = LocalExecutor(store)
+        # Checked under the claim: no other process can change the run meanwhile.
+        with executor.claim(run_id):
+            paused = runs.check_resumable(store, run_id, pause)
+            if text is not None and not paused:
+                raise CliError(
+                    f"run {run_id} is not waiting at a pause point, so it takes no --input; "
+                    f"continue it with: flux resume {run_id}"
+                )
+            workflow = workflow_of(store.get_run(run_id))
+            say(f"run {run_id} {'resumed' if paused else 'continued'}: workflow {workflow.name}")
+            ctx = drive(executor, workflow, run_id, resume=paused, resume_input=value)
     raise typer.Exit(report(ctx, as_json))
 
 
@@ -201,24 +241,28 @@ def show(run_id: RunIdArgument, as_json: JsonFlag = False) -> None:
         record = store.get_run(run_id)
         view = render.RunView(record, is_interrupted(store, record), store.events(run_id))
     if as_json:
-        print(render.to_json(view.to_dict()))
+        emit(render.to_json(view.to_dict()))
     else:
         render.print_run(stdout_console(), view)
 
 
 @app.command("list")
 def list_runs(
-    limit: Annotated[int, typer.Option(min=1, help="How many runs to show.")] = 20,
+    limit: Annotated[
+        int, typer.Option(help=f"How many runs to show (1 to {MAX_LIST_LIMIT}).")
+    ] = 20,
     as_json: JsonFlag = False,
 ) -> None:
     """List recent runs, newest first."""
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise CliError(f"--limit must be between 1 and {MAX_LIST_LIMIT}, not {limit}")
     path = store_path()
     views: list[render.RunView] = []
     if path.exists():
         with Store(path) as store:
             views = [render.RunView(r, is_interrupted(store, r)) for r in store.list_runs(limit)]
     if as_json:
-        print(render.to_json([view.brief() for view in views]))
+        emit(render.to_json([view.brief() for view in views]))
     elif views:
         stdout_console().print(render.runs_table(views))
     else:
@@ -236,18 +280,22 @@ def cancel(
     ] = 10.0,
 ) -> None:
     """Cancel a run: at once if paused or interrupted, else ask the process executing it."""
+    reserve_stdout()
     with existing_store(run_id) as store:
         record = store.get_run(run_id)
         if record.state.is_final:
             raise CliError(
                 f"run {run_id} has already finished ({record.state.value}); nothing to cancel"
             )
-        if runs.is_executing_elsewhere(store, run_id):
+        state = None
+        if not runs.is_executing_elsewhere(store, run_id):
+            # RunBusyError: a process started executing it meanwhile; ask that one.
+            with contextlib.suppress(RunBusyError):
+                state = cancel_here(store, record)
+        if state is None:
             store.request_cancel(run_id)
-            say(f"asked process {store.owner(run_id)} to cancel run {run_id}")
+            say(f"asked process {store.owner(run_id) or '(another)'} to cancel run {run_id}")
             state = wait_until_final(store, run_id, wait)
-        else:
-            state = cancel_here(store, record)
     if state == ExecutionState.CANCELLED:
         say(f"run {run_id} cancelled")
         return
@@ -289,7 +337,7 @@ def secrets_list() -> None:
         if key.startswith(ENV_PREFIX) and key != KEY_ENV
     }
     for name in sorted(set(stored) | from_env):
-        print(f"{name}  (from ${ENV_PREFIX}{name})" if name in from_env else name)
+        emit(f"{name}  (from ${ENV_PREFIX}{name})" if name in from_env else name)
 
 
 @secrets_app.command("remove")
@@ -316,9 +364,46 @@ def say(message: str) -> None:
     sys.stderr.flush()
 
 
+# Where results go once reserve_stdout() has moved everything else to stderr.
+_results: TextIO | None = None
+
+
+def results() -> TextIO:
+    return _results or sys.stdout
+
+
+def emit(text: str) -> None:
+    """A result, on stdout."""
+    out = results()
+    out.write(text + "\n")
+    out.flush()
+
+
+def reserve_stdout() -> None:
+    """Keep stdout for results: what tasks print (or their subprocesses) goes to stderr.
+
+    Done at the file descriptor level, so ``flux run ... > out.json`` stays
+    valid JSON whatever user code writes to stdout, from any thread or process.
+    """
+    global _results
+    if _results is not None:
+        return
+    try:
+        if sys.stdout.fileno() != 1:
+            return  # stdout was replaced (as in tests): leave it be
+        sys.stdout.flush()
+        fd = os.dup(1)
+    except (OSError, ValueError, AttributeError):
+        return  # no usable stdout: nothing to protect
+    encoding, errors = sys.stdout.encoding, sys.stdout.errors
+    os.dup2(2, 1)
+    _results = open(fd, "w", encoding=encoding, errors=errors, closefd=True)  # noqa: SIM115
+
+
 def stdout_console() -> Console:
     # Piped output is for reading later: do not squeeze tables to 80 columns.
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    out = results()
+    return Console(file=out, highlight=False, width=None if out.isatty() else 200)
 
 
 def store_path() -> Path:
@@ -334,6 +419,23 @@ def existing_store(run_id: str) -> Iterator[Store]:
     with Store(path) as store:
         store.get_run(run_id)
         yield store
+
+
+def read_input(text: str | None, path: str | None) -> str | None:
+    """The input JSON text from --input, or from --input-file (``-``: stdin)."""
+    if path is None:
+        return text
+    if text is not None:
+        raise CliError("give the input with --input or --input-file, not both")
+    try:
+        if path == "-":
+            return sys.stdin.buffer.read().decode("utf-8")
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        where = "stdin" if path == "-" else path
+        raise CliError(f"--input-file: {where} is not valid UTF-8") from None
+    except OSError as exc:
+        raise CliError(f"--input-file: cannot read {path}: {exc.strerror or exc}") from None
 
 
 def parse_input(text: str | None) -> Any:
@@ -395,17 +497,17 @@ def report(ctx: WorkflowExecutionContext[Any], as_json: bool) -> ExitCode:
     """Print the outcome of a settled run and return the exit code for it."""
     run_id = ctx.execution_id
     if as_json:
-        print(ctx.to_json())
+        emit(ctx.to_json())
     match ctx.state:
         case ExecutionState.COMPLETED:
             if not as_json:
-                print(render.to_json(codec.encode(ctx.output)))
+                emit(render.to_json(codec.encode(ctx.output)))
             say(f"run {run_id} completed")
             return ExitCode.SUCCEEDED
         case ExecutionState.PAUSED:
             pause = render.open_pause(ctx.events)
             if not as_json:
-                print(render.to_json(render.pause_output(pause) if pause else None))
+                emit(render.to_json(render.pause_output(pause) if pause else None))
             where = repr(pause.name) if pause else "a pause point"
             say(f"run {run_id} paused at {where}; resume with: flux resume {run_id} --input JSON")
             return ExitCode.PAUSED
@@ -445,7 +547,10 @@ def wait_until_final(store: Store, run_id: str, timeout: float) -> ExecutionStat
             return record.state
         if not runs.is_executing_elsewhere(store, run_id):
             # Its process stopped without acting on the request: cancel the run here.
-            return cancel_here(store, record)
+            try:
+                return cancel_here(store, record)
+            except RunBusyError:
+                pass  # yet another process took it over: it sees the request too
         if time.monotonic() >= deadline:
             return record.state
         time.sleep(0.2)
@@ -488,6 +593,6 @@ def kube_show(
     except RunNotFoundError as exc:
         raise CliError(str(exc)) from None
     if as_json:
-        print(render.to_json(view))
+        emit(render.to_json(view))
     else:
         render.print_kube_run(stdout_console(), view)

@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 
 from flux.context import WorkflowExecutionContext
 from flux.engine import failures, values
-from flux.events import EventType
+from flux.errors import CodecError, WorkflowInputError
+from flux.events import EventType, ExecutionState
 from flux.local import runs
 from flux.local.calls import TaskCallRunner
 from flux.local.executor import LocalExecutor, new_run_id, utc_now
@@ -33,25 +34,41 @@ class EmbeddedExecutor:
     def run_workflow(
         self, workflow: Workflow[Any], input: Any, execution_id: str | None
     ) -> WorkflowExecutionContext[Any]:
+        """Start a run, or continue, resume (paused: with no input) or return a stored one.
+
+        Raises RunBusyError while another process executes the run, ResumeError
+        (leaving the run untouched) when it is a run of another workflow.
+        """
+        run_id = execution_id or new_run_id()
         with Store() as store:
             executor = LocalExecutor(store)
-            if execution_id is None or not runs.exists(store, execution_id):
-                run_id = executor.create_run(
-                    workflow, input, source_of(workflow), execution_id or new_run_id()
+            with executor.claim(run_id):
+                if not runs.exists(store, run_id):
+                    try:
+                        executor.create_run(workflow, input, source_of(workflow), run_id)
+                    except (WorkflowInputError, CodecError) as exc:
+                        return _rejected(workflow, run_id, input, exc)
+                    return _run_sync(executor.execute(workflow, run_id))
+                runs.check_workflow(store, run_id, workflow.name)
+                record = store.get_run(run_id)
+                # As in upstream Flux, running a paused run resumes it without input.
+                paused = record.state == ExecutionState.PAUSED and bool(
+                    runs.pending_pause(store, run_id)
                 )
-            else:
-                run_id = execution_id
-            return _run_sync(executor.execute(workflow, run_id))
+                return _run_sync(executor.execute(workflow, run_id, resume=paused))
 
     def resume_workflow(
         self, workflow: Workflow[Any], execution_id: str, input: Any
     ) -> WorkflowExecutionContext[Any]:
         with Store() as store:
-            paused = runs.check_resumable(store, execution_id, None)
             executor = LocalExecutor(store)
-            return _run_sync(
-                executor.execute(workflow, execution_id, resume=paused, resume_input=input)
-            )
+            store.get_run(execution_id)  # RunNotFound before a claim is made for nothing
+            with executor.claim(execution_id):
+                runs.check_workflow(store, execution_id, workflow.name)
+                paused = runs.check_resumable(store, execution_id, None)
+                return _run_sync(
+                    executor.execute(workflow, execution_id, resume=paused, resume_input=input)
+                )
 
     async def run_task(
         self, task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -80,6 +97,17 @@ class EmbeddedExecutor:
             # The caller's exception, unlike the value, may end up in logs.
             raise failures.to_exception(redactor.redact(outcome.value))
         return values.read_value(outcome.value, values.task_result(task))
+
+
+def _rejected(
+    workflow: Workflow[Any], run_id: str, input: Any, error: Exception
+) -> WorkflowExecutionContext[Any]:
+    """A run refused for its input: failed, with the error as output, and stored nowhere."""
+    info = failures.error_info(error)
+    ctx: WorkflowExecutionContext[Any] = WorkflowExecutionContext(
+        workflow.name, run_id, input, [], ExecutionState.FAILED, dict(info)
+    )
+    return ctx
 
 
 def _run_sync(coro: Coroutine[Any, Any, T]) -> T:

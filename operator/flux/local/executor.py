@@ -12,7 +12,8 @@ import datetime as dt
 import inspect
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,10 +25,11 @@ from flux.engine.instance import WorkflowInstance, started_event
 from flux.engine.policy import TaskProgress
 from flux.errors import SecretsNotFoundError
 from flux.events import EventType, ExecutionEvent, ExecutionState
+from flux.local import claims
 from flux.local.calls import Outcome, TaskCallRunner
 from flux.local.runs import this_process
 from flux.local.secrets import SecretStore, environment_values
-from flux.local.store import Store
+from flux.local.store import Store, StoreError
 from flux.redaction import Redactor
 from flux.workflow import Workflow
 
@@ -67,8 +69,33 @@ class LocalExecutor:
         self.clock = clock
         self.observer = observer
         self._rng = random.Random(random.SystemRandom().random())
+        self._claims: dict[str, int] = {}  # run id -> descriptor of its held lock
 
     # ------------------------------------------------------------ entry points
+
+    @contextmanager
+    def claim(self, run_id: str) -> Iterator[None]:
+        """Be the one process driving ``run_id`` (re-entrant); RunBusyError if another is.
+
+        Check a run's state only while holding its claim: another process may
+        change it until then.
+        """
+        if run_id in self._claims:
+            yield  # the outer claim releases it
+            return
+        path = claims.lock_path(self.store.path, run_id)
+        try:
+            fd = claims.acquire(path)
+        except OSError as exc:
+            raise StoreError(f"cannot lock run {run_id} at {path}: {exc.strerror or exc}") from None
+        if fd is None:
+            raise claims.RunBusyError(run_id, self.store.owner(run_id))
+        self._claims[run_id] = fd
+        try:
+            yield
+        finally:
+            del self._claims[run_id]
+            claims.release(path, fd)
 
     def create_run(
         self, workflow: Workflow[Any], input: Any, source: dict[str, Any], run_id: str | None = None
@@ -80,9 +107,8 @@ class LocalExecutor:
         if missing:
             raise SecretsNotFoundError(missing, f"workflow {workflow.name!r}")
         run_id = run_id or new_run_id()
-        self.store.create_run(run_id, workflow.name, source)
         first = started_event(workflow.name, run_id, input, self.clock())
-        self.store.append(run_id, [first], ExecutionState.CREATED)
+        self.store.create_run(run_id, workflow.name, source, first)
         return run_id
 
     async def execute(
@@ -92,6 +118,12 @@ class LocalExecutor:
         *,
         resume: bool = False,
         resume_input: Any = None,
+    ) -> WorkflowExecutionContext[Any]:
+        with self.claim(run_id):
+            return await self._execute(workflow, run_id, resume, resume_input)
+
+    async def _execute(
+        self, workflow: Workflow[Any], run_id: str, resume: bool, resume_input: Any
     ) -> WorkflowExecutionContext[Any]:
         if self.store.get_run(run_id).state.is_final:
             return self.stored_context(workflow, run_id)
@@ -121,6 +153,12 @@ class LocalExecutor:
         Calls that were in flight when the run stopped get their rollbacks, as they
         would had the run been cancelled while executing; nothing else runs.
         """
+        with self.claim(run_id):
+            return await self._cancel_stored(workflow, run_id)
+
+    async def _cancel_stored(
+        self, workflow: Workflow[Any], run_id: str
+    ) -> WorkflowExecutionContext[Any]:
         if self.store.get_run(run_id).state.is_final:
             return self.stored_context(workflow, run_id)
         instance = self._instance(workflow, run_id)

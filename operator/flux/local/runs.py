@@ -7,7 +7,20 @@ import socket
 
 from flux.errors import PauseMismatchError
 from flux.events import EventType, ExecutionState
+from flux.local import claims
+from flux.local.claims import RunBusyError
 from flux.local.store import RunNotFound, Store
+
+__all__ = [
+    "ResumeError",
+    "RunBusyError",
+    "check_resumable",
+    "check_workflow",
+    "exists",
+    "is_executing_elsewhere",
+    "pending_pause",
+    "this_process",
+]
 
 
 class ResumeError(ValueError):
@@ -27,20 +40,18 @@ def this_process() -> str:
 
 
 def is_executing_elsewhere(store: Store, run_id: str) -> bool:
-    """True when a live process on this host is executing the run right now."""
-    owner = store.owner(run_id)
-    if not owner or owner == this_process():
-        return False
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError):
-        return False
-    except PermissionError:
-        return True
-    return True
+    """True when a live process holds the run's claim (see :mod:`flux.local.claims`)."""
+    return claims.is_held(claims.lock_path(store.path, run_id))
+
+
+def check_workflow(store: Store, run_id: str, workflow_name: str) -> None:
+    """Refuse to drive a run with a workflow other than the one that started it."""
+    recorded = store.get_run(run_id).workflow
+    if recorded != workflow_name:
+        raise ResumeError(
+            f"run {run_id} is a run of workflow {recorded!r}, not {workflow_name!r}; "
+            "it was left untouched"
+        )
 
 
 def pending_pause(store: Store, run_id: str) -> str | None:
@@ -55,15 +66,15 @@ def pending_pause(store: Store, run_id: str) -> str | None:
 
 
 def check_resumable(store: Store, run_id: str, pause_name: str | None) -> bool:
-    """Raise unless the run can be resumed. True when it waits at a pause."""
+    """Raise unless the run can be resumed. True when it waits at a pause.
+
+    Call it holding the run's claim, so that no other process changes the run
+    between this check and the resumption.
+    """
     record = store.get_run(run_id)
     if record.state.is_final:
         raise ResumeError(
             f"run {run_id} has already finished ({record.state.value}); there is nothing to resume"
-        )
-    if is_executing_elsewhere(store, run_id):
-        raise ResumeError(
-            f"run {run_id} is not paused: it is running in process {store.owner(run_id)}"
         )
     waiting_at = pending_pause(store, run_id)
     if record.state == ExecutionState.PAUSED and waiting_at is None:

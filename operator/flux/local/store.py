@@ -70,18 +70,52 @@ class RunNotFound(LookupError):
     pass
 
 
+class StoreError(Exception):
+    """The store cannot be opened or used as it stands (a setting, the file, its folder)."""
+
+
+def is_broken_database(exc: BaseException) -> bool:
+    """True for errors that say the database file or its folder is unusable.
+
+    Not sqlite3.ProgrammingError, IntegrityError and the like: those are bugs
+    here, not a broken state a user can repair.
+    """
+    return type(exc) in (sqlite3.DatabaseError, sqlite3.OperationalError)
+
+
+def sync_mode() -> str:
+    sync = os.environ.get("FLUX_SQLITE_SYNC", "NORMAL").upper()
+    if sync not in ("NORMAL", "FULL"):
+        raise StoreError(
+            f"FLUX_SQLITE_SYNC must be NORMAL or FULL, not {os.environ['FLUX_SQLITE_SYNC']!r}"
+        )
+    return sync
+
+
 class Store:
     def __init__(self, path: Path | str | None = None):
         self.path = Path(path) if path else flux_home() / "flux.db"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        sync = os.environ.get("FLUX_SQLITE_SYNC", "NORMAL").upper()
-        if sync not in ("NORMAL", "FULL"):
-            raise ValueError("FLUX_SQLITE_SYNC must be NORMAL or FULL")
-        self._db.execute(f"PRAGMA synchronous={sync}")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+        sync = sync_mode()  # before anything is created
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot use {self.path.parent} as FLUX_HOME: {exc.strerror or exc}"
+            ) from None
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the run store {self.path}: {exc}") from None
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={sync}")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            self._db.close()
+            if not is_broken_database(exc):
+                raise
+            raise StoreError(f"cannot use the run store {self.path}: {exc}") from None
 
     def close(self) -> None:
         self._db.close()
@@ -94,14 +128,19 @@ class Store:
 
     # ----------------------------------------------------------------- runs
 
-    def create_run(self, run_id: str, workflow: str, source: dict[str, Any]) -> None:
+    def create_run(
+        self, run_id: str, workflow: str, source: dict[str, Any], first: ExecutionEvent
+    ) -> None:
+        """Register a run with its first event: both are stored, or neither."""
         now = _now()
+        row = _event_row(run_id, first)  # fails before anything is written
         with self._transaction():
             self._db.execute(
                 "INSERT INTO runs (id, workflow, source, state, created, updated) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (run_id, workflow, json.dumps(source), ExecutionState.CREATED.value, now, now),
             )
+            self._db.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", row)
 
     def append(
         self,
@@ -110,18 +149,7 @@ class Store:
         state: ExecutionState | None = None,
     ) -> None:
         """Commit a batch of events (and the run's new state, if given) atomically."""
-        rows = [
-            (
-                run_id,
-                e.id,
-                e.type.value,
-                e.source_id,
-                e.name,
-                e.time.isoformat(),
-                json.dumps(e.value, separators=(",", ":"), ensure_ascii=False),
-            )
-            for e in events
-        ]
+        rows = [_event_row(run_id, e) for e in events]
         if state is None and 0 < len(rows) <= _ROWS_PER_STATEMENT:
             # One statement is one implicit transaction: the cheapest durable commit.
             placeholders = ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(rows))
@@ -230,6 +258,18 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def _event_row(run_id: str, e: ExecutionEvent) -> tuple[Any, ...]:
+    return (
+        run_id,
+        e.id,
+        e.type.value,
+        e.source_id,
+        e.name,
+        e.time.isoformat(),
+        json.dumps(e.value, separators=(",", ":"), ensure_ascii=False),
+    )
 
 
 def _now() -> str:

@@ -61,6 +61,16 @@ class Flux:
                 stderr=subprocess.STDOUT,
             )
 
+    def hold_claim(self, run_id: str) -> subprocess.Popen[str]:
+        """A live process that owns ``run_id`` (holds its lock) but never executes it."""
+        holder = subprocess.Popen(
+            [sys.executable, "-c", _HOLD_CLAIM, str(self.db), run_id],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        return holder
+
     def json(self, *args: str) -> Any:
         result = self(*args, "--json")
         assert result.returncode == 0, result.stderr
@@ -89,6 +99,20 @@ class Flux:
     @property
     def db(self) -> Path:
         return self.home / "flux.db"
+
+
+_HOLD_CLAIM = """
+import sys, time
+from pathlib import Path
+from flux.local import claims
+from flux.local.store import Store
+db, run_id = Path(sys.argv[1]), sys.argv[2]
+assert claims.acquire(claims.lock_path(db, run_id)) is not None
+with Store(db) as store:
+    store.set_owner(run_id, "holder")
+print("held", flush=True)
+time.sleep(120)
+"""
 
 
 def wait_for(condition: Callable[[], T], timeout: float = 30, what: str = "condition") -> T:
