@@ -99,12 +99,11 @@ def test_history_naming_os_system_runs_nothing_on_replay(flux_home: Path, tmp_pa
         return ctx.input
 
     with Store() as store:
-        store.create_run("r1", replayed.name, source_of(replayed))
         first = ExecutionEvent(
             EventType.WORKFLOW_STARTED, "r1", replayed.name, dt.datetime.now(dt.UTC),
             os_system(target), 1,
         )  # fmt: skip
-        store.append("r1", [first], ExecutionState.CREATED)
+        store.create_run("r1", replayed.name, source_of(replayed), first)
     ctx = replayed.run(execution_id="r1")
     assert not target.exists()
     assert ctx.has_succeeded
@@ -127,11 +126,13 @@ def test_task_result_naming_os_system_runs_nothing_on_replay(
 
     now = dt.datetime.now(dt.UTC)
     with Store() as store:
-        store.create_run("r2", reads.name, source_of(reads))
+        store.create_run(
+            "r2", reads.name, source_of(reads),
+            ExecutionEvent(EventType.WORKFLOW_STARTED, "r2", reads.name, now, None, 1),
+        )  # fmt: skip
         store.append(
             "r2",
             [
-                ExecutionEvent(EventType.WORKFLOW_STARTED, "r2", reads.name, now, None, 1),
                 ExecutionEvent(
                     EventType.TASK_STARTED, "fetch#0", "fetch", now, {"args": [], "kwargs": {}}, 2
                 ),
@@ -208,10 +209,11 @@ def test_bad_cli_input_is_one_line_and_nothing_is_stored(
 
 
 def test_an_unstorable_python_input_is_refused_and_nothing_is_stored(flux_home: Path) -> None:
-    from flux.errors import CodecError
-
-    with pytest.raises(CodecError, match="an int with more than 4300 digits"):
-        hostile.echo.run(math.factorial(2000))
+    # As for an input that fails validation: a failed context, nothing stored.
+    ctx = hostile.echo.run(math.factorial(2000))
+    assert ctx.has_failed
+    assert ctx.output["type"] == "CodecError"
+    assert "an int with more than 4300 digits" in ctx.output["message"]
     with Store() as store:
         assert store.list_runs() == []
 
