@@ -1,0 +1,205 @@
+"""Runs of the embedded engine, read from its SQLite store without ever writing.
+
+The database is opened with ``mode=ro``: a bug in the console cannot change a
+run, and the console works on a store the executor is writing at the same time
+(WAL lets readers and one writer proceed together).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from flux.ui.source import (
+    PAGE_SIZE,
+    EventRow,
+    RunNotFound,
+    RunPage,
+    RunQuery,
+    RunRow,
+    Step,
+    WorkflowCount,
+)
+
+# Event types whose values the summary, timeline and graph read; the values of
+# the others (every task's arguments, every output) stay in the database.
+STEP_VALUE_TYPES = (
+    "WORKFLOW_STARTED",
+    "WORKFLOW_COMPLETED",
+    "WORKFLOW_FAILED",
+    "WORKFLOW_PAUSED",
+    "TASK_FAILED",
+    "TASK_RETRY_STARTED",
+    "TASK_RETRY_FAILED",
+    "TASK_RETRY_COMPLETED",
+    "TASK_FALLBACK_STARTED",
+    "TASK_FALLBACK_FAILED",
+    "TASK_ROLLBACK_STARTED",
+    "TASK_ROLLBACK_FAILED",
+    "TASK_PAUSED",
+)
+_IN_STEP_TYPES = ",".join(f"'{t}'" for t in STEP_VALUE_TYPES)
+_RUN_COLUMNS = "id, workflow, source, state, created, updated, owner"
+_UNFINISHED = ("CREATED", "RUNNING")
+
+
+class StoreMissing(FileNotFoundError):
+    pass
+
+
+class SqliteSource:
+    """A :class:`flux.ui.source.RunSource` over ``$FLUX_HOME/flux.db``."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        if not self.path.is_file():
+            raise StoreMissing(f"{self.path} does not exist (check FLUX_HOME)")
+        # A connection per request: cheap, and no connection is shared across threads.
+        db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            db.execute("PRAGMA busy_timeout=5000")
+            yield db
+        finally:
+            db.close()
+
+    def list_runs(self, query: RunQuery) -> RunPage:
+        where, params = _run_filter(query)
+        page = max(1, query.page)
+        with self._read() as db:
+            total = db.execute(f"SELECT count(*) FROM runs{where}", params).fetchone()[0]
+            rows = db.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs{where} "
+                "ORDER BY created DESC, id LIMIT ? OFFSET ?",
+                [*params, PAGE_SIZE, (page - 1) * PAGE_SIZE],
+            ).fetchall()
+        return RunPage([_run_row(r) for r in rows], total, page)
+
+    def workflow_counts(self) -> list[WorkflowCount]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT workflow, state, count(*), max(created) FROM runs "
+                "GROUP BY workflow, state ORDER BY workflow, state"
+            ).fetchall()
+        return [WorkflowCount(w, s, n, _time(last)) for w, s, n, last in rows]
+
+    def workflow_names(self) -> list[str]:
+        with self._read() as db:
+            return [r[0] for r in db.execute("SELECT DISTINCT workflow FROM runs ORDER BY 1")]
+
+    def get_run(self, run_id: str) -> RunRow:
+        with self._read() as db:
+            row = db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise RunNotFound(f"no run with id {run_id!r}")
+        return _run_row(row)
+
+    def steps(self, run_id: str) -> list[Step]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT id, type, source_id, name, time, "
+                f"CASE WHEN type IN ({_IN_STEP_TYPES}) THEN value END "
+                "FROM events WHERE run_id = ? ORDER BY id",
+                (run_id,),
+            ).fetchall()
+        return [Step(i, t, s, n, _time(tm), _json(v)) for i, t, s, n, tm, v in rows]
+
+    def event_count(self, run_id: str) -> int:
+        with self._read() as db:
+            row = db.execute("SELECT count(*) FROM events WHERE run_id = ?", (run_id,)).fetchone()
+        return int(row[0])
+
+    def events(self, run_id: str, after: int, limit: int) -> list[EventRow]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT id, type, source_id, name, time, value FROM events "
+                "WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?",
+                (run_id, after, limit),
+            ).fetchall()
+        return [_event_row(r) for r in rows]
+
+    def call_events(self, run_id: str, call_id: str) -> list[EventRow]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT id, type, source_id, name, time, value FROM events "
+                "WHERE run_id = ? AND source_id = ? ORDER BY id",
+                (run_id, call_id),
+            ).fetchall()
+        return [_event_row(r) for r in rows]
+
+
+def _run_filter(query: RunQuery) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if query.workflow:
+        clauses.append("workflow = ?")
+        params.append(query.workflow)
+    if query.state:
+        clauses.append("state = ?")
+        params.append(query.state)
+    if query.since is not None:
+        # The store writes every time as UTC isoformat, so text order is time order.
+        clauses.append("created >= ?")
+        params.append(query.since.astimezone(dt.UTC).isoformat())
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _run_row(row: tuple[Any, ...]) -> RunRow:
+    run_id, workflow, source, state, created, updated, owner = row
+    return RunRow(
+        run_id,
+        workflow,
+        state,
+        _time(created),
+        _time(updated),
+        interrupted=state in _UNFINISHED and not owner_is_alive(owner),
+        source=_json(source) if isinstance(_json(source), dict) else {},
+    )
+
+
+def _event_row(row: tuple[Any, ...]) -> EventRow:
+    i, t, s, n, tm, v = row
+    return EventRow(i, t, s, n, _time(tm), _json(v))
+
+
+def owner_is_alive(owner: str | None) -> bool:
+    """Whether the process recorded as executing a run (``host:pid``) still lives.
+
+    The same test as ``flux resume`` makes, done here on the read-only row.
+    """
+    if not owner:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return True  # another machine's process: assume it lives
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _time(text: str) -> dt.datetime:
+    moment = dt.datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _json(text: str | None) -> Any:
+    """A stored value as plain JSON; text that is not JSON is shown as it is."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

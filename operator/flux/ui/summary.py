@@ -1,0 +1,97 @@
+"""A run's summary: input, outcome, where it waits and the command that goes on."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+from flux.ui.source import RunRow, Step
+from flux.ui.values import error_text
+
+
+@dataclass(frozen=True)
+class Pause:
+    name: str
+    output: Any
+    command: str
+
+
+@dataclass(frozen=True)
+class Summary:
+    run: RunRow
+    input: Any
+    output: Any
+    completed: bool
+    error: Any
+    error_text: str | None
+    pause: Pause | None
+    # The command that continues an interrupted run.
+    continue_command: str | None
+    started: dt.datetime | None
+    finished: dt.datetime | None
+    calls: int
+    attempts: int
+    events: int
+
+    @property
+    def duration(self) -> float | None:
+        if self.started is None:
+            return None
+        end = self.finished or self.run.updated
+        return max(0.0, (end - self.started).total_seconds())
+
+
+_FINAL = {"WORKFLOW_COMPLETED", "WORKFLOW_FAILED", "WORKFLOW_CANCELLED"}
+
+
+def summarize(run: RunRow, steps: list[Step], resume: str = "flux resume") -> Summary:
+    input_value = None
+    output = error = None
+    completed = False
+    started = finished = None
+    open_pauses: dict[str, Step] = {}
+    calls: set[str] = set()
+    retries = 0
+    for step in steps:
+        match step.type:
+            case "WORKFLOW_STARTED":
+                input_value, started = step.value, started or step.time
+            case "WORKFLOW_COMPLETED":
+                output, completed, error = step.value, True, None
+            case "WORKFLOW_FAILED":
+                error, completed = step.value, False
+            case "TASK_STARTED":
+                calls.add(step.call)
+            case "TASK_RETRY_STARTED":
+                retries += 1
+            case "TASK_PAUSED":
+                open_pauses[step.call] = step
+            case "TASK_RESUMED" | "TASK_CANCELLED":
+                open_pauses.pop(step.call, None)
+        if step.type in _FINAL:
+            finished = step.time
+        elif step.type in ("WORKFLOW_RESUMED", "WORKFLOW_STARTED"):
+            finished = None
+    pause = None
+    waiting = next(iter(open_pauses.values()), None)
+    if waiting is not None and run.state == "PAUSED":
+        output_value = waiting.value.get("output") if isinstance(waiting.value, dict) else None
+        command = f"{resume} {shlex.quote(run.id)} --pause {shlex.quote(waiting.name)} --input JSON"
+        pause = Pause(waiting.name, output_value, command)
+    return Summary(
+        run=run,
+        input=input_value,
+        output=output,
+        completed=completed,
+        error=error,
+        error_text=error_text(error) if error is not None else None,
+        pause=pause,
+        continue_command=f"{resume} {shlex.quote(run.id)}" if run.interrupted else None,
+        started=started,
+        finished=finished,
+        calls=len(calls),
+        attempts=len(calls) + retries,
+        events=len(steps),
+    )
