@@ -80,6 +80,15 @@ class RunGraph:
     def node(self, node_id: str) -> Node:
         return next(n for layer in self.layers for n in layer.nodes if n.id == node_id)
 
+    def lines(self) -> list[tuple[int, int, int, int]]:
+        """Each edge from the bottom of its source node to the top of its target."""
+        where = {n.id: n for layer in self.layers for n in layer.nodes}
+        lines = []
+        for source, target in self.edges:
+            a, b = where[source], where[target]
+            lines.append((a.x + NODE_WIDTH // 2, a.y + NODE_HEIGHT, b.x + NODE_WIDTH // 2, b.y))
+        return lines
+
 
 def build_graph(steps: list[Step], run_state: str) -> RunGraph:
     start = Node("start", "start", 0, open_status="completed")

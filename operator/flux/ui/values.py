@@ -50,3 +50,46 @@ def is_timeout(info: Any) -> bool:
             return True
         level = level.get("cause")
     return False
+
+
+def event_detail(event_type: str, value: Any) -> str:
+    """A few words on what an event records: arguments, attempts, delays, errors."""
+    try:
+        return _detail(event_type, value)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        # History written by another version of Flux: show it raw rather than fail.
+        return brief(value)
+
+
+def _detail(event_type: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if event_type in ("WORKFLOW_FAILED", "TASK_FAILED"):
+        return error_text(value)
+    if event_type == "TASK_STARTED" and isinstance(value, dict):
+        if "until" in value:
+            return f"sleep {value['seconds']:g}s until {value['until']}"
+        args = [brief(a, 30) for a in value.get("args") or []]
+        kwargs = [f"{k}={brief(v, 30)}" for k, v in (value.get("kwargs") or {}).items()]
+        return brief_text(f"({', '.join(args + kwargs)})")
+    if event_type == "TASK_RETRY_STARTED":
+        return (
+            f"attempt {value['attempt']} in {value['delay']:g}s after {error_text(value['error'])}"
+        )
+    if event_type == "TASK_RETRY_FAILED":
+        return f"attempt {value['attempt']}: {error_text(value['error'])}"
+    if event_type == "TASK_RETRY_COMPLETED":
+        return f"attempt {value['attempt']} succeeded"
+    if event_type.endswith(("FALLBACK_STARTED", "ROLLBACK_STARTED")):
+        return f"after {error_text(value['error'])}"
+    if event_type.endswith(("FALLBACK_FAILED", "ROLLBACK_FAILED")):
+        return error_text(value["error"])
+    if event_type == "TASK_PAUSED":
+        return f"output {brief(value['output'])}"
+    if event_type == "WORKFLOW_PAUSED":
+        return f"at pause {value['pause']!r}"
+    return brief(value)
+
+
+def brief_text(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
