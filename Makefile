@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # Reinstall when the dependency list changes, not on every run.
 DEPS_STAMP := $(VENV)/.deps-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: demo test venv promtool lint typecheck imports unit local check e2e bench bench-k8s bench-scale crds clean
+.PHONY: demo test venv promtool chromium lint typecheck imports unit local check e2e bench bench-k8s bench-scale crds clean
 
 $(DEPS_STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,10 +42,15 @@ promtool:
 	@command -v promtool >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 
+# Headless Chromium (Debian's package) drives the web console in tests/local.
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+
 unit: venv promtool
 	$(BIN)/pytest -q tests/unit
 
-local: venv
+local: venv chromium
 	$(BIN)/pytest -q tests/local
 
 # Everything that needs no cluster.
