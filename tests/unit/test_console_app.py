@@ -17,6 +17,8 @@ from flux.ui.sqlite_source import SqliteSource
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 HOSTILE = "<script>alert('x')</script>"
+LONG_CALLS = 150  # more than a page of bars (100) and of events (100)
+LONG_EVENTS = 1 + 2 * LONG_CALLS
 
 
 def _event(i: int, type_: EventType, call: str, name: str, value: object = None) -> ExecutionEvent:
@@ -39,7 +41,7 @@ def _write_runs(path: Path) -> None:
         )
         store.create_run("long", "long_history", {"module": "m", "file": None, "attr": "wf"})
         events = [_event(1, EventType.WORKFLOW_STARTED, "long", "long_history")]
-        for i in range(2, 2 + 2 * EVENTS_PER_PAGE, 2):
+        for i in range(2, 2 + 2 * LONG_CALLS, 2):
             events.append(_event(i, EventType.TASK_STARTED, f"t#{i}", "t", {"args": [i]}))
             events.append(_event(i + 1, EventType.TASK_COMPLETED, f"t#{i}", "t", i))
         store.append("long", events)
@@ -108,11 +110,22 @@ def test_runs_filter_by_workflow_and_state_and_reject_bad_filters_in_one_line(
 
 def test_history_is_paged_by_event_id(client: TestClient) -> None:
     first = client.get("/runs/long/events").text
-    assert f"{2 * EVENTS_PER_PAGE + 1} events; showing 1 to {EVENTS_PER_PAGE}" in first
+    assert f"{LONG_EVENTS} events; showing 1 to {EVENTS_PER_PAGE}" in first
     assert f'href="/runs/long/events?after={EVENTS_PER_PAGE}"' in first
-    last = client.get(f"/runs/long/events?after={2 * EVENTS_PER_PAGE}").text
-    assert f"showing {2 * EVENTS_PER_PAGE + 1} to {2 * EVENTS_PER_PAGE + 1}" in last
+    last = client.get(f"/runs/long/events?after={LONG_EVENTS - 1}").text
+    assert f"showing {LONG_EVENTS} to {LONG_EVENTS}" in last
     assert 'id="next-events"' not in last
+
+
+def test_the_timeline_pages_its_calls_and_sums_all_of_them(client: TestClient) -> None:
+    first = client.get("/runs/long").text
+    assert first.count('<tr class="call"') == 100
+    assert f"calls 1 to 100 of {LONG_CALLS}" in first
+    assert f"<td>t</td><td>{LONG_CALLS}</td>" in first  # the per-task row counts every call
+    second = client.get("/runs/long?calls=2").text
+    assert second.count('<tr class="call"') == LONG_CALLS - 100
+    assert 'data-call="t#2"' in first and 'data-call="t#2"' not in second
+    assert f"calls 101 to {LONG_CALLS} of {LONG_CALLS}" in second
 
 
 def test_unknown_runs_and_calls_are_404_pages(client: TestClient) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -166,10 +167,34 @@ def test_a_long_sequential_run_keeps_its_first_layers_and_its_end() -> None:
     for i in range(graph_module.MAX_LAYERS + 40):
         h.add("TASK_STARTED", f"s#{i}", "s", i).add("TASK_COMPLETED", f"s#{i}", "s", i)
     h.add("WORKFLOW_COMPLETED", "r1", "wf", 999)
-    graph = build_graph(h.steps, "COMPLETED")
-    assert len(graph.layers) == graph_module.MAX_LAYERS + 1
-    assert graph.hidden_layers == 41  # 190 task layers + start + end, 151 drawn
+    read = 0
+
+    def counted() -> Iterator[Step]:
+        nonlocal read
+        for step in h.steps:
+            read += 1
+            yield step
+
+    graph = build_graph(counted(), "COMPLETED")
+    # start, the first MAX_LAYERS task layers, end
+    assert len(graph.layers) == graph_module.MAX_LAYERS + 2
+    assert graph.truncated and graph.drawn_calls == graph_module.MAX_LAYERS
     assert graph.layers[-1].nodes[0].id == "end"
+    assert graph.layers[-1].nodes[0].status == "completed"
+    assert read == 2 + 2 * graph_module.MAX_LAYERS  # it stopped reading there
+
+
+def test_a_truncated_graph_settles_the_calls_it_drew_from_outcomes_read_apart() -> None:
+    h = History().add("WORKFLOW_STARTED", "r1", "wf", 0)
+    h.add("TASK_STARTED", "slow#0", "slow", 0)  # runs on while the workflow loops
+    h.add("TASK_STARTED", "s#0", "s", 0)
+    for i in range(graph_module.MAX_LAYERS + 5):
+        h.add("TASK_COMPLETED", f"s#{i}", "s", i).add("TASK_STARTED", f"s#{i + 1}", "s", i)
+    graph = build_graph(h.steps, "RUNNING")
+    assert graph.truncated and graph.pending == ["slow#0"]
+    assert graph.node("L1-0").status == "running"
+    graph.settle(History().add("TASK_FAILED", "slow#0", "slow", 9).steps)
+    assert graph.node("L1-0").status == "failed" and graph.pending == []
 
 
 # ------------------------------------------------------------------- summary
@@ -249,3 +274,73 @@ def test_a_missing_store_is_reported_and_not_created(tmp_path: Path) -> None:
     with pytest.raises(StoreMissing):
         SqliteSource(path).list_runs(RunQuery())
     assert not path.parent.exists()
+
+
+def _rich_history() -> list[ExecutionEvent]:
+    """Every kind of call the timeline tells apart, as the engine stores them."""
+    h = History().add("WORKFLOW_STARTED", "r1", "wf", 0, {"n": 1})
+    h.add("TASK_STARTED", "t#0", "t", 1, {"args": []})
+    h.add("TASK_RETRY_STARTED", "t#0", "t", 2, {"attempt": 2, "delay": 1, "error": TIMEOUT})
+    h.add("TASK_RETRY_COMPLETED", "t#0", "t", 3.5, {"attempt": 2})
+    h.add("TASK_COMPLETED", "t#0", "t", 3.5, "ok")
+    for i in range(3):
+        h.add("TASK_STARTED", f"m#{i}", "m", 4, {"args": [i]})
+    h.add("TASK_FALLBACK_STARTED", "m#0", "m", 5, {"error": OOPS})
+    h.add("TASK_FALLBACK_COMPLETED", "m#0", "m", 5.25)
+    h.add("TASK_COMPLETED", "m#0", "m", 5.25, "fallback")
+    h.add("TASK_ROLLBACK_STARTED", "m#1", "m", 6, {"error": {**TIMEOUT, "message": 'a "kind"'}})
+    h.add("TASK_ROLLBACK_COMPLETED", "m#1", "m", 6.5)
+    h.add("TASK_FAILED", "m#1", "m", 6.5, {"type": "ExecutionError", "cause": TIMEOUT})
+    h.add("TASK_COMPLETED", "late#0", "late", 7, {"kind": "timeout"})  # an output, not an error
+    h.add("TASK_PAUSED", "pause#0", "approve", 8, {"output": None})
+    return [
+        ExecutionEvent(EventType(s.type), s.call, s.name, s.time, s.value, s.id) for s in h.steps
+    ]
+
+
+def test_the_store_sums_task_groups_by_the_same_rules_as_the_timeline(tmp_path: Path) -> None:
+    path = tmp_path / "flux.db"
+    with Store(path) as store:
+        store.create_run("r1", "wf", {})
+        store.append("r1", _rich_history())
+    source = SqliteSource(path)
+    expected = build_timeline(source.steps("r1")).groups
+    actual = source.task_groups("r1")
+    assert [g.name for g in actual] == ["t", "m", "late", "approve"]
+    for mine, theirs in zip(actual, expected, strict=True):
+        assert mine.statuses == theirs.statuses, mine.name
+        assert (mine.calls, mine.retried, mine.timeouts, mine.fallbacks, mine.rollbacks) == (
+            theirs.calls,
+            theirs.retried,
+            theirs.timeouts,
+            theirs.fallbacks,
+            theirs.rollbacks,
+        ), mine.name
+        assert mine.total == pytest.approx(theirs.total, abs=0.002), mine.name
+        assert mine.longest == pytest.approx(theirs.longest, abs=0.002), mine.name
+    counts = source.counts("r1")
+    # late#0 has no TASK_STARTED: an outcome alone is no started call
+    assert (counts.events, counts.calls, counts.pauses, counts.retries) == (16, 4, 1, 1)
+
+
+def test_a_page_of_calls_holds_every_event_of_those_calls_only(tmp_path: Path) -> None:
+    path = tmp_path / "flux.db"
+    with Store(path) as store:
+        store.create_run("r1", "wf", {})
+        store.append("r1", _rich_history())
+    source = SqliteSource(path)
+    page = source.call_steps("r1", offset=1, limit=2)
+    assert {s.call for s in page} == {"m#0", "m#1"}
+    assert len(page) == 8
+    everything = build_timeline(source.steps("r1"))
+    counts = source.counts("r1")
+    paged = build_timeline(page, origin=counts.first, until=counts.last)
+    assert paged.span == everything.span
+    assert [(b.call, b.start, b.end, b.kinds) for b in paged.bars] == [
+        (b.call, b.start, b.end, b.kinds) for b in everything.bars[1:3]
+    ]
+    assert [s.type for s in source.summary_steps("r1")] == ["WORKFLOW_STARTED", "TASK_PAUSED"]
+    moves = list(source.moves("r1"))
+    # Starts, outcomes and the workflow's events: no retries, fallbacks, rollbacks.
+    assert len(moves) == 10 and moves[1] == ("TASK_STARTED", "t#0", "t")
+    assert [m.call for m in source.outcomes("r1", ["m#1", "t#0", "nope"])] == ["t#0", "m#1"]

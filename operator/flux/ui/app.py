@@ -8,6 +8,8 @@ a page; the Content-Security-Policy allows nothing from anywhere else.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as dt
 import urllib.parse
 from pathlib import Path
@@ -119,22 +121,31 @@ def create_app(source: RunSource, *, resume_command: str = "flux resume") -> Sta
     def run(request: Request) -> Response:
         run_id = request.path_params["run_id"]
         record = source.get_run(run_id)
-        steps = source.steps(run_id)
+        counts = source.counts(run_id)
         final = record.state in ("COMPLETED", "FAILED", "CANCELLED")
         now = None if final or record.state == "PAUSED" else dt.datetime.now(dt.UTC)
-        timeline = build_timeline(steps, now)
         bars_page = _int_param(request.query_params, "calls")
-        first = (bars_page - 1) * BARS_PER_PAGE
+        # One page of bars, drawn against the whole run's span; the per-task
+        # aggregate of every call comes from the store.
+        steps = source.call_steps(run_id, (bars_page - 1) * BARS_PER_PAGE, BARS_PER_PAGE)
+        page_timeline = build_timeline(steps, now, origin=counts.first, until=counts.last)
+        timeline = dataclasses.replace(
+            page_timeline, groups=source.task_groups(run_id), calls=counts.calls + counts.pauses
+        )
+        with contextlib.closing(source.moves(run_id)) as moves:
+            graph = build_graph(moves, record.state)
+        if graph.pending:
+            graph.settle(source.outcomes(run_id, graph.pending))
         fragment = request.query_params.get("fragment") == "main"
         return page(
             request,
             "_run_main.html" if fragment else "run.html",
-            summary=summarize(record, steps, resume_command),
+            summary=summarize(record, source.summary_steps(run_id), resume_command, counts),
             timeline=timeline,
-            bars=timeline.bars[first : first + BARS_PER_PAGE],
+            bars=timeline.bars,
             bars_page=bars_page,
-            bars_pages=max(1, -(-len(timeline.bars) // BARS_PER_PAGE)),
-            graph=build_graph(steps, record.state),
+            bars_pages=max(1, -(-timeline.calls // BARS_PER_PAGE)),
+            graph=graph,
             live=not final and record.state != "PAUSED",
         )
 

@@ -9,9 +9,9 @@ workflow to the calls it then started: "this ran because that finished".
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-
-from flux.ui.source import Step
+from typing import Protocol
 
 MAX_NODES_PER_LAYER = 12
 MAX_LAYERS = 150
@@ -27,12 +27,31 @@ _OUTCOMES = {
     "TASK_CANCELLED": "cancelled",
     "TASK_RESUMED": "completed",
 }
+_STATE_ENDS = {
+    "COMPLETED": "completed",
+    "FAILED": "failed",
+    "CANCELLED": "cancelled",
+    "PAUSED": "paused",
+}
 _RUN_ENDS = {
     "WORKFLOW_COMPLETED": "completed",
     "WORKFLOW_FAILED": "failed",
     "WORKFLOW_CANCELLED": "cancelled",
     "WORKFLOW_PAUSED": "paused",
 }
+
+
+class Event(Protocol):
+    """What the graph reads of an event (a :class:`flux.ui.source.Step` or ``Move``)."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def call(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
 
 
 @dataclass
@@ -73,12 +92,29 @@ class Layer:
 class RunGraph:
     layers: list[Layer]
     edges: list[tuple[str, str]]
-    hidden_layers: int = 0
+    # More steps followed the layers drawn; reading stopped there.
+    truncated: bool = False
+    # Drawn calls whose outcomes were not read (after a truncation): see settle().
+    pending: list[str] = field(default_factory=list)
     width: int = 0
     height: int = 0
+    _node_of_call: dict[str, Node] = field(default_factory=dict, repr=False)
 
     def node(self, node_id: str) -> Node:
         return next(n for layer in self.layers for n in layer.nodes if n.id == node_id)
+
+    @property
+    def drawn_calls(self) -> int:
+        return sum(layer.calls for layer in self.layers)
+
+    def settle(self, outcomes: Iterable[Event]) -> None:
+        """Record the outcomes of :attr:`pending` calls, read separately."""
+        for event in outcomes:
+            node = self._node_of_call.get(event.call)
+            if node is not None and event.type in _OUTCOMES:
+                status = _OUTCOMES[event.type]
+                node.statuses[status] = node.statuses.get(status, 0) + 1
+        self.pending = []
 
     def lines(self) -> list[tuple[int, int, int, int]]:
         """Each edge from the bottom of its source node to the top of its target."""
@@ -90,57 +126,69 @@ class RunGraph:
         return lines
 
 
-def build_graph(steps: list[Step], run_state: str) -> RunGraph:
+def build_graph(events: Iterable[Event], run_state: str) -> RunGraph:
+    """The graph of the first :data:`MAX_LAYERS` steps. ``events`` is read only
+    that far: a sequential run of 50,000 calls costs its first few hundred events."""
     start = Node("start", "start", 0, open_status="completed")
     layers: list[Layer] = [Layer([start])]
     node_of_call: dict[str, Node] = {}
+    settled: set[str] = set()
     edges: dict[tuple[str, str], None] = {}
     woke: dict[str, Node] = {}  # nodes whose outcomes came since the workflow last stepped
-    in_step = False
+    in_step = truncated = False
     layer_preds: list[Node] = []
     end_status: str | None = None
-    for step in steps:
-        if step.type in _STARTS and step.call not in node_of_call:
+    for event in events:
+        kind = event.type
+        if kind in _STARTS and event.call not in node_of_call:
             if not in_step:
-                predecessors = list(woke.values()) or [_last_nodes(layers)]
+                if len(layers) > MAX_LAYERS:
+                    truncated = True
+                    break
+                in_step = True
+                layer_preds = list(woke.values()) or [_last_nodes(layers)]
                 woke = {}
                 layers.append(Layer([]))
-                layer_preds = predecessors
             layer = layers[-1]
-            node = _node_for(layer, len(layers) - 1, step)
+            node = _node_for(layer, len(layers) - 1, event)
             node.calls += 1
             layer.calls += 1
-            if step.type == "TASK_PAUSED":
+            if kind == "TASK_PAUSED":
                 node.open_status = "paused"
-            node_of_call[step.call] = node
+            node_of_call[event.call] = node
             for pred in layer_preds:
                 edges[(pred.id, node.id)] = None
-            in_step = True
-        elif step.type in _OUTCOMES and step.call in node_of_call:
-            node = node_of_call[step.call]
-            status = _OUTCOMES[step.type]
-            node.statuses[status] = node.statuses.get(status, 0) + 1
-            woke[node.id] = node
+        elif kind in _OUTCOMES:
             in_step = False
-        elif step.type.startswith("WORKFLOW_"):
+            done = node_of_call.get(event.call)
+            if done is not None:
+                status = _OUTCOMES[kind]
+                done.statuses[status] = done.statuses.get(status, 0) + 1
+                settled.add(event.call)
+                woke[done.id] = done
+        elif kind.startswith("WORKFLOW_"):
             in_step = False
-            if step.type in _RUN_ENDS:
-                end_status = _RUN_ENDS[step.type]
-            elif step.type == "WORKFLOW_RESUMED":
+            if kind in _RUN_ENDS:
+                end_status = _RUN_ENDS[kind]
+            elif kind == "WORKFLOW_RESUMED":
                 end_status = None
-    if end_status is not None or run_state in ("COMPLETED", "FAILED", "CANCELLED"):
-        status = end_status or run_state.lower()
-        end = Node("end", status, len(layers), open_status=status)
-        for pred in list(woke.values()) or [_last_nodes(layers)]:
+    if truncated:
+        end_status = _STATE_ENDS.get(run_state)
+    elif run_state in ("COMPLETED", "FAILED", "CANCELLED"):
+        end_status = end_status or run_state.lower()
+    if end_status is not None:
+        end = Node("end", end_status, len(layers), open_status=end_status)
+        # After a truncation the end's predecessors are not drawn: no edge.
+        for pred in [] if truncated else list(woke.values()) or [_last_nodes(layers)]:
             edges[(pred.id, "end")] = None
         layers.append(Layer([end]))
-    graph = RunGraph(layers, list(edges))
-    _trim(graph)
+    pending = [call for call in node_of_call if call not in settled] if truncated else []
+    graph = RunGraph(layers, list(edges), truncated, pending, _node_of_call=node_of_call)
     _layout(graph)
     return graph
 
 
-def _node_for(layer: Layer, index: int, step: Step) -> Node:
+def _node_for(layer: Layer, index: int, step: Event) -> Node:
     for node in layer.nodes:
         if node.label == step.name:
             return node
@@ -160,18 +208,6 @@ def _node_for(layer: Layer, index: int, step: Step) -> Node:
 def _last_nodes(layers: list[Layer]) -> Node:
     # With nothing woken (the first call, or after a resume), the previous layer leads on.
     return layers[-1].nodes[0] if layers[-1].nodes else layers[0].nodes[0]
-
-
-def _trim(graph: RunGraph) -> None:
-    """Keep the first layers and the last one (the end) when a run stepped very often."""
-    if len(graph.layers) <= MAX_LAYERS + 1:
-        graph.hidden_layers = 0
-        return
-    kept = graph.layers[:MAX_LAYERS] + graph.layers[-1:]
-    graph.hidden_layers = len(graph.layers) - len(kept)
-    ids = {n.id for layer in kept for n in layer.nodes}
-    graph.edges = [(a, b) for a, b in graph.edges if a in ids and b in ids]
-    graph.layers = kept
 
 
 def _layout(graph: RunGraph) -> None:

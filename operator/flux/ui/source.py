@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from flux.ui.timeline import TaskGroup
 
 PAGE_SIZE = 50
 
@@ -22,10 +26,10 @@ class RunRow:
     revision: str | None = None
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(NamedTuple):
     """One history event, light: ``value`` is loaded only for the types that the
-    summary, timeline and graph read (never the arguments of every task call)."""
+    summary, timeline and graph read (never the arguments of every task call).
+    A tuple, because a run may have 100,000 of them to build per page."""
 
     id: int
     type: str
@@ -33,6 +37,26 @@ class Step:
     name: str
     time: dt.datetime
     value: Any = None
+
+
+class Move(NamedTuple):
+    """An event as the graph reads it: no time, no value."""
+
+    type: str
+    call: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Counts:
+    """A run's size, counted by the store rather than by reading every event."""
+
+    events: int
+    calls: int  # task calls started (pause points not included)
+    pauses: int
+    retries: int
+    first: dt.datetime | None
+    last: dt.datetime | None
 
 
 @dataclass(frozen=True)
@@ -91,6 +115,27 @@ class RunSource(Protocol):
     def get_run(self, run_id: str) -> RunRow: ...
 
     def steps(self, run_id: str) -> list[Step]: ...
+
+    def counts(self, run_id: str) -> Counts: ...
+
+    def summary_steps(self, run_id: str) -> list[Step]:
+        """The workflow's own events and its pause points: what the summary reads."""
+        ...
+
+    def moves(self, run_id: str) -> Generator[Move, None, None]:
+        """The run's task starts and outcomes and its own events, in order, read
+        lazily: the graph stops reading once it has all it draws."""
+        ...
+
+    def outcomes(self, run_id: str, calls: list[str]) -> list[Move]:
+        """The outcome events of these calls."""
+        ...
+
+    def task_groups(self, run_id: str) -> list[TaskGroup]: ...
+
+    def call_steps(self, run_id: str, offset: int, limit: int) -> list[Step]:
+        """Every event of the calls ``offset`` to ``offset + limit`` in start order."""
+        ...
 
     def event_count(self, run_id: str) -> int: ...
 

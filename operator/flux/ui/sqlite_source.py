@@ -12,14 +12,16 @@ import json
 import os
 import socket
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from flux.ui.source import (
     PAGE_SIZE,
+    Counts,
     EventRow,
+    Move,
     RunNotFound,
     RunPage,
     RunQuery,
@@ -27,6 +29,7 @@ from flux.ui.source import (
     Step,
     WorkflowCount,
 )
+from flux.ui.timeline import TaskGroup
 
 # Event types whose values the summary, timeline and graph read; the values of
 # the others (every task's arguments, every output) stay in the database.
@@ -104,14 +107,93 @@ class SqliteSource:
         return _run_row(row)
 
     def steps(self, run_id: str) -> list[Step]:
+        return self._steps(run_id, "")
+
+    def counts(self, run_id: str) -> Counts:
+        with self._read() as db:
+            events, calls, pauses, retries, first, last = db.execute(
+                "SELECT count(*), coalesce(sum(type = 'TASK_STARTED'), 0), "
+                "coalesce(sum(type = 'TASK_PAUSED'), 0), "
+                "coalesce(sum(type = 'TASK_RETRY_STARTED'), 0), min(time), max(time) "
+                "FROM events WHERE run_id = ?",
+                (run_id,),
+            ).fetchone()
+        return Counts(events, calls, pauses, retries, _maybe_time(first), _maybe_time(last))
+
+    def summary_steps(self, run_id: str) -> list[Step]:
+        return self._steps(
+            run_id,
+            "AND (type LIKE 'WORKFLOW\\_%' ESCAPE '\\' "
+            "OR type IN ('TASK_PAUSED', 'TASK_RESUMED', 'TASK_CANCELLED'))",
+        )
+
+    def moves(self, run_id: str) -> Generator[Move, None, None]:
+        with self._read() as db:
+            cursor = db.execute(
+                "SELECT type, source_id, name FROM events WHERE run_id = ? "
+                f"AND type IN ({_IN_MOVE_TYPES}) ORDER BY id",
+                (run_id,),
+            )
+            yield from map(Move._make, cursor)
+
+    def outcomes(self, run_id: str, calls: list[str]) -> list[Move]:
+        found: list[Move] = []
+        with self._read() as db:
+            for first in range(0, len(calls), _ROWS_PER_QUERY):
+                chunk = calls[first : first + _ROWS_PER_QUERY]
+                rows = db.execute(
+                    "SELECT type, source_id, name FROM events WHERE run_id = ? "
+                    f"AND type IN ({_IN_OUTCOMES}) AND source_id IN ({','.join('?' * len(chunk))})"
+                    " ORDER BY id",
+                    [run_id, *chunk],
+                )
+                found += map(Move._make, rows)
+        return found
+
+    def task_groups(self, run_id: str) -> list[TaskGroup]:
+        with self._read() as db:
+            rows = db.execute(_GROUPS_SQL, (run_id,)).fetchall()
+        groups: dict[str, TaskGroup] = {}
+        for name, status, calls, retried, timeouts, fallbacks, rollbacks, total, longest in rows:
+            group = groups.setdefault(name, TaskGroup(name))
+            group.calls += calls
+            group.statuses[status] = calls
+            group.retried += retried
+            group.timeouts += timeouts
+            group.fallbacks += fallbacks
+            group.rollbacks += rollbacks
+            group.total += total
+            group.longest = max(group.longest, longest)
+        return list(groups.values())
+
+    def call_steps(self, run_id: str, offset: int, limit: int) -> list[Step]:
+        with self._read() as db:
+            calls = [
+                row[0]
+                for row in db.execute(
+                    "SELECT source_id FROM events WHERE run_id = ? "
+                    "AND type IN ('TASK_STARTED', 'TASK_PAUSED') ORDER BY id LIMIT ? OFFSET ?",
+                    (run_id, limit, offset),
+                )
+            ]
+        if not calls:
+            return []
+        marks = ",".join("?" * len(calls))
+        return self._steps(run_id, f"AND source_id IN ({marks})", calls)
+
+    def _steps(self, run_id: str, where: str, params: list[str] | None = None) -> list[Step]:
         with self._read() as db:
             rows = db.execute(
                 "SELECT id, type, source_id, name, time, "
                 f"CASE WHEN type IN ({_IN_STEP_TYPES}) THEN value END "
-                "FROM events WHERE run_id = ? ORDER BY id",
-                (run_id,),
+                f"FROM events WHERE run_id = ? {where} ORDER BY id",
+                [run_id, *(params or [])],
             ).fetchall()
-        return [Step(i, t, s, n, _time(tm), _json(v)) for i, t, s, n, tm, v in rows]
+        parse = dt.datetime.fromisoformat
+        return [
+            Step(i, t, s, n, parse(tm), None if v is None else _json(v))
+            for i, t, s, n, tm, v in rows
+        ]
 
     def event_count(self, run_id: str) -> int:
         with self._read() as db:
@@ -135,6 +217,68 @@ class SqliteSource:
                 (run_id, call_id),
             ).fetchall()
         return [_event_row(r) for r in rows]
+
+
+_OUTCOME_TYPES = ("TASK_COMPLETED", "TASK_FAILED", "TASK_CANCELLED", "TASK_RESUMED")
+_IN_OUTCOMES = ",".join(f"'{t}'" for t in _OUTCOME_TYPES)
+_IN_MOVE_TYPES = ",".join(
+    f"'{t}'"
+    for t in (
+        *_OUTCOME_TYPES,
+        "TASK_STARTED",
+        "TASK_PAUSED",
+        "WORKFLOW_STARTED",
+        "WORKFLOW_COMPLETED",
+        "WORKFLOW_FAILED",
+        "WORKFLOW_PAUSED",
+        "WORKFLOW_RESUMED",
+        "WORKFLOW_CANCELLED",
+    )
+)
+_ROWS_PER_QUERY = 500
+
+# Every call's outcome and marks, then per task name and outcome: the rules of
+# flux.ui.timeline.groups_of in SQL, so that a run of 50,000 calls is summed by
+# SQLite rather than by building 50,000 bars. Stored errors are compact JSON
+# written by Flux, where '"kind":"timeout"' cannot come from a message (its
+# quotes would be escaped), and only events that carry errors are looked at.
+# Durations are to the millisecond (julianday).
+_GROUPS_SQL = """
+WITH calls AS (
+    SELECT
+        name,
+        min(time) AS start,
+        max(CASE WHEN type IN ('TASK_COMPLETED', 'TASK_FAILED', 'TASK_CANCELLED',
+                               'TASK_RESUMED') THEN time END) AS finish,
+        max(CASE type WHEN 'TASK_COMPLETED' THEN 'completed' WHEN 'TASK_FAILED' THEN 'failed'
+                      WHEN 'TASK_CANCELLED' THEN 'cancelled' WHEN 'TASK_RESUMED' THEN 'resumed'
+            END) AS outcome,
+        max(type = 'TASK_PAUSED') AS paused,
+        max(type = 'TASK_RETRY_STARTED') AS retried,
+        max(type IN ('TASK_FAILED', 'TASK_RETRY_STARTED', 'TASK_FALLBACK_STARTED',
+                     'TASK_ROLLBACK_STARTED')
+            AND instr(value, '"kind":"timeout"') > 0) AS timeout,
+        max(type = 'TASK_FALLBACK_STARTED') AS fallback,
+        max(type = 'TASK_ROLLBACK_STARTED') AS rollback,
+        min(id) AS first
+    FROM events
+    WHERE run_id = ? AND type LIKE 'TASK\\_%' ESCAPE '\\'
+    GROUP BY source_id
+)
+SELECT
+    name,
+    coalesce(outcome, CASE WHEN paused THEN 'paused' ELSE 'running' END) AS status,
+    count(*),
+    sum(retried),
+    sum(timeout),
+    sum(fallback),
+    sum(rollback),
+    coalesce(sum((julianday(finish) - julianday(start)) * 86400.0), 0.0),
+    coalesce(max((julianday(finish) - julianday(start)) * 86400.0), 0.0)
+FROM calls
+GROUP BY name, status
+ORDER BY min(first)
+"""
 
 
 def _run_filter(query: RunQuery) -> tuple[str, list[Any]]:
@@ -188,6 +332,10 @@ def owner_is_alive(owner: str | None) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _maybe_time(text: str | None) -> dt.datetime | None:
+    return None if text is None else _time(text)
 
 
 def _time(text: str) -> dt.datetime:

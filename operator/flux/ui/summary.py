@@ -7,7 +7,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from flux.ui.source import RunRow, Step
+from flux.ui.source import Counts, RunRow, Step
 from flux.ui.values import error_text
 
 
@@ -46,7 +46,11 @@ class Summary:
 _FINAL = {"WORKFLOW_COMPLETED", "WORKFLOW_FAILED", "WORKFLOW_CANCELLED"}
 
 
-def summarize(run: RunRow, steps: list[Step], resume: str = "flux resume") -> Summary:
+def summarize(
+    run: RunRow, steps: list[Step], resume: str = "flux resume", counts: Counts | None = None
+) -> Summary:
+    """``steps``: the whole history, or only the workflow's and pause events with
+    the run's ``counts`` taken by the store."""
     input_value = None
     output = error = None
     completed = False
@@ -91,7 +95,7 @@ def summarize(run: RunRow, steps: list[Step], resume: str = "flux resume") -> Su
         continue_command=f"{resume} {shlex.quote(run.id)}" if run.interrupted else None,
         started=started,
         finished=finished,
-        calls=len(calls),
-        attempts=len(calls) + retries,
-        events=len(steps),
+        calls=counts.calls if counts else len(calls),
+        attempts=counts.calls + counts.retries if counts else len(calls) + retries,
+        events=counts.events if counts else len(steps),
     )

@@ -1,8 +1,9 @@
 """A run's timeline: each task call as a bar, with what happened inside it.
 
-Built in one pass over the light history (:class:`flux.ui.source.Step`), so a
-run of 10,000 calls costs one loop; pages then show a slice of the bars and
-the per-task aggregate of all of them.
+Built in one pass over history (:class:`flux.ui.source.Step`). A big run's page
+passes only the events of the calls it shows (one page of bars) with the run's
+own start and end, and the per-task aggregate of every call summed by the store
+(``task_groups`` of a source: the rules of :func:`groups_of`, in SQL).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class Timeline:
     span: float  # seconds from origin to the last thing shown; never 0
     bars: list[CallBar]
     groups: list[TaskGroup]
+    calls: int = 0  # every call of the run, when ``bars`` are one page of them
 
     def left(self, seconds: float) -> float:
         """Percent of the width, for a bar or mark starting ``seconds`` in."""
@@ -91,11 +93,19 @@ _OUTCOMES = {
 }
 
 
-def build_timeline(steps: list[Step], now: dt.datetime | None = None) -> Timeline:
-    """``now`` ends the bars of calls still open (default: the last event)."""
+def build_timeline(
+    steps: list[Step],
+    now: dt.datetime | None = None,
+    *,
+    origin: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Timeline:
+    """Bars for the calls in ``steps``. ``origin`` and ``until`` (default: the first
+    and last event) are the run's start and end; ``now`` ends the bars of calls
+    still open."""
     if not steps:
-        return Timeline(None, 1.0, [], [])
-    origin = steps[0].time
+        return Timeline(origin, 1.0, [], [])
+    origin = origin or steps[0].time
     bars: dict[str, CallBar] = {}
     open_side: dict[str, tuple[str, float, str]] = {}  # call -> fallback/rollback in progress
     last = 0.0
@@ -108,11 +118,14 @@ def build_timeline(steps: list[Step], now: dt.datetime | None = None) -> Timelin
         if bar is None:
             bar = bars[step.call] = CallBar(step.call, step.name, at, first_event=step.id)
         _apply(bar, step, at, open_side)
-    end = max(last, (now - origin).total_seconds()) if now is not None else last
+    end = last
+    for moment in (until, now):
+        if moment is not None:
+            end = max(end, (moment - origin).total_seconds())
     for call, (kind, start, label) in open_side.items():
         bars[call].marks.append(Mark(kind, start, None if start >= end else end, label))
-    ordered = sorted(bars.values(), key=lambda b: (b.start, b.first_event))
-    return Timeline(origin, max(end, 0.001), ordered, _groups(ordered))
+    ordered = sorted(bars.values(), key=lambda b: b.first_event)
+    return Timeline(origin, max(end, 0.001), ordered, groups_of(ordered), len(ordered))
 
 
 def _apply(
@@ -152,7 +165,7 @@ def _apply(
         bar.marks.append(Mark(side, start, at, label))
 
 
-def _groups(bars: list[CallBar]) -> list[TaskGroup]:
+def groups_of(bars: list[CallBar]) -> list[TaskGroup]:
     groups: dict[str, TaskGroup] = {}
     for bar in bars:
         group = groups.get(bar.name)
