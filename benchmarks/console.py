@@ -94,19 +94,21 @@ def wait_served(url: str, server: subprocess.Popen[bytes]) -> None:
 
 
 def pages(runs: dict[str, tuple[str, int]]) -> list[tuple[str, str]]:
-    map_id, _ = runs["map"]
+    map_id, map_events = runs["map"]
+    last_item = (map_events - 2) // 2 - 1  # 2 events a call, 2 of the workflow
     seq_id, seq_events = runs["sequential"]
+    big_map, long_history = f"map of {last_item + 1}", f"{seq_events} events"
     return [
         ("runs list", "/runs"),
         ("workflows", "/workflows"),
-        ("10k map: run page", f"/runs/{map_id}"),
-        ("10k map: last calls page", f"/runs/{map_id}?calls=100"),
-        ("10k map: history, first page", f"/runs/{map_id}/events"),
-        ("10k map: one task's record", f"/runs/{map_id}/calls/item%239999"),
-        ("100k events: run page", f"/runs/{seq_id}"),
-        ("100k events: history, first page", f"/runs/{seq_id}/events"),
-        ("100k events: history, middle page", f"/runs/{seq_id}/events?after={seq_events // 2}"),
-        ("100k events: history, last page", f"/runs/{seq_id}/events?after={seq_events - 50}"),
+        (f"{big_map}: run page", f"/runs/{map_id}"),
+        (f"{big_map}: last calls page", f"/runs/{map_id}?calls={last_item // 100 + 1}"),
+        (f"{big_map}: history, first page", f"/runs/{map_id}/events"),
+        (f"{big_map}: one task's record", f"/runs/{map_id}/calls/item%23{last_item}"),
+        (f"{long_history}: run page", f"/runs/{seq_id}"),
+        (f"{long_history}: history, first page", f"/runs/{seq_id}/events"),
+        (f"{long_history}: history, middle page", f"/runs/{seq_id}/events?after={seq_events // 2}"),
+        (f"{long_history}: history, last page", f"/runs/{seq_id}/events?after={seq_events - 50}"),
     ]
 
 
