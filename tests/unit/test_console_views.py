@@ -14,6 +14,9 @@ from flux.events import EventType, ExecutionEvent
 from flux.local.store import Store
 from flux.ui import graph as graph_module
 from flux.ui.graph import build_graph
+from flux.ui.kube_source import event_row, resume_command
+from flux.ui.kube_source import run_row as kube_run_row
+from flux.ui.memory_run import MemoryRun
 from flux.ui.source import RunQuery, RunRow, Step
 from flux.ui.sqlite_source import SqliteSource, StoreMissing
 from flux.ui.summary import summarize
@@ -344,3 +347,58 @@ def test_a_page_of_calls_holds_every_event_of_those_calls_only(tmp_path: Path) -
     # Starts, outcomes and the workflow's events: no retries, fallbacks, rollbacks.
     assert len(moves) == 10 and moves[1] == ("TASK_STARTED", "t#0", "t")
     assert [m.call for m in source.outcomes("r1", ["m#1", "t#0", "nope"])] == ["t#0", "m#1"]
+
+
+# ------------------------------------------------------ kubernetes, in memory
+
+
+def test_a_run_read_whole_answers_like_the_store(tmp_path: Path) -> None:
+    """The Kubernetes source answers from memory by the SQLite source's rules."""
+    events = _rich_history()
+    path = tmp_path / "flux.db"
+    with Store(path) as store:
+        store.create_run("r1", "wf", {})
+        store.append("r1", events)
+    sql = SqliteSource(path)
+    memory = MemoryRun(sql.events("r1", after=0, limit=1000))
+    assert memory.counts() == sql.counts("r1")
+    assert memory.summary_steps() == sql.summary_steps("r1")
+    assert list(memory.moves()) == list(sql.moves("r1"))
+    assert memory.outcomes(["m#1", "t#0"]) == sql.outcomes("r1", ["m#1", "t#0"])
+    # The store leaves out values no view reads (a task's arguments): compare the rest.
+    assert [s[:5] for s in memory.call_steps(1, 2)] == [s[:5] for s in sql.call_steps("r1", 1, 2)]
+    assert memory.page(3, 4) == sql.events("r1", 3, 4)
+    assert memory.call_events("m#0") == sql.call_events("r1", "m#0")
+    theirs = {g.name: (g.calls, g.statuses, g.retried, g.timeouts) for g in sql.task_groups("r1")}
+    mine = {g.name: (g.calls, g.statuses, g.retried, g.timeouts) for g in memory.task_groups()}
+    assert mine == theirs
+
+
+def test_a_workflow_run_becomes_a_console_run_with_its_resume_command() -> None:
+    body = {
+        "metadata": {
+            "name": "nightly.1",
+            "namespace": "etl",
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+        },
+        "spec": {"workflowRef": {"name": "nightly"}},
+        "status": {"phase": "Paused", "startTime": "2026-01-01T00:00:01Z"},
+    }
+    row = kube_run_row(body)
+    assert (row.id, row.workflow, row.state) == ("etl.nightly.1", "nightly", "PAUSED")
+    assert row.updated == T0 + dt.timedelta(seconds=1)
+    assert resume_command(row, "approve") == (
+        "kubectl patch wfr nightly.1 -n etl --subresource=status --type=merge "
+        """-p '{"status":{"resume":{"input":JSON}}}'"""
+    )
+    event = event_row(
+        {
+            "id": 3,
+            "type": "TASK_STARTED",
+            "sourceId": "t#0",
+            "name": "t",
+            "time": "2026-01-01T00:00:02.5Z",
+            "value": {"args": []},
+        }
+    )
+    assert (event.call, event.time) == ("t#0", T0 + dt.timedelta(seconds=2.5))

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from flux.ui.graph import build_graph
-from flux.ui.source import RunNotFound, RunQuery, RunSource, Step, WorkflowCount
+from flux.ui.source import RunNotFound, RunQuery, RunRow, RunSource, Step, WorkflowCount
 from flux.ui.sqlite_source import StoreMissing
-from flux.ui.summary import summarize
+from flux.ui.summary import local_resume, summarize
 from flux.ui.timeline import build_timeline
 from flux.ui.values import brief, error_text, event_detail, pretty
 
@@ -80,7 +81,9 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def create_app(source: RunSource, *, resume_command: str = "flux resume") -> Starlette:
+def create_app(
+    source: RunSource, *, resume: Callable[[RunRow, str | None], str] = local_resume
+) -> Starlette:
     env = _environment()
 
     def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -140,7 +143,7 @@ def create_app(source: RunSource, *, resume_command: str = "flux resume") -> Sta
         return page(
             request,
             "_run_main.html" if fragment else "run.html",
-            summary=summarize(record, source.summary_steps(run_id), resume_command, counts),
+            summary=summarize(record, source.summary_steps(run_id), resume, counts),
             timeline=timeline,
             bars=timeline.bars,
             bars_page=bars_page,

@@ -39,6 +39,21 @@ class Step(NamedTuple):
     value: Any = None
 
 
+OUTCOME_TYPES = ("TASK_COMPLETED", "TASK_FAILED", "TASK_CANCELLED", "TASK_RESUMED")
+# What the graph reads: task starts and outcomes, and the workflow's own events.
+MOVE_TYPES = (
+    *OUTCOME_TYPES,
+    "TASK_STARTED",
+    "TASK_PAUSED",
+    "WORKFLOW_STARTED",
+    "WORKFLOW_COMPLETED",
+    "WORKFLOW_FAILED",
+    "WORKFLOW_PAUSED",
+    "WORKFLOW_RESUMED",
+    "WORKFLOW_CANCELLED",
+)
+
+
 class Move(NamedTuple):
     """An event as the graph reads it: no time, no value."""
 

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from flux.ui.source import (
+    MOVE_TYPES,
+    OUTCOME_TYPES,
     PAGE_SIZE,
     Counts,
     EventRow,
@@ -219,22 +221,8 @@ class SqliteSource:
         return [_event_row(r) for r in rows]
 
 
-_OUTCOME_TYPES = ("TASK_COMPLETED", "TASK_FAILED", "TASK_CANCELLED", "TASK_RESUMED")
-_IN_OUTCOMES = ",".join(f"'{t}'" for t in _OUTCOME_TYPES)
-_IN_MOVE_TYPES = ",".join(
-    f"'{t}'"
-    for t in (
-        *_OUTCOME_TYPES,
-        "TASK_STARTED",
-        "TASK_PAUSED",
-        "WORKFLOW_STARTED",
-        "WORKFLOW_COMPLETED",
-        "WORKFLOW_FAILED",
-        "WORKFLOW_PAUSED",
-        "WORKFLOW_RESUMED",
-        "WORKFLOW_CANCELLED",
-    )
-)
+_IN_OUTCOMES = ",".join(f"'{t}'" for t in OUTCOME_TYPES)
+_IN_MOVE_TYPES = ",".join(f"'{t}'" for t in MOVE_TYPES)
 _ROWS_PER_QUERY = 500
 
 # Every call's outcome and marks, then per task name and outcome: the rules of

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,11 +47,22 @@ class Summary:
 _FINAL = {"WORKFLOW_COMPLETED", "WORKFLOW_FAILED", "WORKFLOW_CANCELLED"}
 
 
+def local_resume(run: RunRow, pause: str | None) -> str:
+    """The `flux` command that resumes a paused run (or continues an interrupted one)."""
+    if pause is None:
+        return f"flux resume {shlex.quote(run.id)}"
+    return f"flux resume {shlex.quote(run.id)} --pause {shlex.quote(pause)} --input JSON"
+
+
 def summarize(
-    run: RunRow, steps: list[Step], resume: str = "flux resume", counts: Counts | None = None
+    run: RunRow,
+    steps: list[Step],
+    resume: Callable[[RunRow, str | None], str] = local_resume,
+    counts: Counts | None = None,
 ) -> Summary:
     """``steps``: the whole history, or only the workflow's and pause events with
-    the run's ``counts`` taken by the store."""
+    the run's ``counts`` taken by the store. ``resume`` writes the command that
+    resumes the run at a pause (or, given None, continues it)."""
     input_value = None
     output = error = None
     completed = False
@@ -82,8 +94,7 @@ def summarize(
     waiting = next(iter(open_pauses.values()), None)
     if waiting is not None and run.state == "PAUSED":
         output_value = waiting.value.get("output") if isinstance(waiting.value, dict) else None
-        command = f"{resume} {shlex.quote(run.id)} --pause {shlex.quote(waiting.name)} --input JSON"
-        pause = Pause(waiting.name, output_value, command)
+        pause = Pause(waiting.name, output_value, resume(run, waiting.name))
     return Summary(
         run=run,
         input=input_value,
@@ -92,7 +103,7 @@ def summarize(
         error=error,
         error_text=error_text(error) if error is not None else None,
         pause=pause,
-        continue_command=f"{resume} {shlex.quote(run.id)}" if run.interrupted else None,
+        continue_command=resume(run, None) if run.interrupted else None,
         started=started,
         finished=finished,
         calls=counts.calls if counts else len(calls),
