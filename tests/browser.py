@@ -113,6 +113,13 @@ class Page:
         value = re.search(rf'\b{re.escape(name)}="([^"]*)"', match.group(0))
         return html.unescape(value.group(1)) if value else None
 
+    def attribute_of(self, key: str, value: str, name: str) -> str | None:
+        """Attribute ``name`` of the first element whose ``key`` attribute is ``value``."""
+        match = re.search(rf'<[^>]*\b{key}="{re.escape(html.escape(value))}"[^>]*>', self.dom)
+        assert match, f"no element with {key}={value!r} on {self.url}"
+        found = re.search(rf'\b{re.escape(name)}="([^"]*)"', match.group(0))
+        return html.unescape(found.group(1)) if found else None
+
     def rows(self, attribute: str) -> dict[str, str]:
         """Elements carrying ``attribute``, by its value: their text."""
         rows: dict[str, str] = {}

@@ -40,6 +40,25 @@ RUNS = {
 }
 
 
+NAPPING = """
+import time
+
+from flux import WorkflowExecutionContext, task, workflow
+
+
+@task
+def nap(key: str) -> str:
+    print(f"napping for {key}", flush=True)
+    time.sleep(40)
+    return "rested"
+
+
+@workflow
+async def napping(ctx: WorkflowExecutionContext[str]) -> str:
+    return await nap(ctx.input)
+"""
+
+
 def _helm() -> str:
     bin_dir = subprocess.run(
         ["bash", "-c", f"source {REPO}/cluster/scripts/lib.sh && echo $BIN_DIR"],
@@ -181,8 +200,38 @@ def test_the_console_in_the_cluster_shows_runs_with_read_only_access(
 
         with _port_forward(cluster, flux_ns, deployment) as url:
             _check_pages(browser, url, flux_ns)
+            _check_a_call_in_flight(cluster, browser, url, flux_ns)
     finally:
         cluster.kubectl("delete", "-n", flux_ns, "-f", "-", input=manifests, check=False)
+
+
+def _fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.read().decode())
+
+
+def _check_a_call_in_flight(cluster: Cluster, browser: Browser, url: str, namespace: str) -> None:
+    """While a task's pod runs, its bar shows the pod's stages and its record the log."""
+    cluster.apply(workflow_manifest("napping", NAPPING, "napping"), namespace)
+    cluster.apply(run_manifest("napping", "napping", "sleepy"), namespace)
+    run_url, call_url = (
+        f"{url}/runs/{namespace}.napping",
+        f"{url}/runs/{namespace}.napping/calls/nap%230",
+    )
+    cluster.wait_for(
+        "the napping task's pod to run",
+        lambda: "mark k-pod-running" in _fetch(run_url),
+        timeout=120,
+        describe=lambda: _fetch(run_url)[-3000:],
+    )
+    cluster.wait_for("the napping task's log", lambda: "napping for sleepy" in _fetch(call_url), 60)
+    page = browser.dom(run_url)
+    marks = page.attribute_of("data-call", "nap#0", "data-marks") or ""
+    assert {"pod-queued", "pod-starting", "pod-running"} <= set(marks.split()), marks
+    assert "pod running" in page.text()  # the legend names the stages
+    record = browser.dom(call_url)
+    assert "napping for sleepy" in record.by_id("call-logs")
+    browser.screenshot(run_url, "console-k8s-pod-running")
 
 
 def _check_pages(browser: Browser, url: str, namespace: str) -> None:

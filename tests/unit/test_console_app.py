@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 from flux.events import EventType, ExecutionEvent, ExecutionState
 from flux.local.store import Store
 from flux.ui.app import CSP, EVENTS_PER_PAGE, create_app
+from flux.ui.pods import PodStage
 from flux.ui.sqlite_source import SqliteSource
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -149,3 +150,27 @@ def test_a_missing_store_is_a_page_saying_so_and_nothing_is_created(tmp_path: Pa
     assert response.status_code == 200
     assert "No runs yet" in response.text and str(path) in response.text
     assert not path.parent.exists()
+
+
+class PodsAndLogs(SqliteSource):
+    """A source with what only Kubernetes has: pods and their logs."""
+
+    def pod_stages(self, run_id: str) -> dict[str, list[PodStage]]:
+        return {f"{HOSTILE}#0": [PodStage("queued", T0, T0 + dt.timedelta(seconds=2), HOSTILE)]}
+
+    def call_logs(self, run_id: str, call_id: str) -> str | None:
+        return f"log of {call_id}: {HOSTILE}"
+
+
+def test_pod_stages_and_logs_are_shown_as_text(tmp_path: Path) -> None:
+    path = tmp_path / "flux.db"
+    _write_runs(path)
+    client = TestClient(create_app(PodsAndLogs(path)))
+    run = client.get("/runs/xss").text
+    assert 'class="mark k-pod-queued"' in run and "pod queued" in run
+    record = client.get(f"/runs/xss/calls/{HOSTILE}%230").text
+    assert 'id="call-logs"' in record
+    assert "<script>alert" not in run + record
+    assert "log of &lt;script&gt;" in record
+    plain = TestClient(create_app(SqliteSource(path))).get(f"/runs/xss/calls/{HOSTILE}%230").text
+    assert 'id="call-logs"' not in plain and "pod queued" not in plain

@@ -17,6 +17,7 @@ from flux.ui.graph import build_graph
 from flux.ui.kube_source import event_row, resume_command
 from flux.ui.kube_source import run_row as kube_run_row
 from flux.ui.memory_run import MemoryRun
+from flux.ui.pods import pod_stages
 from flux.ui.source import RunQuery, RunRow, Step
 from flux.ui.sqlite_source import SqliteSource, StoreMissing
 from flux.ui.summary import summarize
@@ -402,3 +403,52 @@ def test_a_workflow_run_becomes_a_console_run_with_its_resume_command() -> None:
         }
     )
     assert (event.call, event.time) == ("t#0", T0 + dt.timedelta(seconds=2.5))
+
+
+def _pod(name: str, call: str | None, **status: Any) -> dict[str, Any]:
+    annotations = {"flux.dev/call-id": call} if call else {}
+    meta = {"name": name, "creationTimestamp": "2026-01-01T00:00:01Z", "annotations": annotations}
+    return {"metadata": meta, "status": status}
+
+
+def test_pod_stages_say_what_a_call_waits_for() -> None:
+    scheduled = {
+        "type": "PodScheduled",
+        "status": "True",
+        "lastTransitionTime": "2026-01-01T00:00:03Z",
+    }
+    running = {"state": {"running": {"startedAt": "2026-01-01T00:00:06Z"}}}
+    stages = pod_stages(
+        [
+            _pod("queued", "a#0", conditions=[{"type": "PodScheduled", "status": "False"}]),
+            _pod(
+                "pulling",
+                "b#0",
+                conditions=[scheduled],
+                containerStatuses=[{"state": {"waiting": {}}}],
+            ),
+            _pod("busy", "c#0", conditions=[scheduled], containerStatuses=[running]),
+            _pod("batch", None, conditions=[scheduled]),
+        ]
+    )
+    assert {call: [(s.kind, s.end is None) for s in found] for call, found in stages.items()} == {
+        "a#0": [("queued", True)],
+        "b#0": [("queued", False), ("starting", True)],
+        "c#0": [("queued", False), ("starting", False), ("running", True)],
+    }
+    h = History().add("WORKFLOW_STARTED", "r1", "wf", 0).add("TASK_STARTED", "c#0", "c", 0.5)
+    timeline = build_timeline(h.steps, now=T0 + dt.timedelta(seconds=10), pods=stages)
+    [bar] = timeline.bars
+    assert [(m.kind, m.start, m.end) for m in bar.marks] == [
+        ("pod-queued", 1, 3),
+        ("pod-starting", 3, 6),
+        ("pod-running", 6, 10),
+    ]
+    assert timeline.shows_pods and bar.marks[-1].label == "pod busy: running (now)"
+
+
+def test_a_run_still_going_lasts_until_now() -> None:
+    steps = History().add("WORKFLOW_STARTED", "r1", "wf", 1).steps
+    later = T0 + dt.timedelta(seconds=31)
+    assert summarize(run_row("RUNNING"), steps, now=later).duration == 30
+    assert summarize(run_row("RUNNING"), steps).duration == 0  # its last update, T0

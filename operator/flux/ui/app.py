@@ -131,7 +131,9 @@ def create_app(
         # One page of bars, drawn against the whole run's span; the per-task
         # aggregate of every call comes from the store.
         steps = source.call_steps(run_id, (bars_page - 1) * BARS_PER_PAGE, BARS_PER_PAGE)
-        page_timeline = build_timeline(steps, now, origin=counts.first, until=counts.last)
+        page_timeline = build_timeline(
+            steps, now, origin=counts.first, until=counts.last, pods=source.pod_stages(run_id)
+        )
         timeline = dataclasses.replace(
             page_timeline, groups=source.task_groups(run_id), calls=counts.calls + counts.pauses
         )
@@ -143,7 +145,7 @@ def create_app(
         return page(
             request,
             "_run_main.html" if fragment else "run.html",
-            summary=summarize(record, source.summary_steps(run_id), resume, counts),
+            summary=summarize(record, source.summary_steps(run_id), resume, counts, now),
             timeline=timeline,
             bars=timeline.bars,
             bars_page=bars_page,
@@ -173,10 +175,12 @@ def create_app(
         rows = source.call_events(run_id, call_id)
         if not rows:
             raise HTTPException(404, f"run {run_id} has no call {call_id!r}")
-        bars = build_timeline(
-            [Step(e.id, e.type, e.call, e.name, e.time, e.value) for e in rows]
-        ).bars
-        return page(request, "call.html", run=record, call_id=call_id, events=rows, bars=bars)
+        steps = [Step(e.id, e.type, e.call, e.name, e.time, e.value) for e in rows]
+        bars = build_timeline(steps, pods=source.pod_stages(run_id)).bars
+        logs = source.call_logs(run_id, call_id)
+        return page(
+            request, "call.html", run=record, call_id=call_id, events=rows, bars=bars, logs=logs
+        )
 
     def workflows(request: Request) -> Response:
         return page(request, "workflows.html", workflows=_workflow_stats(source.workflow_counts()))

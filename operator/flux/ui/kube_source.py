@@ -21,6 +21,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from flux.k8s import api, runstore
 from flux.ui.memory_run import MemoryRun
+from flux.ui.pods import CALL_ID_ANNOTATION, PodStage, pod_stages
 from flux.ui.source import (
     PAGE_SIZE,
     Counts,
@@ -46,6 +47,7 @@ STATES = {
     "Failed": "FAILED",
     "Cancelled": "CANCELLED",
 }
+LOG_LINES = 1000
 # A page asks several questions of one run: read it once for all of them.
 FRESH_SECONDS = 2.0
 RESUME_COMMAND = (
@@ -166,6 +168,45 @@ class KubeSource:
 
     def call_steps(self, run_id: str, offset: int, limit: int) -> list[Step]:
         return self._run(run_id)[1].call_steps(offset, limit)
+
+    async def _pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        core: Any = client.CoreV1Api(self._client)
+        found = await api.read_json(
+            await core.list_namespaced_pod(
+                namespace, label_selector=f"{api.LABEL_RUN}={name}", _preload_content=False
+            )
+        )
+        return list(found.get("items") or [])
+
+    def pod_stages(self, run_id: str) -> dict[str, list[PodStage]]:
+        row, _ = self._run(run_id)
+        namespace, _, name = row.id.partition(".")
+        return pod_stages(self._wait(self._pods(namespace, name)))
+
+    async def _log(self, namespace: str, name: str, call_id: str) -> str | None:
+        pods = [
+            p
+            for p in await self._pods(namespace, name)
+            if (p["metadata"].get("annotations") or {}).get(CALL_ID_ANNOTATION) == call_id
+        ]
+        if not pods:
+            return None
+        newest = max(pods, key=lambda p: str(p["metadata"].get("creationTimestamp")))
+        core: Any = client.CoreV1Api(self._client)
+        try:
+            text: str = await core.read_namespaced_pod_log(
+                newest["metadata"]["name"], namespace, tail_lines=LOG_LINES
+            )
+        except ApiException as exc:
+            if exc.status in (400, 404):  # not started yet, or already gone
+                return None
+            raise
+        return text
+
+    def call_logs(self, run_id: str, call_id: str) -> str | None:
+        row, _ = self._run(run_id)
+        namespace, _, name = row.id.partition(".")
+        return self._wait(self._log(namespace, name, call_id))
 
     def event_count(self, run_id: str) -> int:
         return len(self._run(run_id)[1].events)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
+    from flux.ui.pods import PodStage
     from flux.ui.timeline import TaskGroup
 
 PAGE_SIZE = 50
@@ -150,6 +151,14 @@ class RunSource(Protocol):
 
     def call_steps(self, run_id: str, offset: int, limit: int) -> list[Step]:
         """Every event of the calls ``offset`` to ``offset + limit`` in start order."""
+        ...
+
+    def pod_stages(self, run_id: str) -> dict[str, list[PodStage]]:
+        """Stages of the run's task pods that still exist, by call id (Kubernetes)."""
+        ...
+
+    def call_logs(self, run_id: str, call_id: str) -> str | None:
+        """The log of the call's newest pod, if the executor keeps one."""
         ...
 
     def event_count(self, run_id: str) -> int: ...

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from flux.ui.pods import PodStage
 from flux.ui.source import (
     MOVE_TYPES,
     OUTCOME_TYPES,
@@ -196,6 +197,12 @@ class SqliteSource:
             Step(i, t, s, n, parse(tm), None if v is None else _json(v))
             for i, t, s, n, tm, v in rows
         ]
+
+    def pod_stages(self, run_id: str) -> dict[str, list[PodStage]]:
+        return {}  # the embedded engine runs tasks in its own process
+
+    def call_logs(self, run_id: str, call_id: str) -> str | None:
+        return None  # a task's output goes to the terminal of `flux run`
 
     def event_count(self, run_id: str) -> int:
         with self._read() as db:

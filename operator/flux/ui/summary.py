@@ -35,12 +35,14 @@ class Summary:
     calls: int
     attempts: int
     events: int
+    # Ends the duration of a run still going (default: its last update).
+    now: dt.datetime | None = None
 
     @property
     def duration(self) -> float | None:
         if self.started is None:
             return None
-        end = self.finished or self.run.updated
+        end = self.finished or self.now or self.run.updated
         return max(0.0, (end - self.started).total_seconds())
 
 
@@ -59,6 +61,7 @@ def summarize(
     steps: list[Step],
     resume: Callable[[RunRow, str | None], str] = local_resume,
     counts: Counts | None = None,
+    now: dt.datetime | None = None,
 ) -> Summary:
     """``steps``: the whole history, or only the workflow's and pause events with
     the run's ``counts`` taken by the store. ``resume`` writes the command that
@@ -109,4 +112,5 @@ def summarize(
         calls=counts.calls if counts else len(calls),
         attempts=counts.calls + counts.retries if counts else len(calls) + retries,
         events=counts.events if counts else len(steps),
+        now=now,
     )

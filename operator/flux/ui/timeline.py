@@ -12,6 +12,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from flux.ui.pods import PodStage
 from flux.ui.source import Step
 from flux.ui.values import error_text, is_timeout
 
@@ -21,7 +22,7 @@ class Mark:
     """Something inside a call: a point (``end is None``) or an interval, in
     seconds from the run's start."""
 
-    kind: str  # retry-wait, attempt-failed, timeout, fallback, rollback
+    kind: str  # retry-wait, attempt-failed, timeout, fallback, rollback, pod-queued, ...
     start: float
     end: float | None
     label: str
@@ -76,6 +77,10 @@ class Timeline:
     groups: list[TaskGroup]
     calls: int = 0  # every call of the run, when ``bars`` are one page of them
 
+    @property
+    def shows_pods(self) -> bool:
+        return any(m.kind.startswith("pod-") for bar in self.bars for m in bar.marks)
+
     def left(self, seconds: float) -> float:
         """Percent of the width, for a bar or mark starting ``seconds`` in."""
         return round(min(100.0, max(0.0, seconds / self.span * 100)), 3)
@@ -99,10 +104,11 @@ def build_timeline(
     *,
     origin: dt.datetime | None = None,
     until: dt.datetime | None = None,
+    pods: dict[str, list[PodStage]] | None = None,
 ) -> Timeline:
     """Bars for the calls in ``steps``. ``origin`` and ``until`` (default: the first
     and last event) are the run's start and end; ``now`` ends the bars of calls
-    still open."""
+    still open. ``pods``: the stages of task pods on Kubernetes, by call id."""
     if not steps:
         return Timeline(origin, 1.0, [], [])
     origin = origin or steps[0].time
@@ -124,8 +130,23 @@ def build_timeline(
             end = max(end, (moment - origin).total_seconds())
     for call, (kind, start, label) in open_side.items():
         bars[call].marks.append(Mark(kind, start, None if start >= end else end, label))
+    for call, stages in (pods or {}).items():
+        if call in bars:
+            bars[call].marks.extend(_pod_marks(stages, origin, end))
     ordered = sorted(bars.values(), key=lambda b: b.first_event)
     return Timeline(origin, max(end, 0.001), ordered, groups_of(ordered), len(ordered))
+
+
+def _pod_marks(stages: list[PodStage], origin: dt.datetime, end: float) -> list[Mark]:
+    marks = []
+    for stage in stages:
+        start = (stage.start - origin).total_seconds()
+        stop = end if stage.end is None else (stage.end - origin).total_seconds()
+        still = " (now)" if stage.end is None else ""
+        marks.append(
+            Mark(f"pod-{stage.kind}", start, stop, f"pod {stage.pod}: {stage.kind}{still}")
+        )
+    return marks
 
 
 def _apply(
