@@ -1,5 +1,5 @@
-"""Writes the runtime requirements of the wheel in DIST (with the k8s extra)
-to OUT, one per line, for the Dockerfile's cached dependency layer.
+"""Writes the runtime requirements of the wheel in DIST (with the k8s and ui
+extras) to OUT, one per line, for the Dockerfile's cached dependency layer.
 
 Usage: python3 requirements_from_wheel.py DIST OUT   (standard library only)
 """
@@ -9,7 +9,8 @@ import sys
 import zipfile
 from email.parser import Parser
 
-EXTRA = 'extra == "k8s"'
+# The image runs the operator (k8s) and the chart's web console (ui).
+EXTRAS = ('extra == "k8s"', 'extra == "ui"')
 
 
 def main(dist: str, out: str) -> None:
@@ -21,8 +22,7 @@ def main(dist: str, out: str) -> None:
     for req in headers.get_all("Requires-Dist") or []:
         spec, _, marker = (part.strip() for part in req.partition(";"))
         if "extra ==" in marker:
-            # Only the k8s extra: the image runs the operator too.
-            if marker.replace("'", '"') == EXTRA:
+            if marker.replace("'", '"') in EXTRAS:
                 lines.append(spec)
         else:
             lines.append(f"{spec}; {marker}" if marker else spec)

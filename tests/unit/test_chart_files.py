@@ -31,6 +31,7 @@ def _leaves(values: dict[str, Any], prefix: str = "") -> list[str]:
 
 _FREE_FORM = {
     "operator.resources",
+    "ui.resources",
     "podSecurityContext",
     "securityContext",
     "metrics.grafanaDashboard.labels",

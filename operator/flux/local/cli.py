@@ -596,3 +596,24 @@ def kube_show(
         emit(render.to_json(view))
     else:
         render.print_kube_run(stdout_console(), view)
+
+
+@app.command()
+def ui(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; the console has no login, keep it local.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8765,
+) -> None:
+    """Serve the web console over the runs in $FLUX_HOME (read only)."""
+    try:
+        from flux.ui.server import CannotServe, is_loopback, serve_local
+    except ImportError as exc:
+        raise CliError(f"flux ui needs the ui extra (pip install 'flux-k8s[ui]'): {exc}") from None
+    if not is_loopback(host):
+        say(f"warning: anyone who can reach {host}:{port} can read every run (no login)")
+    say(f"console for {store_path()} at http://{host}:{port}/ (Ctrl-C stops it)")
+    try:
+        serve_local(store_path(), host, port)
+    except CannotServe as exc:
+        raise CliError(str(exc)) from None
