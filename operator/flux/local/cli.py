@@ -573,10 +573,6 @@ def read_secret_value(name: str) -> str:
     return value
 
 
-if __name__ == "__main__":
-    main()
-
-
 @kube_app.command("show")
 def kube_show(
     name: Annotated[str, typer.Argument(metavar="RUN", show_default=False)],
@@ -617,3 +613,8 @@ def ui(
         serve_local(store_path(), host, port)
     except CannotServe as exc:
         raise CliError(str(exc)) from None
+
+
+# Last, so that every command above is registered under `python -m flux.local.cli`.
+if __name__ == "__main__":
+    main()
