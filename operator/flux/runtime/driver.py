@@ -28,7 +28,7 @@ from flux import codec
 from flux.engine.commands import CancelCall, StartTimer
 from flux.engine.failures import ErrorInfo, describe, error_info
 from flux.engine.instance import WorkflowInstance
-from flux.errors import WorkflowInputError
+from flux.errors import CodecError, WorkflowInputError
 from flux.events import EventType, ExecutionEvent, ExecutionState
 from flux.k8s import api, archive, runstore
 from flux.k8s.decisions import succeeded_update
@@ -96,6 +96,10 @@ class Driver:
         history = [event_from_status(e) for e in await self._load_history(status)]
         try:
             spec_input = await self._load_input(body.get("spec") or {})
+            try:
+                decoded = codec.decode(spec_input)
+            except UNDECODABLE as exc:
+                raise _undecodable("spec.input", exc) from None
         except WorkflowInputError as exc:
             await _fail_to_load(self.runs, self.namespace, self.name, exc)
             return None
@@ -105,7 +109,7 @@ class Driver:
             history,
             clock=utc_now,
             rng=random.Random(random.SystemRandom().random()),
-            input=codec.decode(spec_input),
+            input=decoded,
         )
         instance.start()
         return instance
@@ -116,7 +120,13 @@ class Driver:
         """Deliver what ``body`` brings and record what follows: the run as written, and
         whether anything happened."""
         await self._load_values(body.get("status") or {})
-        changed = self.observe(instance, body.get("status") or {})
+        try:
+            changed = self.observe(instance, body.get("status") or {})
+        except WorkflowInputError as exc:
+            # Resume input that cannot be taken: the run fails with the reason (the
+            # operator adds the condition and the Event), as for bad spec.input,
+            # instead of a driver that crashes on it again at every restart.
+            return await _fail_to_load(self.runs, self.namespace, self.name, exc), True
         return await self.publish(instance, body), changed
 
     def next_wait(self, instance: WorkflowInstance, idle_since: dt.datetime) -> float | None:
@@ -153,7 +163,11 @@ class Driver:
             changed = self._carry_out(instance) or True
         resume = status.get("resume")
         if resume is not None and instance.pending_pause_name() is not None:
-            instance.resume(codec.decode(resume.get("input")))
+            try:
+                resume_input = codec.decode(resume.get("input"))
+            except UNDECODABLE as exc:
+                raise _undecodable("status.resume.input", exc) from None
+            instance.resume(resume_input)
             changed = self._carry_out(instance) or True
         now = utc_now()
         for call_id, until in sorted(self.timers.items(), key=lambda item: item[1]):
@@ -411,9 +425,23 @@ def _tasks_in_flight(instance: WorkflowInstance, timers: dict[str, dt.datetime])
     return any(call_id not in timers for call_id in instance.in_flight())
 
 
-async def _fail_to_load(runs: api.Runs, namespace: str, name: str, exc: Exception) -> None:
+# What decoding a user's value (spec.input, resume input) raises when the value is
+# bad: the codec's own error (a TypeError), and what the JSON it walks can cause.
+UNDECODABLE = (CodecError, TypeError, ValueError, RecursionError)
+
+
+def _undecodable(where: str, exc: Exception) -> WorkflowInputError:
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, RecursionError):
+        detail = "nested too deeply"
+    return WorkflowInputError(f"{where} cannot be decoded: {detail}")
+
+
+async def _fail_to_load(
+    runs: api.Runs, namespace: str, name: str, exc: Exception
+) -> dict[str, Any]:
     info = error_info(exc)
-    await runs.patch_status(
+    return await runs.patch_status(
         namespace,
         name,
         {

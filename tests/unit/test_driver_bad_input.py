@@ -1,0 +1,97 @@
+"""A user's value the driver cannot decode fails the run, once, with the reason.
+
+spec.input and resume input come from whoever may create or resume a run. A
+value the codec refuses must end as a failed run with an InvalidInput error
+(the operator adds the condition and the Event), never as a driver that
+crashes on it again at every restart, or a shared driver that stops serving
+every other run of its Workflow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any
+
+from test_driver import FakeRuns, complete_outstanding, new_run, pipeline_wf
+
+from flux.runtime.driver import Driver
+from flux.runtime.shared_driver import SharedDriver
+
+# A tag the codec does not know: refused by the codec of every version.
+UNKNOWN_TAG = {"$flux": "no-such-tag", "v": 1}
+
+
+class MergingRuns(FakeRuns):
+    """FakeRuns that also takes a merge patch, as the API server does."""
+
+    async def patch_status(self, namespace: str, name: str, ops: Any) -> dict[str, Any]:
+        if isinstance(ops, list):
+            return await super().patch_status(namespace, name, ops)
+        self.patches += 1
+        status = self.body.setdefault("status", {})
+        status.update(ops["status"])
+        self.body["metadata"]["resourceVersion"] = str(self.patches)
+        return copy.deepcopy(self.body)
+
+
+def _error(runs: FakeRuns) -> dict[str, Any]:
+    status = runs.body["status"]
+    assert status["phase"] == "Failed", status
+    error: dict[str, Any] = status["error"]
+    # WorkflowInputError: the operator's condition says InvalidInput.
+    assert error["type"] == "WorkflowInputError", error
+    return error
+
+
+def test_spec_input_the_codec_refuses_fails_the_run() -> None:
+    runs = MergingRuns(new_run(UNKNOWN_TAG))
+    driver = Driver(runs, "ns", "r1", pipeline_wf)  # type: ignore[arg-type]
+    assert asyncio.run(driver.run()) == 1
+    error = _error(runs)
+    assert "WorkflowInputError: spec.input cannot be decoded: " in error["message"]
+    assert "no-such-tag" in error["message"]
+    assert "history" not in runs.body["status"]  # nothing ran
+
+
+def _paused_run() -> MergingRuns:
+    """A run of pipeline_wf driven to its pause, as the cluster would hold it."""
+    runs = MergingRuns(new_run(3))
+    driver = Driver(runs, "ns", "r1", pipeline_wf, linger=0)  # type: ignore[arg-type]
+
+    async def to_pause() -> None:
+        instance = await driver.begin(copy.deepcopy(runs.body))
+        assert instance is not None
+        await driver.advance(instance, copy.deepcopy(runs.body))
+        for _ in range(2):
+            assert complete_outstanding(runs)
+            await driver.advance(instance, copy.deepcopy(runs.body))
+
+    asyncio.run(to_pause())
+    assert runs.body["status"]["phase"] == "Paused"
+    return runs
+
+
+def test_resume_input_the_codec_refuses_fails_the_run_instead_of_the_driver() -> None:
+    runs = _paused_run()
+    runs.body["status"]["resume"] = {"input": UNKNOWN_TAG}
+    driver = Driver(runs, "ns", "r1", pipeline_wf, linger=0)  # type: ignore[arg-type]
+    assert asyncio.run(driver.run()) == 0  # the run's end, not the driver's crash
+    error = _error(runs)
+    assert "WorkflowInputError: status.resume.input cannot be decoded: " in error["message"]
+    assert "output" not in runs.body["status"]
+
+
+def test_bad_resume_input_of_one_run_leaves_the_shared_driver_serving() -> None:
+    runs = _paused_run()
+    runs.body["status"]["resume"] = {"input": UNKNOWN_TAG}
+    runs.body["status"]["driver"] = {"shared": True}
+    driver = SharedDriver(runs, None, "ns", "wf", pipeline_wf)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        driver.offer("MODIFIED", copy.deepcopy(runs.body))
+        await driver.drain()  # raises what would end the shared driver
+
+    asyncio.run(scenario())
+    assert "status.resume.input cannot be decoded: " in _error(runs)["message"]
+    assert driver.held == {}
