@@ -224,7 +224,7 @@ def test_a_huge_int_input_is_refused_or_fails_the_run(
     _one_event(cluster, hostile_ns, "huge-int", "InvalidInput")
 
 
-def test_resume_input_on_a_run_that_is_not_paused_changes_nothing(
+def test_resume_input_on_a_run_that_is_not_paused_is_dropped_with_a_warning(
     cluster: Cluster, hostile_ns: str, operator: Operator
 ) -> None:
     cluster.apply(run_manifest("not-paused", "napping", 8), hostile_ns)
@@ -251,3 +251,5 @@ def test_resume_input_on_a_run_that_is_not_paused_changes_nothing(
     assert "resume" not in status and "pause" not in status
     history = [e["type"] for e in status["history"]]
     assert "TASK_PAUSED" not in history and "TASK_RESUMED" not in history, history
+    event = _one_event(cluster, hostile_ns, "not-paused", "ResumeIgnored")
+    assert "not paused" in event["message"], event

@@ -95,3 +95,41 @@ def test_bad_resume_input_of_one_run_leaves_the_shared_driver_serving() -> None:
     asyncio.run(scenario())
     assert "status.resume.input cannot be decoded: " in _error(runs)["message"]
     assert driver.held == {}
+
+
+class FakeEvents:
+    def __init__(self) -> None:
+        self.posted: list[tuple[str, str, str]] = []
+
+    async def post(self, obj: dict[str, Any], kind: str, reason: str, message: str) -> None:
+        self.posted.append((kind, reason, message))
+
+
+def test_resume_input_on_a_run_that_is_not_paused_is_removed_with_a_warning() -> None:
+    runs = MergingRuns(new_run(3))
+    events = FakeEvents()
+    driver = Driver(runs, "ns", "r1", pipeline_wf, events=events)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        instance = await driver.begin(copy.deepcopy(runs.body))
+        assert instance is not None
+        await driver.advance(instance, copy.deepcopy(runs.body))  # its first task runs
+        runs.body["status"]["resume"] = {"input": "too early"}
+        await driver.advance(instance, copy.deepcopy(runs.body))
+
+    asyncio.run(scenario())
+    status = runs.body["status"]
+    assert status["phase"] == "Running" and "resume" not in status
+    (warning,) = [e for e in events.posted if e[1] == "ResumeIgnored"]
+    assert warning[0] == "Warning"
+    assert warning[2].startswith("status.resume was set while the run was Running, not paused")
+
+
+def test_a_resume_that_is_delivered_is_no_warning() -> None:
+    runs = _paused_run()
+    runs.body["status"]["resume"] = {"input": "ok"}
+    events = FakeEvents()
+    driver = Driver(runs, "ns", "r1", pipeline_wf, linger=0, events=events)  # type: ignore[arg-type]
+    assert asyncio.run(driver.run()) == 0
+    assert runs.body["status"]["phase"] == "Succeeded"
+    assert [e[1] for e in events.posted] == ["Succeeded"]

@@ -71,6 +71,8 @@ class Driver:
     events: api.Events | None = None
     # A shared driver claims the runs it takes up before the operator says whose they are.
     shared: bool = False
+    # Whether the resume in status was delivered since the last write (not ignored).
+    took_resume: bool = False
 
     async def run(self) -> int:
         body = await self.runs.get(self.namespace, self.name)
@@ -168,6 +170,7 @@ class Driver:
             except UNDECODABLE as exc:
                 raise _undecodable("status.resume.input", exc) from None
             instance.resume(resume_input)
+            self.took_resume = True
             changed = self._carry_out(instance) or True
         now = utc_now()
         for call_id, until in sorted(self.timers.items(), key=lambda item: item[1]):
@@ -221,8 +224,14 @@ class Driver:
         )
         if not ops:
             return body
+        announce = list(update.events) if update else []
+        # A resume the write removes (see status_patch) without having delivered it.
+        ignored = status.get("resume") is not None and instance.pending_pause_name() is None
+        if ignored and not self.took_resume:
+            announce.append(("Warning", "ResumeIgnored", _resume_ignored(status)))
         written = await self.runs.patch_status(self.namespace, self.name, ops)
-        for kind, reason, message in update.events if update and self.events else ():
+        self.took_resume = False
+        for kind, reason, message in announce if self.events else ():
             try:
                 await self.events.post(written, kind, reason, message)  # type: ignore[union-attr]
             except ApiException as exc:
@@ -423,6 +432,14 @@ _FINAL = (EventType.WORKFLOW_COMPLETED, EventType.WORKFLOW_FAILED, EventType.WOR
 
 def _tasks_in_flight(instance: WorkflowInstance, timers: dict[str, dt.datetime]) -> bool:
     return any(call_id not in timers for call_id in instance.in_flight())
+
+
+def _resume_ignored(status: dict[str, Any]) -> str:
+    phase = status.get("phase") or "Pending"
+    return (
+        f"status.resume was set while the run was {phase}, not paused: it was removed "
+        "and changed nothing; set it once the run's phase is Paused"
+    )
 
 
 # What decoding a user's value (spec.input, resume input) raises when the value is
