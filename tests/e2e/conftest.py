@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from driver_tokens import POLICY, policy_active
 from flux_runs import shared_home_volume
 
 REPO = Path(__file__).resolve().parents[2]
@@ -335,9 +336,28 @@ def operator(
     print("operator log tail:\n" + op.log_tail())
 
 
+@pytest.fixture(scope="session")
+def driver_isolation(cluster: Cluster) -> Iterator[list[bool]]:
+    """deploy/driver-isolation-policy.yaml, as installed: every driver of the suite
+    runs under it. Removed at the end: the cluster is shared with other checkouts."""
+    cluster.kubectl("apply", "-f", str(POLICY))
+    active: list[bool] = []  # set once a namespace saw it enforced
+    yield active
+    cluster.kubectl("delete", "-f", str(POLICY), "--ignore-not-found", check=False)
+
+
 @pytest.fixture
-def flux_ns(cluster: Cluster, namespace: str, operator: Operator) -> str:
+def flux_ns(
+    cluster: Cluster, namespace: str, operator: Operator, driver_isolation: list[bool]
+) -> str:
     cluster.kubectl("apply", "-n", namespace, "-f", str(REPO / "deploy/driver-rbac.yaml"))
+    if not driver_isolation:
+        cluster.wait_for(
+            "the driver isolation policy to be enforced",
+            lambda: policy_active(cluster, namespace),
+            30,
+        )
+        driver_isolation.append(True)
     return namespace
 
 

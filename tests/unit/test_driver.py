@@ -198,7 +198,8 @@ def test_a_malformed_spec_input_fails_the_run_with_one_message() -> None:
     assert asyncio.run(driver.begin(runs.body)) is None
     status = runs.body["status"]
     assert status["phase"] == "Failed"
-    assert status["error"]["type"] == "CodecError"
+    assert status["error"]["type"] == "WorkflowInputError"  # condition InvalidInput
+    assert "spec.input cannot be decoded: " in status["error"]["message"]
     assert "malformed Flux value" in status["error"]["message"]
     assert "history" not in status
 

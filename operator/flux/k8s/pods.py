@@ -54,9 +54,19 @@ def driver_pod_name(run_name: str, start: int) -> str:
     return dns_label(run_name, "driver", str(start))
 
 
+SHARED_DRIVER_SUFFIX = "-shared-driver"
+
+
 def shared_driver_pod_name(workflow_name: str) -> str:
-    """One name per Workflow: creating it when it exists is how runs share it."""
-    return dns_label(workflow_name, "shared-driver")
+    """One name per Workflow: creating it when it exists is how runs share it.
+
+    Not hashed: the driver isolation policy (deploy/driver-isolation-policy.yaml)
+    recomputes it in CEL from a run's spec.workflowRef.name to tell whether the
+    pod asking is that Workflow's shared driver. A Workflow name is a DNS
+    subdomain, so the name is a valid pod name; per-run and task pod names end
+    in a hash, so none of them ends like this.
+    """
+    return workflow_name + SHARED_DRIVER_SUFFIX
 
 
 def workflow_reference(workflow: dict[str, Any]) -> str:

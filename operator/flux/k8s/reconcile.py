@@ -15,6 +15,7 @@ from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from flux.events import WORKFLOW_FINAL_EVENTS
 from flux.k8s import api, archive
 from flux.k8s.archive import OpenCalls
 from flux.k8s.calls import RUNNING_STATES, Call, CallMove, PodView, next_move
@@ -79,7 +80,7 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
         for p in observed.pods
     }
     if phase in FINAL_PHASES:
-        plan.delete.extend(views)
+        _clear_away(plan, observed, views, status)
         _conditions(plan, status, now, generation)
         return plan
     workflow = observed.workflow
@@ -151,6 +152,31 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
     if status or plan.status:
         _conditions(plan, {**status, **plan.status}, now, generation)
     return plan
+
+
+# A driver that records the workflow's end posts its Event right after the write,
+# with a token bound to its pod: deleting the pod at once (which also voids the
+# token) lost that Event. Its pod is left this long to exit by itself.
+DRIVER_EXIT_GRACE = dt.timedelta(seconds=30)
+
+
+def _clear_away(
+    plan: Plan, observed: Observed, views: dict[str, PodView], status: dict[str, Any]
+) -> None:
+    """Remove a finished run's pods; the driver that finished it once it has exited."""
+    history = status.get("history") or []
+    ended_by_driver = bool(history) and history[-1].get("type") in _WORKFLOW_ENDS
+    finish = status.get("finishTime")
+    for name, view in views.items():
+        if ended_by_driver and finish and _role(observed.pods, name) == "driver":
+            until = dt.datetime.fromisoformat(finish) + DRIVER_EXIT_GRACE
+            if not view.finished and observed.now < until:
+                plan.wake(until)  # its pod event comes sooner, when it exits
+                continue
+        plan.delete.append(name)
+
+
+_WORKFLOW_ENDS = frozenset(e.value for e in WORKFLOW_FINAL_EVENTS)
 
 
 def _holds_pod(record: dict[str, Any]) -> bool:

@@ -73,6 +73,8 @@ class Driver:
     shared: bool = False
     # Why the resume input in status.resume was refused; it is removed at the next write.
     refused_resume: str | None = None
+    # Whether the resume in status was delivered since the last write (not ignored).
+    took_resume: bool = False
 
     async def run(self) -> int:
         body = await self.runs.get(self.namespace, self.name)
@@ -98,9 +100,13 @@ class Driver:
         history = [event_from_status(e) for e in await self._load_history(status)]
         try:
             spec_input = await self._load_input(body.get("spec") or {})
-            # Only classes the workflow declares are rebuilt from a user's input.
-            input = codec.decode(spec_input, values.workflow_input(self.workflow))
-        except (WorkflowInputError, CodecError) as exc:
+            try:
+                # Only classes the workflow declares are rebuilt from a user's input.
+                input = codec.decode(spec_input, values.workflow_input(self.workflow))
+            except CodecError as exc:
+                # An input error (condition InvalidInput), not a crash the driver repeats.
+                raise WorkflowInputError(f"spec.input cannot be decoded: {exc}") from None
+        except WorkflowInputError as exc:
             await _fail_to_load(self.runs, self.namespace, self.name, exc)
             return None
         instance = WorkflowInstance(
@@ -164,6 +170,8 @@ class Driver:
                 # The run stays paused; the refused input is removed and reported.
                 self.refused_resume = f"status.resume.input refused: {exc}"
                 log.warning("run %s: %s", self.name, self.refused_resume)
+            else:
+                self.took_resume = True
             changed = self._carry_out(instance) or True
         now = utc_now()
         for call_id, until in sorted(self.timers.items(), key=lambda item: item[1]):
@@ -221,13 +229,16 @@ class Driver:
             ops.append({"op": "remove", "path": "/status/resume"})
         if not ops:
             return body
+        announce = list(update.events) if update else []
+        # A resume the write removes (see status_patch) without having delivered it.
+        ignored = status.get("resume") is not None and instance.pending_pause_name() is None
+        if ignored and not self.took_resume:
+            announce.append(("Warning", "ResumeIgnored", _resume_ignored(status)))
+        if refused is not None:
+            announce.append(("Warning", "ResumeRefused", refused))
         written = await self.runs.patch_status(self.namespace, self.name, ops)
-        if refused is not None and self.events is not None:
-            try:
-                await self.events.post(written, "Warning", "ResumeRefused", refused)
-            except ApiException as exc:
-                log.warning("run %s: event ResumeRefused not posted: %s", self.name, exc)
-        for kind, reason, message in update.events if update and self.events else ():
+        self.took_resume = False
+        for kind, reason, message in announce if self.events else ():
             try:
                 await self.events.post(written, kind, reason, message)  # type: ignore[union-attr]
             except ApiException as exc:
@@ -430,9 +441,19 @@ def _tasks_in_flight(instance: WorkflowInstance, timers: dict[str, dt.datetime])
     return any(call_id not in timers for call_id in instance.in_flight())
 
 
-async def _fail_to_load(runs: api.Runs, namespace: str, name: str, exc: Exception) -> None:
+def _resume_ignored(status: dict[str, Any]) -> str:
+    phase = status.get("phase") or "Pending"
+    return (
+        f"status.resume was set while the run was {phase}, not paused: it was removed "
+        "and changed nothing; set it once the run's phase is Paused"
+    )
+
+
+async def _fail_to_load(
+    runs: api.Runs, namespace: str, name: str, exc: Exception
+) -> dict[str, Any]:
     info = error_info(exc)
-    await runs.patch_status(
+    return await runs.patch_status(
         namespace,
         name,
         {
