@@ -95,6 +95,21 @@ FAILING: dict[str, tuple[str, Any, str, str]] = {
     "nested-900-deep": ("counted", _nested(900), "InvalidInput", "input"),
     "bytes-bad-base64": ("sized", {"$flux": "bytes", "v": "%%%"}, "InvalidInput", "base64"),
     "no-such-workflow": ("no-such-workflow", 1, "WorkflowNotFound", "no-such-workflow"),
+    # A Workflow author who may not create pods must not get API credentials (or a
+    # Secret, or the node's files) into task pods through the pods the operator makes.
+    "workflow-mounts-a-token": (
+        "tokened",
+        "/x",
+        "WorkflowInvalid",
+        "spec.homeVolume must be exactly one volume source of: persistentVolumeClaim",
+    ),
+}
+# Workflows whose spec the operator refuses (Ready False), with the function they name.
+REFUSED_WORKFLOWS: dict[str, tuple[str, dict[str, Any]]] = {
+    "tokened": (
+        "probe",
+        {"projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}},
+    ),
 }
 
 
@@ -128,6 +143,8 @@ def hostile_ns(
     with shared_home_volume(cluster, ns) as home:
         for name in WORKFLOWS:
             cluster.apply(workflow_manifest(name, SOURCE, name, homeVolume=home), ns)
+        for name, (function, volume) in REFUSED_WORKFLOWS.items():
+            cluster.apply(workflow_manifest(name, SOURCE, function, homeVolume=volume), ns)
         for run, (workflow, value, _, _) in FAILING.items():
             # create, not apply: apply's last-applied annotation would hold the input twice.
             manifest = run_manifest(run, workflow, value)

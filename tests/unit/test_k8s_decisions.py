@@ -36,6 +36,8 @@ T1 = T0 + dt.timedelta(minutes=5)
     [
         {"entrypoint": "examples.hello:hello"},
         {"entrypoint": "pkg.module:Class.method", "image": "img:1", "parallelism": 2},
+        {"entrypoint": "a:b", "homeVolume": {"persistentVolumeClaim": {"claimName": "home"}}},
+        {"entrypoint": "a:b", "homeVolume": {"emptyDir": {}}},
         {
             "source": "from flux import workflow\n\n@workflow\nasync def w(ctx): ...\n",
             "function": "w",
@@ -74,6 +76,19 @@ def test_inline_source_is_compiled_never_run(tmp_path: Path) -> None:
         ({"source": "x = 1", "function": "not-a-name"}, "is not a Python identifier"),
         ({"entrypoint": "a:b", "parallelism": 0}, "spec.parallelism"),
         ({"source": "x = 1\x00", "function": "f"}, "spec.source"),
+        # A home volume is the only pod setting that names what pods mount: nothing that
+        # gives task pods API credentials, Secrets, ConfigMaps or the node's files.
+        *(
+            ({"entrypoint": "a:b", "homeVolume": volume}, f"(found: {found})")
+            for volume, found in [
+                ({"projected": {"sources": [{"serviceAccountToken": {"path": "t"}}]}}, "projected"),
+                ({"secret": {"secretName": "db"}}, "secret"),
+                ({"configMap": {"name": "flux-source-other"}}, "configMap"),
+                ({"hostPath": {"path": "/"}}, "hostPath"),
+                ({"emptyDir": {}, "hostPath": {"path": "/"}}, "emptyDir, hostPath"),
+                ({}, "none"),
+            ]
+        ),
     ],
 )
 def test_an_invalid_spec_is_not_ready(spec: dict[str, Any], words: str) -> None:

@@ -58,6 +58,14 @@ class _Model(BaseModel):
 # a spec that reached the operator some other way is caught with the same words.
 ONE_OF_ENTRYPOINT_SOURCE = "set exactly one of spec.entrypoint and spec.source"
 FUNCTION_WITH_SOURCE = "spec.function is required with spec.source, and only with it"
+# The volume sources spec.homeVolume may use. The operator creates the pods, so a
+# Workflow author who may not create pods must not get through it what pods could
+# reach otherwise: a projected service-account token (API credentials in task
+# pods), a Secret or ConfigMap by name, the node's files (hostPath), ...
+HOME_VOLUME_SOURCES = ("persistentVolumeClaim", "emptyDir", "ephemeral")
+HOME_VOLUME_KINDS = "spec.homeVolume must be exactly one volume source of: " + ", ".join(
+    HOME_VOLUME_SOURCES
+)
 WORKFLOW_SPEC_RULES: list[JsonValue] = [
     {"rule": "has(self.entrypoint) != has(self.source)", "message": ONE_OF_ENTRYPOINT_SOURCE},
     {"rule": "has(self.source) == has(self.function)", "message": FUNCTION_WITH_SOURCE},
@@ -210,9 +218,9 @@ class WorkflowSpec(_Model):
     )
     home_volume: FreeFormObject | None = Field(
         default=None,
-        description="A pod volume source (for example a persistentVolumeClaim) mounted as "
-        "FLUX_HOME in the driver and every task pod, where file-backed output storage "
-        "(LocalFileStorage) keeps values that other pods read back.",
+        description="A pod volume source mounted as FLUX_HOME in the driver and every task "
+        "pod, where file-backed output storage (LocalFileStorage) keeps values that other "
+        "pods read back: one of persistentVolumeClaim, emptyDir or ephemeral.",
     )
 
     @model_validator(mode="after")
@@ -221,6 +229,15 @@ class WorkflowSpec(_Model):
             raise PydanticCustomError("workflow_spec", ONE_OF_ENTRYPOINT_SOURCE)
         if (self.source is None) != (self.function is None):
             raise PydanticCustomError("workflow_spec", FUNCTION_WITH_SOURCE)
+        if self.home_volume is not None and (
+            len(self.home_volume) != 1 or next(iter(self.home_volume)) not in HOME_VOLUME_SOURCES
+        ):
+            found = ", ".join(sorted(self.home_volume)) or "none"
+            raise PydanticCustomError(
+                "workflow_spec",
+                "{rule} (found: {found})",
+                {"rule": HOME_VOLUME_KINDS, "found": found},
+            )
         return self
 
 
