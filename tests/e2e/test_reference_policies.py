@@ -1,12 +1,14 @@
-"""spec.inputFrom reads only a ConfigMap the run's creator may read (issue 12).
+"""Whoever writes a resource may read what it names (issue 12).
 
-The driver may read every ConfigMap of its namespace and copies the key a run
-names into the run's history, where its creator reads it back. Without
-deploy/run-input-policy.yaml anyone allowed to create WorkflowRuns reads any
-ConfigMap through a run. The requests here are made with the token of a
-service account that may create runs but read only one ConfigMap, as a user
-of a shared cluster would be set up; `dryRun=All` runs admission without
-storing anything.
+The driver may read every ConfigMap of its namespace and copies the key a run's
+spec.inputFrom names into the run's history, where its creator reads it back;
+task pods get the Secret keys a Workflow's spec.secrets maps. Without
+deploy/reference-policies.yaml anyone allowed to create WorkflowRuns reads any
+ConfigMap, and anyone allowed to write Workflows any Secret, of the namespace.
+The requests here are made with the token of a service account that may create
+runs and Workflows but read only one ConfigMap and one Secret, as a user of a
+shared cluster would be set up; `dryRun=All` runs admission without storing
+anything.
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ from driver_tokens import Answer, As, refused
 
 pytestmark = pytest.mark.e2e
 
-POLICY = Path(__file__).resolve().parents[2] / "deploy/run-input-policy.yaml"
+POLICY = Path(__file__).resolve().parents[2] / "deploy/reference-policies.yaml"
 CREATOR = "run-creator"
 
 
 @pytest.fixture(scope="module")
-def input_policy(cluster: Cluster, crds: None) -> Iterator[None]:
+def reference_policies(cluster: Cluster, crds: None) -> Iterator[None]:
     cluster.kubectl("apply", "-f", str(POLICY))
     yield
     # The cluster is shared with other checkouts: leave no policy behind.
@@ -35,7 +37,7 @@ def input_policy(cluster: Cluster, crds: None) -> Iterator[None]:
 
 
 def _creator(cluster: Cluster, ns: str) -> As:
-    """May create and read runs and read ConfigMap "public" only."""
+    """May create runs and Workflows, and read ConfigMap and Secret "public" only."""
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
@@ -43,12 +45,12 @@ def _creator(cluster: Cluster, ns: str) -> As:
         "rules": [
             {
                 "apiGroups": ["flux.dev"],
-                "resources": ["workflowruns"],
+                "resources": ["workflowruns", "workflows"],
                 "verbs": ["create", "get", "list"],
             },
             {
                 "apiGroups": [""],
-                "resources": ["configmaps"],
+                "resources": ["configmaps", "secrets"],
                 "resourceNames": ["public"],
                 "verbs": ["get"],
             },
@@ -92,13 +94,29 @@ def _run(name: str, configmap: str | None) -> dict[str, Any]:
     }
 
 
-def _create(who: As, ns: str, run: dict[str, Any]) -> Answer:
-    path = f"/apis/flux.dev/v1alpha1/namespaces/{ns}/workflowruns?dryRun=All"
-    return who.request("POST", path, run, "application/json")
+def _workflow(secret: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "flux.dev/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": f"uses-{secret}"},
+        "spec": {
+            "entrypoint": "examples.hello:hello",
+            "secrets": {
+                "fine": {"secretName": "public", "key": "v"},
+                "token": {"secretName": secret, "key": "v"},
+            },
+        },
+    }
+
+
+def _create(who: As, ns: str, obj: dict[str, Any]) -> Answer:
+    plural = {"WorkflowRun": "workflowruns", "Workflow": "workflows"}[obj["kind"]]
+    path = f"/apis/flux.dev/v1alpha1/namespaces/{ns}/{plural}?dryRun=All"
+    return who.request("POST", path, obj, "application/json")
 
 
 def test_a_run_reads_its_input_only_from_a_configmap_its_creator_may_read(
-    cluster: Cluster, namespace: str, input_policy: None
+    cluster: Cluster, namespace: str, reference_policies: None
 ) -> None:
     _configmap(cluster, namespace, "private", {"password": "not for run creators"})
     _configmap(cluster, namespace, "public", "hello")
@@ -123,4 +141,28 @@ def test_a_run_reads_its_input_only_from_a_configmap_its_creator_may_read(
     assert plain.status == 201, plain.body
     # Nothing was stored: every request was a dry run.
     listed = json.loads(cluster.kubectl("get", "wfr", "-n", namespace, "-o", "json").stdout)
+    assert listed["items"] == []
+
+
+def test_a_workflow_maps_only_secrets_its_writer_may_read(
+    cluster: Cluster, namespace: str, reference_policies: None
+) -> None:
+    for name in ("private", "public"):
+        cluster.kubectl("create", "secret", "generic", name, "-n", namespace, "--from-literal=v=x")
+    creator = _creator(cluster, namespace)
+
+    steal = _workflow("private")
+    answer = cluster.wait_for(
+        "the workflow-secrets policy to be enforced",
+        lambda: (a := _create(creator, namespace, steal)).status == 403 and a,
+        30,
+    )
+    assert refused(
+        answer,
+        f"system:serviceaccount:{namespace}:{CREATOR} may not get Secret {namespace}/private",
+        "(mapped as token), so a Workflow they write may not give it to its tasks",
+    ), answer
+    allowed = _create(creator, namespace, _workflow("public"))
+    assert allowed.status == 201, allowed.body
+    listed = json.loads(cluster.kubectl("get", "workflows", "-n", namespace, "-o", "json").stdout)
     assert listed["items"] == []
