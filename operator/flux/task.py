@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import math
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
@@ -32,6 +33,15 @@ class TaskOptions:
     output_storage: OutputStorage | None = None
 
     def __post_init__(self) -> None:
+        numbers = ("retry_delay", "retry_backoff", "retry_jitter", "timeout")
+        # NaN passes every comparison below and infinity is no JSON number: the
+        # policy is recorded with each call, so both must be refused here.
+        not_finite = [n for n in numbers if not _is_finite_number(getattr(self, n))]
+        if not_finite:
+            raise ValueError(
+                "invalid task options: "
+                + "; ".join(f"{n} must be a finite number" for n in not_finite)
+            )
         problems = []
         if self.retry_max_attempts < 0:
             problems.append("retry_max_attempts must be >= 0")
@@ -45,6 +55,10 @@ class TaskOptions:
             problems.append("timeout must be >= 0 (0 means no timeout)")
         if problems:
             raise ValueError("invalid task options: " + "; ".join(problems))
+
+
+def _is_finite_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class Task(Generic[P, R]):

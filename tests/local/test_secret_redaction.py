@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +194,32 @@ def test_a_task_called_directly_raises_without_the_secret(api_home: Path) -> Non
 
 async def _call(task: Any) -> Any:
     return await task()
+
+
+def test_rollbacks_run_by_flux_cancel_print_no_secret(flux: Flux) -> None:
+    """`flux cancel` of an interrupted run runs the rollbacks of the calls in flight
+    in its own process: what they print is masked as during `flux run`."""
+    env = {**flux.env(), "FLUX_SECRET_TOKEN": TOKEN}
+    running = subprocess.Popen(
+        flux.command("run", reference("leaky.py", "interrupted")),
+        cwd=flux.cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ids = flux.stored_run_ids()
+            if ids and any(e.type.value == "TASK_STARTED" for e in flux.events(ids[0])):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the task never started")
+    finally:
+        running.kill()  # a crash: the call stays in flight
+        running.wait()
+    cancelled = cli(flux, "cancel", ids[0], env_token=True)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert f"undoing with {MASK}" in cancelled.stdout + cancelled.stderr
+    assert_no_plaintext(flux, [cancelled.stdout, cancelled.stderr])

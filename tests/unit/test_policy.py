@@ -199,6 +199,13 @@ def test_policy_from_options_and_back() -> None:
         ({"retry_backoff": 0}, "retry_backoff"),
         ({"timeout": -5}, "timeout"),
         ({"retry_jitter": 1.0}, "retry_jitter"),
+        # NaN passes every comparison; infinity is no JSON number (the policy is recorded).
+        ({"timeout": float("nan")}, "timeout must be a finite number"),
+        ({"retry_delay": float("inf")}, "retry_delay must be a finite number"),
+        ({"retry_backoff": float("nan")}, "retry_backoff must be a finite number"),
+        ({"retry_jitter": float("nan")}, "retry_jitter must be a finite number"),
+        ({"timeout": True}, "timeout must be a finite number"),
+        ({"retry_delay": "1"}, "retry_delay must be a finite number"),
     ],
 )
 def test_invalid_options_are_rejected(options: dict[str, Any], problem: str) -> None:

@@ -535,7 +535,10 @@ def report_failure(run_id: str, info: Any) -> ExitCode:
 
 def cancel_here(store: Store, record: RunRecord) -> ExecutionState:
     workflow = workflow_of(record)
-    ctx = asyncio.run(LocalExecutor(store).cancel_stored(workflow, record.id))
+    executor = LocalExecutor(store)
+    # Rollbacks run here: what they print is masked as during `flux run`.
+    with masked_std_streams(executor.redactor):
+        ctx = asyncio.run(executor.cancel_stored(workflow, record.id))
     return ctx.state
 
 

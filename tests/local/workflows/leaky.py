@@ -115,3 +115,21 @@ def plain(text: str) -> str:
 @workflow
 async def no_secrets(ctx: WorkflowExecutionContext[str]) -> str:
     return await plain(ctx.input)
+
+
+def printing_rollback(*_: Any, **kwargs: Any) -> None:
+    import os
+
+    print(f"undoing with {os.environ.get('FLUX_SECRET_TOKEN', '')}", flush=True)
+
+
+@task.with_options(secret_requests=["TOKEN"], rollback=printing_rollback)
+def waits(secrets: dict[str, str]) -> None:
+    import time
+
+    time.sleep(60)
+
+
+@workflow
+async def interrupted(ctx: WorkflowExecutionContext[Any]) -> None:
+    await waits()
