@@ -29,19 +29,24 @@ def _event(i: int, type_: EventType, call: str, name: str, value: object = None)
 def _write_runs(path: Path) -> None:
     with Store(path) as store:
         # A run whose every user-supplied value tries to be markup.
-        store.create_run("xss", HOSTILE, {"module": HOSTILE, "file": None, "attr": "wf"})
+        store.create_run(
+            "xss",
+            HOSTILE,
+            {"module": HOSTILE, "file": None, "attr": "wf"},
+            _event(1, EventType.WORKFLOW_STARTED, "xss", HOSTILE, {"in": HOSTILE}),
+        )
         store.append(
             "xss",
             [
-                _event(1, EventType.WORKFLOW_STARTED, "xss", HOSTILE, {"in": HOSTILE}),
                 _event(2, EventType.TASK_STARTED, f"{HOSTILE}#0", HOSTILE, {"args": [HOSTILE]}),
                 _event(3, EventType.TASK_COMPLETED, f"{HOSTILE}#0", HOSTILE, HOSTILE),
                 _event(4, EventType.WORKFLOW_COMPLETED, "xss", HOSTILE, HOSTILE),
             ],
             ExecutionState.COMPLETED,
         )
-        store.create_run("long", "long_history", {"module": "m", "file": None, "attr": "wf"})
-        events = [_event(1, EventType.WORKFLOW_STARTED, "long", "long_history")]
+        first = _event(1, EventType.WORKFLOW_STARTED, "long", "long_history")
+        store.create_run("long", "long_history", {"module": "m", "file": None, "attr": "wf"}, first)
+        events = []
         for i in range(2, 2 + 2 * LONG_CALLS, 2):
             events.append(_event(i, EventType.TASK_STARTED, f"t#{i}", "t", {"args": [i]}))
             events.append(_event(i + 1, EventType.TASK_COMPLETED, f"t#{i}", "t", i))
