@@ -9,15 +9,20 @@ a PNG as a test artefact.
 
 from __future__ import annotations
 
+import base64
 import html
+import json
 import os
 import re
+import select
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,6 +98,132 @@ class Browser:
         assert result.returncode == 0 and path.is_file(), result.stderr[-2000:]
         assert path.stat().st_size > 10_000, f"{path} looks blank"
         return path
+
+
+class Session:
+    """One headless Chromium for many pages, driven over the DevTools protocol on
+    a pipe (``--remote-debugging-pipe``: JSON messages ending in NUL on fds 3
+    and 4, so no websocket client and no port). Loading a page here costs a
+    navigation, not a browser start, which keeps a test of many pages short.
+    One profile for every page the session loads; the same network rules as
+    :class:`Browser`."""
+
+    def __init__(self, executable: str, width: int = 1400, height: int = 1200):
+        self._profile = tempfile.TemporaryDirectory(prefix="flux-chromium-")
+        to_browser, self._to_browser = os.pipe()
+        self._from_browser, from_browser = os.pipe()
+
+        def wire() -> None:
+            # In the child, before exec: the pipes become fds 3 and 4. Parked
+            # above both first, so one dup2 cannot overwrite the other's source.
+            parked = [os.dup2(fd, 100 + i) for i, fd in enumerate((to_browser, from_browser))]
+            os.dup2(parked[0], 3)
+            os.dup2(parked[1], 4)
+
+        self._process = subprocess.Popen(
+            [
+                executable,
+                *_QUIET,
+                "--remote-debugging-pipe",
+                f"--user-data-dir={self._profile.name}",
+                f"--window-size={width},{height}",
+                "about:blank",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(3, 4),  # subprocess closes the others after preexec_fn
+            preexec_fn=wire,  # safe: this process starts no thread that could hold a lock
+        )
+        os.close(to_browser)
+        os.close(from_browser)
+        self._buffer = b""
+        self._next_id = 0
+        self._events: list[dict[str, Any]] = []
+        self._session = ""
+        try:
+            target = self._call("Target.createTarget", url="about:blank")["targetId"]
+            attached = self._call("Target.attachToTarget", targetId=target, flatten=True)
+            self._session = attached["sessionId"]
+            self._call("Page.enable", session=True)
+            self._call(
+                "Emulation.setDeviceMetricsOverride",
+                session=True,
+                width=width,
+                height=height,
+                deviceScaleFactor=1,
+                mobile=False,
+            )
+        except BaseException:
+            self.close()  # no browser left behind by a session that never started
+            raise
+
+    def dom(self, url: str) -> Page:
+        """The document at ``url`` once its load event fired (its scripts ran)."""
+        self._events.clear()
+        navigated = self._call("Page.navigate", session=True, url=url)
+        assert not navigated.get("errorText"), f"{url}: {navigated['errorText']}"
+        self._wait_for("Page.loadEventFired")
+        found = self._call(
+            "Runtime.evaluate",
+            session=True,
+            expression="document.documentElement.outerHTML",
+            returnByValue=True,
+        )
+        return Page(url, found["result"]["value"])
+
+    def screenshot(self, name: str) -> Path:
+        """The page loaded last, as a PNG test artefact."""
+        ARTEFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTEFACTS / f"{name}.png"
+        data = self._call("Page.captureScreenshot", session=True, format="png")["data"]
+        path.write_bytes(base64.b64decode(data))
+        assert path.stat().st_size > 10_000, f"{path} looks blank"
+        return path
+
+    def close(self) -> None:
+        os.close(self._to_browser)  # Chromium exits when its pipe closes
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        os.close(self._from_browser)
+        self._profile.cleanup()
+
+    def _call(self, method: str, *, session: bool = False, **params: Any) -> dict[str, Any]:
+        self._next_id += 1
+        message: dict[str, Any] = {"id": self._next_id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = self._session
+        os.write(self._to_browser, json.dumps(message).encode() + b"\0")
+        while True:
+            reply = self._read()
+            if reply.get("id") == self._next_id:
+                assert "error" not in reply, f"{method}: {reply['error']}"
+                result: dict[str, Any] = reply.get("result") or {}
+                return result
+            if "method" in reply:
+                self._events.append(reply)
+
+    def _wait_for(self, event: str) -> None:
+        while not any(e["method"] == event for e in self._events):
+            reply = self._read()
+            if "method" in reply:
+                self._events.append(reply)
+
+    def _read(self) -> dict[str, Any]:
+        deadline = time.monotonic() + 60
+        while b"\0" not in self._buffer:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self._from_browser], [], [], max(left, 0))
+            assert ready, "Chromium did not answer within 60 s"
+            chunk = os.read(self._from_browser, 1 << 20)
+            assert chunk, f"Chromium exited (code {self._process.poll()})"
+            self._buffer += chunk
+        message, self._buffer = self._buffer.split(b"\0", 1)
+        parsed: dict[str, Any] = json.loads(message)
+        return parsed
 
 
 @dataclass

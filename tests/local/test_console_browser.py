@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import re
 import socket
-import sys
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from workflows.harness import Flux, reference, wait_for
+from console_server import FluxMain
+from console_server import console as console_at
+from workflows.harness import reference
 
-from browser import Browser, Page, chromium_path
+from browser import Browser, Page, Session, chromium_path
 from example_cases import EXAMPLES
 
 # (key, FILE:WORKFLOW, input as JSON or None, expected exit code)
@@ -34,39 +34,24 @@ RUNS = [
 ]
 
 
-class FluxMain(Flux):
-    """``flux`` through its entry point: under ``python -m flux.local.cli`` the
-    commands defined after the module's ``__main__`` guard are not registered yet."""
-
-    def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-c", "from flux.local.cli import main; main()", *args]
-
-
 @dataclass
 class Console:
     url: str
     runs: dict[str, str]  # key of RUNS -> run id
-    browser: Browser
+    browser: Browser  # a browser of its own per page: for pages read in virtual time
+    session: Session  # one browser for every other page
 
     def page(self, path: str, wait_ms: int = 0) -> Page:
-        return self.browser.dom(self.url + path, wait_ms)
+        if wait_ms:
+            return self.browser.dom(self.url + path, wait_ms)
+        return self.session.dom(self.url + path)
+
+    def screenshot(self, path: str, name: str) -> None:
+        self.session.dom(self.url + path)
+        self.session.screenshot(name)
 
     def run_page(self, key: str) -> Page:
         return self.page(f"/runs/{self.runs[key]}")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _served(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/healthz", timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -81,16 +66,12 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
         match = re.search(r"run (\w+) started", result.stderr)
         assert match, result.stderr
         runs[key] = match.group(1)
-    port = free_port()
-    server = flux.start("ui", "--port", str(port), log=root / "ui.log")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _served(url) or server.poll() is not None, what="flux ui")
-        assert server.poll() is None, (root / "ui.log").read_text()
-        yield Console(url, runs, browser)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with console_at(flux, root / "ui.log") as url:
+        session = Session(browser.executable)
+        try:
+            yield Console(url, runs, browser, session)
+        finally:
+            session.close()
 
 
 def test_the_runs_page_lists_every_run_and_refreshes_itself_live(console: Console) -> None:
@@ -104,7 +85,7 @@ def test_the_runs_page_lists_every_run_and_refreshes_itself_live(console: Consol
     assert int(page.attribute("run-rows", "data-live-refreshes") or 0) >= 1
     assert page.attribute("run-rows", "data-live-error") is None
     assert console.runs["hello"] in page.by_id("run-rows")
-    console.browser.screenshot(console.url + "/runs", "console-runs")
+    console.screenshot("/runs", "console-runs")
 
 
 def test_the_runs_page_filters_by_state_and_workflow(console: Console) -> None:
@@ -125,7 +106,7 @@ def test_a_succeeded_run_shows_its_input_output_graph_and_timeline(console: Cons
     assert list(nodes) == ["start", "say_hello", "completed"]
     assert list(page.rows("data-call")) == ["say_hello#0"]
     assert "COMPLETED" in page.rows("data-call")["say_hello#0"]
-    console.browser.screenshot(f"{console.url}/runs/{console.runs['hello']}", "console-succeeded")
+    console.screenshot(f"/runs/{console.runs['hello']}", "console-succeeded")
 
 
 def test_a_failed_run_shows_the_error_and_which_call_failed(console: Console) -> None:
@@ -134,7 +115,7 @@ def test_a_failed_run_shows_the_error_and_which_call_failed(console: Console) ->
     assert page.by_id("run-state") == "FAILED"
     assert "FAILED" in page.rows("data-call")["explode#0"]
     assert 'class="node s-failed" data-node="explode"' in page.dom
-    console.browser.screenshot(f"{console.url}/runs/{console.runs['failed']}", "console-failed")
+    console.screenshot(f"/runs/{console.runs['failed']}", "console-failed")
 
 
 def test_a_paused_run_shows_the_exact_command_that_resumes_it(console: Console) -> None:
@@ -146,7 +127,7 @@ def test_a_paused_run_shows_the_exact_command_that_resumes_it(console: Console) 
     assert "Waiting at pause" in page.by_id("run-pause")
     assert page.by_id("run-state") == "PAUSED"
     assert "PAUSED" in page.rows("data-call")["pause#0"]
-    console.browser.screenshot(f"{console.url}/runs/{run_id}", "console-paused")
+    console.screenshot(f"/runs/{run_id}", "console-paused")
 
 
 def test_a_retried_call_shows_its_attempts_and_waits_and_the_fallback(console: Console) -> None:
@@ -156,7 +137,7 @@ def test_a_retried_call_shows_its_attempts_and_waits_and_the_fallback(console: C
     assert row and row.group(1).split() == ["attempt-failed", "fallback", "retry-wait"]
     cells = page.rows("data-call")["always_failing#0"].split()
     assert cells[1:3] == ["COMPLETED", "3"]  # status, attempts
-    console.browser.screenshot(f"{console.url}/runs/{console.runs['retried']}", "console-retried")
+    console.screenshot(f"/runs/{console.runs['retried']}", "console-retried")
 
 
 def test_a_rolled_back_call_and_a_timed_out_call_are_marked(console: Console) -> None:
@@ -165,9 +146,7 @@ def test_a_rolled_back_call_and_a_timed_out_call_are_marked(console: Console) ->
     assert "FAILED" in rolled.rows("data-call")["reserve_resources#0"]
     timed = console.run_page("timeout")
     assert 'data-call="slow_task#0" data-marks="fallback timeout"' in timed.dom
-    console.browser.screenshot(
-        f"{console.url}/runs/{console.runs['rolled_back']}", "console-rolled-back"
-    )
+    console.screenshot(f"/runs/{console.runs['rolled_back']}", "console-rolled-back")
 
 
 def test_map_and_parallel_fan_out_are_grouped_in_the_graph(console: Console) -> None:
@@ -178,7 +157,7 @@ def test_map_and_parallel_fan_out_are_grouped_in_the_graph(console: Console) -> 
     parallel = console.run_page("parallel")
     assert list(parallel.rows("data-node")) == ["start", "task1", "task2", "task3", "completed"]
     assert parallel.dom.count('class="fan-out"') == 1
-    console.browser.screenshot(f"{console.url}/runs/{console.runs['parallel']}", "console-parallel")
+    console.screenshot(f"/runs/{console.runs['parallel']}", "console-parallel")
 
 
 def test_history_and_a_task_record(console: Console) -> None:
@@ -191,7 +170,7 @@ def test_history_and_a_task_record(console: Console) -> None:
     record = console.page(f"/runs/{run_id}/calls/always_failing%230").text()
     assert "Attempts 3" in record
     assert "attempt 2 in" in record  # the retry's delay and cause, from the stored event
-    console.browser.screenshot(f"{console.url}/runs/{run_id}/events", "console-history")
+    console.screenshot(f"/runs/{run_id}/events", "console-history")
 
 
 def test_the_workflows_page_gives_runs_and_success_rate(console: Console) -> None:
@@ -200,7 +179,7 @@ def test_the_workflows_page_gives_runs_and_success_rate(console: Console) -> Non
     assert re.search(r"hello 1 100%", rows), rows
     assert re.search(r"boom 1 0%", rows), rows
     assert re.search(r"approval_workflow 1 - PAUSED 1", rows), rows
-    console.browser.screenshot(console.url + "/workflows", "console-workflows")
+    console.screenshot("/workflows", "console-workflows")
 
 
 def test_a_taken_port_is_one_line_and_the_default_address_is_loopback(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
-from stored_runs import seed_run
 
 from flux.events import EventType, ExecutionEvent, ExecutionState
 from flux.local.store import Store
@@ -30,24 +29,28 @@ def _event(i: int, type_: EventType, call: str, name: str, value: object = None)
 def _write_runs(path: Path) -> None:
     with Store(path) as store:
         # A run whose every user-supplied value tries to be markup.
-        seed_run(
-            store,
+        store.create_run(
             "xss",
             HOSTILE,
             {"module": HOSTILE, "file": None, "attr": "wf"},
+            _event(1, EventType.WORKFLOW_STARTED, "xss", HOSTILE, {"in": HOSTILE}),
+        )
+        store.append(
+            "xss",
             [
-                _event(1, EventType.WORKFLOW_STARTED, "xss", HOSTILE, {"in": HOSTILE}),
                 _event(2, EventType.TASK_STARTED, f"{HOSTILE}#0", HOSTILE, {"args": [HOSTILE]}),
                 _event(3, EventType.TASK_COMPLETED, f"{HOSTILE}#0", HOSTILE, HOSTILE),
                 _event(4, EventType.WORKFLOW_COMPLETED, "xss", HOSTILE, HOSTILE),
             ],
             ExecutionState.COMPLETED,
         )
-        events = [_event(1, EventType.WORKFLOW_STARTED, "long", "long_history")]
+        first = _event(1, EventType.WORKFLOW_STARTED, "long", "long_history")
+        store.create_run("long", "long_history", {"module": "m", "file": None, "attr": "wf"}, first)
+        events = []
         for i in range(2, 2 + 2 * LONG_CALLS, 2):
             events.append(_event(i, EventType.TASK_STARTED, f"t#{i}", "t", {"args": [i]}))
             events.append(_event(i + 1, EventType.TASK_COMPLETED, f"t#{i}", "t", i))
-        seed_run(store, "long", "long_history", {"module": "m", "file": None, "attr": "wf"}, events)
+        store.append("long", events)
     # Created two days ago, for the time filter.
     with sqlite3.connect(path) as db:
         db.execute("UPDATE runs SET created = ? WHERE id = 'long'", (T0.isoformat(),))

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from stored_runs import seed_run
 
 from flux.events import EventType, ExecutionEvent
 from flux.local.store import Store
@@ -248,11 +247,11 @@ def test_values_are_shown_as_stored_json_never_decoded() -> None:
 
 def _store_with_a_run(path: Path) -> None:
     with Store(path) as store:
-        events = [
-            ExecutionEvent(EventType.WORKFLOW_STARTED, "r1", "wf", T0, {"a": "<b>"}, 1),
-            ExecutionEvent(EventType.TASK_STARTED, "t#0", "t", T0, {"args": [1]}, 2),
-        ]
-        seed_run(store, "r1", "wf", {"module": "m", "file": None, "attr": "wf"}, events)
+        first = ExecutionEvent(EventType.WORKFLOW_STARTED, "r1", "wf", T0, {"a": "<b>"}, 1)
+        store.create_run("r1", "wf", {"module": "m", "file": None, "attr": "wf"}, first)
+        store.append(
+            "r1", [ExecutionEvent(EventType.TASK_STARTED, "t#0", "t", T0, {"args": [1]}, 2)]
+        )
 
 
 def test_the_source_reads_a_store_and_can_never_write_to_it(tmp_path: Path) -> None:
@@ -302,10 +301,16 @@ def _rich_history() -> list[ExecutionEvent]:
     ]
 
 
+def _store(store: Store, events: list[ExecutionEvent]) -> None:
+    """Run r1 of ``events``: registered with its first, the rest appended."""
+    store.create_run("r1", "wf", {}, events[0])
+    store.append("r1", events[1:])
+
+
 def test_the_store_sums_task_groups_by_the_same_rules_as_the_timeline(tmp_path: Path) -> None:
     path = tmp_path / "flux.db"
     with Store(path) as store:
-        seed_run(store, "r1", "wf", {}, _rich_history())
+        _store(store, _rich_history())
     source = SqliteSource(path)
     expected = build_timeline(source.steps("r1")).groups
     actual = source.task_groups("r1")
@@ -329,7 +334,7 @@ def test_the_store_sums_task_groups_by_the_same_rules_as_the_timeline(tmp_path: 
 def test_a_page_of_calls_holds_every_event_of_those_calls_only(tmp_path: Path) -> None:
     path = tmp_path / "flux.db"
     with Store(path) as store:
-        seed_run(store, "r1", "wf", {}, _rich_history())
+        _store(store, _rich_history())
     source = SqliteSource(path)
     page = source.call_steps("r1", offset=1, limit=2)
     assert {s.call for s in page} == {"m#0", "m#1"}
@@ -356,7 +361,7 @@ def test_a_run_read_whole_answers_like_the_store(tmp_path: Path) -> None:
     events = _rich_history()
     path = tmp_path / "flux.db"
     with Store(path) as store:
-        seed_run(store, "r1", "wf", {}, events)
+        _store(store, events)
     sql = SqliteSource(path)
     memory = MemoryRun(sql.events("r1", after=0, limit=1000))
     assert memory.counts() == sql.counts("r1")

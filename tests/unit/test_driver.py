@@ -13,9 +13,13 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from flux import WorkflowExecutionContext, task, workflow
 from flux.engine.instance import WorkflowInstance
+from flux.k8s.calls import Call, PodView, next_move
 from flux.k8s.history import history_from_status
-from flux.runtime.driver import Driver, status_patch
+from flux.k8s.protocol import Outcome, TaskResult
+from flux.runtime.driver import Driver, status_patch, step_time
 from flux.tasks import pause
+from flux.ui.source import Step
+from flux.ui.timeline import build_timeline
 
 
 @task
@@ -228,3 +232,115 @@ def test_resume_inputs_are_plain_and_a_malformed_one_is_refused(tmp_path: Path) 
     status = runs.body["status"]
     assert status["phase"] == "Succeeded"
     assert status["output"] == {"input": 1, "decision": {"command": f"touch {target}"}}
+
+
+# ------------------------------ policy steps keep the time the operator saw them
+
+
+@task.with_options(retry_max_attempts=1, retry_delay=2)
+def flaky() -> str:
+    return "ok"
+
+
+@workflow
+async def flaky_wf(ctx: WorkflowExecutionContext[None]) -> str:
+    return await flaky()
+
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def _after(seconds: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+def _operator_moves(started: dict[str, Any]) -> dict[str, Any]:
+    """Play the operator's own decisions: attempt 1's pod fails at 3 s, attempt 2
+    starts after the 2 s wait and its pod succeeds at 7 s."""
+    call = Call.from_event(started)
+    limits = {"pending_timeout": 60.0, "infrastructure_retries": 1, "timeout_backstop": 5.0}
+    failed = TaskResult(outcome=Outcome.FAILED, error={"type": "ValueError", "message": "no"})
+    done = TaskResult(outcome=Outcome.COMPLETED, value="ok")
+
+    def pod(name: str, phase: str, result: TaskResult) -> PodView:
+        return PodView(name, phase, exit_code=int(phase == "Failed"), message=result.to_message())
+
+    move = next_move(call, None, None, _after(1), **limits)
+    assert move is not None
+    record = {**move.record, "pod": "p1"}
+    move = next_move(call, record, pod("p1", "Failed", failed), _after(3), **limits)
+    assert move is not None and move.record["state"] == "Retrying"
+    move = next_move(call, move.record, None, _after(5), **limits)
+    assert move is not None and move.start is not None
+    record = {**move.record, "pod": "p2"}
+    move = next_move(call, record, pod("p2", "Succeeded", done), _after(7), **limits)
+    assert move is not None and move.record["state"] == "Completed"
+    return move.record
+
+
+def test_policy_steps_enter_history_at_the_time_the_operator_recorded_them() -> None:
+    runs = FakeRuns(new_run(None))
+    driver = Driver(runs, "ns", "r1", flaky_wf)  # type: ignore[arg-type]
+    late = _after(100)  # the driver learns of the call's outcome long after
+
+    async def scenario() -> None:
+        instance = WorkflowInstance(flaky_wf, "r1", [], clock=lambda: T0, rng=_rng(), input=None)
+        instance.start()
+        await step(driver, runs, instance)
+        status = runs.body["status"]
+        [started] = [e for e in status["history"] if e["type"] == "TASK_STARTED"]
+        status["tasks"] = [_operator_moves(started)]
+        instance._clock = lambda: late
+        await step(driver, runs, instance)
+
+    asyncio.run(scenario())
+    history = history_from_status(runs.body["status"])
+    times = {e.type.value: e.time for e in history if e.source_id == "flaky#0"}
+    assert times["TASK_RETRY_STARTED"] == _after(3)
+    assert times["TASK_RETRY_COMPLETED"] == _after(7)
+    assert times["TASK_COMPLETED"] == late  # the outcome: when the driver delivered it
+    # Times are data: a replay of this history agrees with it and has nothing to do.
+    replayed = WorkflowInstance(flaky_wf, "r1", history, clock=lambda: late, rng=_rng())
+    replayed.start()
+    assert replayed.state.value == "COMPLETED" and replayed.take_commands() == []
+    assert replayed.ctx.output == "ok"
+
+    # The console draws the retry wait between the two attempts, not at the bar's end.
+    steps = [Step(e.id, e.type.value, e.source_id, e.name, e.time, e.value) for e in history]
+    [bar] = build_timeline(steps).bars
+    [wait] = [m for m in bar.marks if m.kind == "retry-wait"]
+    assert (wait.start, wait.end) == (3.0, 5.0)
+    assert bar.attempts == 2
+
+
+def test_a_step_recorded_without_a_time_enters_history_at_the_driver_clock() -> None:
+    runs = FakeRuns(new_run(None))
+    driver = Driver(runs, "ns", "r1", flaky_wf)  # type: ignore[arg-type]
+    late = _after(100)
+
+    async def scenario() -> None:
+        instance = WorkflowInstance(flaky_wf, "r1", [], clock=lambda: T0, rng=_rng(), input=None)
+        instance.start()
+        await step(driver, runs, instance)
+        status = runs.body["status"]
+        [started] = [e for e in status["history"] if e["type"] == "TASK_STARTED"]
+        record = _operator_moves(started)
+        # A record written by an operator from before steps had a time, and one
+        # whose time is not a time with a zone: both fall back to the driver's clock.
+        record["steps"][0].pop("time")
+        record["steps"][1]["time"] = "2026-01-01T00:00:07"
+        status["tasks"] = [record]
+        instance._clock = lambda: late
+        await step(driver, runs, instance)
+
+    asyncio.run(scenario())
+    history = history_from_status(runs.body["status"])
+    steps = [e for e in history if e.type.value.startswith("TASK_RETRY")]
+    assert [e.time for e in steps] == [late, late]
+
+
+def test_step_time_reads_only_a_zoned_iso_time() -> None:
+    assert step_time({"time": "2026-01-01T00:00:03+00:00"}) == _after(3)
+    for bad in (None, 3, "", "yesterday", "2026-01-01T00:00:03"):
+        assert step_time({"time": bad}) is None
+    assert step_time({}) is None

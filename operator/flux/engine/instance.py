@@ -194,9 +194,21 @@ class WorkflowInstance:
         self._settle(call, event, error)
         self._loop.run_until_idle()
 
-    def record(self, event_type: EventType, call_id: str, value: Any = None) -> ExecutionEvent:
-        """Record a policy step of a call (retry, fallback, rollback) without an outcome."""
-        return self._emit(event_type, call_id, self._calls[call_id].name, value)
+    def record(
+        self,
+        event_type: EventType,
+        call_id: str,
+        value: Any = None,
+        *,
+        at: dt.datetime | None = None,
+    ) -> ExecutionEvent:
+        """Record a policy step of a call (retry, fallback, rollback) without an outcome.
+
+        ``at``: when the step happened, if the executor learns of it later (the
+        Kubernetes driver copies steps from a task's record when the call ends);
+        default: the clock. Replay never compares times, so any is deterministic.
+        """
+        return self._emit(event_type, call_id, self._calls[call_id].name, value, at)
 
     def resume(self, input: Any) -> None:
         pending = self._pending_pause()
@@ -438,14 +450,21 @@ class WorkflowInstance:
                 return call
         return None
 
-    def _emit(self, event_type: EventType, source_id: str, name: str, value: Any) -> ExecutionEvent:
+    def _emit(
+        self,
+        event_type: EventType,
+        source_id: str,
+        name: str,
+        value: Any,
+        at: dt.datetime | None = None,
+    ) -> ExecutionEvent:
         # The one way into history: secret values are masked here, before an
         # outcome reaches the workflow, so a live run and its replay see the same.
         event = ExecutionEvent(
             event_type,
             source_id,
             self.redactor.text(name),
-            self._clock(),
+            self._clock() if at is None else at,
             self.redactor.redact(value),
             len(self.events) + 1,
         )

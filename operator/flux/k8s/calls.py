@@ -295,13 +295,13 @@ def _step_succeeded(
             done.update(state="Cancelled")
         else:
             done.update(state="Failed", error=wrap_execution(record["triggerError"]))
-        done = with_step(done, EventType.TASK_ROLLBACK_COMPLETED)
+        done = with_step(done, EventType.TASK_ROLLBACK_COMPLETED, at=now)
     else:
         done.update(state="Completed", output=result.value)
         if step == Step.FALLBACK:
-            done = with_step(done, EventType.TASK_FALLBACK_COMPLETED)
+            done = with_step(done, EventType.TASK_FALLBACK_COMPLETED, at=now)
         elif attempt > 1:
-            done = with_step(done, EventType.TASK_RETRY_COMPLETED, {"attempt": attempt})
+            done = with_step(done, EventType.TASK_RETRY_COMPLETED, {"attempt": attempt}, at=now)
     return CallMove(done, delete=[pod.name])
 
 
@@ -322,7 +322,7 @@ def _step_failed(
             if step == Step.FALLBACK
             else EventType.TASK_ROLLBACK_FAILED
         )
-        record = with_step(record, ended, {"error": failure})
+        record = with_step(record, ended, {"error": failure}, at=now)
         if record.get("cancelling"):
             return CallMove(
                 {**record, "state": "Cancelled", "finishTime": now.isoformat()}, delete=[pod_name]
@@ -336,7 +336,7 @@ def _step_failed(
         return CallMove(failed, delete=[pod_name], events=[_task_failed_event(call, failure)])
     if attempt > 1:
         record = with_step(
-            record, EventType.TASK_RETRY_FAILED, {"attempt": attempt, "error": failure}
+            record, EventType.TASK_RETRY_FAILED, {"attempt": attempt, "error": failure}, at=now
         )
     decision = after_attempt_failure(call.policy, attempt, failure, now, unit_random)
     match decision:
@@ -350,6 +350,7 @@ def _step_failed(
                     "not_before": decision.not_before.isoformat(),
                     "error": failure,
                 },
+                at=now,
             )
             retry = {
                 **record,
@@ -358,7 +359,9 @@ def _step_failed(
             }
             return CallMove(retry, delete=[pod_name], wake_at=decision.not_before)
         case RunFallback():
-            record = with_step(record, EventType.TASK_FALLBACK_STARTED, {"error": decision.error})
+            record = with_step(
+                record, EventType.TASK_FALLBACK_STARTED, {"error": decision.error}, at=now
+            )
             moved = {
                 **record,
                 "state": RUNNING_STATES[Step.FALLBACK],
@@ -367,7 +370,9 @@ def _step_failed(
             }
             return CallMove(moved, start=(Step.FALLBACK, 1), delete=[pod_name])
         case RunRollback():
-            record = with_step(record, EventType.TASK_ROLLBACK_STARTED, {"error": decision.error})
+            record = with_step(
+                record, EventType.TASK_ROLLBACK_STARTED, {"error": decision.error}, at=now
+            )
             moved = {
                 **record,
                 "state": RUNNING_STATES[Step.ROLLBACK],
@@ -424,6 +429,7 @@ def _cancel(
             },
             EventType.TASK_ROLLBACK_STARTED,
             {"error": CANCELLED_ERROR},
+            at=now,
         )
         return CallMove(rolling, start=(Step.ROLLBACK, 1), delete=delete)
     return CallMove(
@@ -460,14 +466,17 @@ def _secrets_missing(call: Call, now: dt.datetime, detail: str) -> CallMove:
     return CallMove(record, events=[_task_failed_event(call, failure)])
 
 
-def with_step(record: dict[str, Any], event_type: EventType, value: Any = None) -> dict[str, Any]:
+def with_step(
+    record: dict[str, Any], event_type: EventType, value: Any = None, *, at: dt.datetime
+) -> dict[str, Any]:
     """``record`` with one more policy step, in the form history keeps it.
 
     The driver copies these steps into history before the call's outcome, so a
     run's history shows retries, fallbacks and rollbacks as the embedded
-    executor records them.
+    executor records them. ``at`` is when the step happened: the driver copies
+    them later (when the call ends), and history keeps this time, not the copy's.
     """
-    step = {"type": event_type.value, "value": value}
+    step = {"type": event_type.value, "value": value, "time": at.isoformat()}
     return {**record, "steps": [*record.get("steps", []), step]}
 
 

@@ -364,6 +364,10 @@ class PolicyStep(_Model):
 
     type: EventType = Field(description="Event type, e.g. TASK_RETRY_STARTED.")
     value: FreeForm = Field(default=None, description="The event's payload.")
+    time: dt.datetime | None = Field(
+        default=None,
+        description="When the step happened; history records the event at this time.",
+    )
 
 
 class TaskRecord(_Model):

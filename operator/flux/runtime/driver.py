@@ -151,7 +151,9 @@ class Driver:
             if not instance.is_in_flight(call_id):
                 continue
             for step in record.get("steps") or []:
-                instance.record(EventType(step["type"]), call_id, step.get("value"))
+                instance.record(
+                    EventType(step["type"]), call_id, step.get("value"), at=step_time(step)
+                )
             if record["state"] == "Completed":
                 ref = record.get("outputRef")
                 output = self.values[ref["configMap"]] if ref else record.get("output")
@@ -435,6 +437,19 @@ def run_summary(instance: WorkflowInstance) -> dict[str, Any]:
 
 
 _FINAL = (EventType.WORKFLOW_COMPLETED, EventType.WORKFLOW_FAILED, EventType.WORKFLOW_CANCELLED)
+
+
+def step_time(step: dict[str, Any]) -> dt.datetime | None:
+    """When the operator recorded a policy step, or None (the driver's clock then)
+    for a record written before steps had a time, or a time that is not one."""
+    text = step.get("time")
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 def _tasks_in_flight(instance: WorkflowInstance, timers: dict[str, dt.datetime]) -> bool:
