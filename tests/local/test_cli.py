@@ -491,3 +491,54 @@ def test_python_m_flux_local_cli_is_the_flux_command() -> None:
     )
     assert result.returncode == 0
     assert "Usage: flux" in result.stdout
+
+
+# ----------------------------------------------------------------- flux kube
+
+
+def kube(flux: Flux, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`flux kube show` with only the kubeconfig settings given (no in-cluster account)."""
+    base = {
+        k: v
+        for k, v in flux.env().items()
+        if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "FLUX_KUBECONFIG")
+    }
+    return subprocess.run(
+        flux.command("kube", "show", "r1", "-n", "ns"),
+        cwd=flux.cwd,
+        env={**base, "HOME": str(tmp_path / "nohome"), **env},
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_kube_without_a_kubeconfig_is_one_line(flux: Flux, tmp_path: Path) -> None:
+    result = kube(flux, tmp_path)
+    assert result.returncode == 2
+    error = one_line_error(result)
+    assert "no kubeconfig: " in error and "/nohome/.kube/config does not exist" in error
+    assert "set FLUX_KUBECONFIG or KUBECONFIG" in error
+
+
+def test_kube_with_a_broken_kubeconfig_is_one_line(flux: Flux, tmp_path: Path) -> None:
+    broken = tmp_path / "kubeconfig"
+    broken.write_text("apiVersion: v1\nkind: Config\n")
+    result = kube(flux, tmp_path, FLUX_KUBECONFIG=str(broken))
+    assert result.returncode == 2
+    assert "no usable kubeconfig" in one_line_error(result)
+
+
+def test_kube_with_an_unreachable_api_server_is_one_line(flux: Flux, tmp_path: Path) -> None:
+    # Port 1 on loopback: refused at once, no packet leaves the machine.
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
+        'clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]\n'
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
+    )
+    result = kube(flux, tmp_path, FLUX_KUBECONFIG=str(config))
+    assert result.returncode == 2
+    assert "cannot reach the Kubernetes API server" in one_line_error(result)

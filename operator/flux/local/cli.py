@@ -584,12 +584,12 @@ def kube_show(
 ) -> None:
     """Show a WorkflowRun: phase, output or error, its task records and its whole history."""
     try:
-        from flux.k8s.inspect import RunNotFoundError, read_run
+        from flux.k8s.inspect import KubeAccessError, RunNotFoundError, read_run
     except ImportError as exc:
         raise CliError(f"flux kube needs the k8s extra (pip install 'flux[k8s]'): {exc}") from None
     try:
         view = asyncio.run(read_run(namespace, name))
-    except RunNotFoundError as exc:
+    except (RunNotFoundError, KubeAccessError) as exc:
         raise CliError(str(exc)) from None
     if as_json:
         emit(render.to_json(view))
