@@ -361,6 +361,28 @@ def test_a_killed_owner_is_taken_over(flux: Flux, tmp_path: Path) -> None:
     assert trace_lines(trace) == ["first", "second"]
 
 
+def test_resume_input_for_an_interrupted_run_is_refused_by_the_api_too(
+    flux: Flux, tmp_path: Path
+) -> None:
+    """As `flux resume --input`: a run that waits at no pause point takes no input."""
+    trace = tmp_path / "trace"
+    owner = flux.start(
+        "run", ref("mark_sleep_mark"), "--input", json.dumps(str(trace)), log=tmp_path / "log"
+    )
+    try:
+        wait_for(lambda: trace_lines(trace) == ["first"], what="the first step")
+    finally:
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+    run_id = flux.only_run_id()
+    before = history(flux, run_id)
+    workflow = load_workflow(ref("mark_sleep_mark"))
+    with pytest.raises(runs.ResumeError, match="is not waiting at a pause point, so it takes no"):
+        workflow.resume(run_id, "ignored")
+    assert history(flux, run_id) == before
+    assert workflow.resume(run_id).output == "done"
+
+
 def test_another_workflows_run_is_refused_and_left_untouched(flux: Flux) -> None:
     gate = load_workflow(ref("gate"))
     other = load_workflow(ref("other_gate"))

@@ -66,6 +66,12 @@ class EmbeddedExecutor:
             with executor.claim(execution_id):
                 runs.check_workflow(store, execution_id, workflow.name)
                 paused = runs.check_resumable(store, execution_id, None)
+                if input is not None and not paused:
+                    # As `flux resume --input`: an input nothing would receive is a mistake.
+                    raise runs.ResumeError(
+                        f"run {execution_id} is not waiting at a pause point, so it takes no "
+                        f"input; continue it with wf.resume({execution_id!r})"
+                    )
                 return _run_sync(
                     executor.execute(workflow, execution_id, resume=paused, resume_input=input)
                 )
