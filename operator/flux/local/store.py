@@ -120,6 +120,11 @@ class Store:
     def close(self) -> None:
         self._db.close()
 
+    @property
+    def in_transaction(self) -> bool:
+        """True between a BEGIN and its COMMIT or ROLLBACK."""
+        return self._db.in_transaction
+
     def __enter__(self) -> Store:
         return self
 
