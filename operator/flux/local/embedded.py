@@ -16,8 +16,8 @@ from flux.local import runs
 from flux.local.calls import TaskCallRunner
 from flux.local.executor import LocalExecutor, new_run_id, utc_now
 from flux.local.loader import source_of
+from flux.local.open_stores import borrowed_store
 from flux.local.secrets import SecretStore, environment_values
-from flux.local.store import Store
 from flux.redaction import Redactor
 from flux.task import Task
 from flux.workflow import Workflow
@@ -40,7 +40,7 @@ class EmbeddedExecutor:
         (leaving the run untouched) when it is a run of another workflow.
         """
         run_id = execution_id or new_run_id()
-        with Store() as store:
+        with borrowed_store() as store:
             executor = LocalExecutor(store)
             with executor.claim(run_id):
                 if not runs.exists(store, run_id):
@@ -60,7 +60,7 @@ class EmbeddedExecutor:
     def resume_workflow(
         self, workflow: Workflow[Any], execution_id: str, input: Any
     ) -> WorkflowExecutionContext[Any]:
-        with Store() as store:
+        with borrowed_store() as store:
             executor = LocalExecutor(store)
             store.get_run(execution_id)  # RunNotFound before a claim is made for nothing
             with executor.claim(execution_id):
@@ -82,7 +82,7 @@ class EmbeddedExecutor:
         redactor = Redactor(environment_values())
 
         def resolve(names: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
-            with Store() as store:
+            with borrowed_store() as store:
                 found, missing = SecretStore(store).resolve(names)
             redactor.add(found.values())
             return found, missing

@@ -9,6 +9,7 @@ set ``FLUX_SQLITE_SYNC=FULL`` to also survive power loss, at an fsync per step.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import json
 import os
 import sqlite3
@@ -66,6 +67,12 @@ class RunRecord:
     updated: dt.datetime
 
 
+class Keep(enum.Enum):
+    """What :meth:`Store.append` leaves as recorded unless told otherwise."""
+
+    OWNER = "owner"
+
+
 class RunNotFound(LookupError):
     pass
 
@@ -120,6 +127,11 @@ class Store:
     def close(self) -> None:
         self._db.close()
 
+    @property
+    def in_transaction(self) -> bool:
+        """True between a BEGIN and its COMMIT or ROLLBACK."""
+        return self._db.in_transaction
+
     def __enter__(self) -> Store:
         return self
 
@@ -147,10 +159,15 @@ class Store:
         run_id: str,
         events: Iterable[ExecutionEvent],
         state: ExecutionState | None = None,
+        owner: str | Keep | None = Keep.OWNER,
     ) -> None:
-        """Commit a batch of events (and the run's new state, if given) atomically."""
+        """Commit a batch of events, and the run's new state and owner if given, atomically.
+
+        ``owner``: the process now executing the run, None when none is, or
+        ``Keep.OWNER`` to leave it as recorded.
+        """
         rows = [_event_row(run_id, e) for e in events]
-        if state is None and 0 < len(rows) <= _ROWS_PER_STATEMENT:
+        if state is None and owner is Keep.OWNER and 0 < len(rows) <= _ROWS_PER_STATEMENT:
             # One statement is one implicit transaction: the cheapest durable commit.
             placeholders = ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(rows))
             flat = [field for row in rows for field in row]
@@ -159,10 +176,15 @@ class Store:
         with self._transaction():
             if rows:
                 self._db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            changes: dict[str, Any] = {}
             if state is not None:
+                changes.update(state=state.value, updated=_now())
+            if owner is not Keep.OWNER:
+                changes["owner"] = owner
+            if changes:
+                columns = ", ".join(f"{name} = ?" for name in changes)  # names from above only
                 self._db.execute(
-                    "UPDATE runs SET state = ?, updated = ? WHERE id = ?",
-                    (state.value, _now(), run_id),
+                    f"UPDATE runs SET {columns} WHERE id = ?", (*changes.values(), run_id)
                 )
 
     def get_run(self, run_id: str) -> RunRecord:
@@ -204,8 +226,8 @@ class Store:
 
     def set_owner(self, run_id: str, owner: str | None) -> None:
         """Record which process is executing the run (None when no process is)."""
-        with self._transaction():
-            self._db.execute("UPDATE runs SET owner = ? WHERE id = ?", (owner, run_id))
+        # One statement is one implicit transaction.
+        self._db.execute("UPDATE runs SET owner = ? WHERE id = ?", (owner, run_id))
 
     def owner(self, run_id: str) -> str | None:
         row = self._db.execute("SELECT owner FROM runs WHERE id = ?", (run_id,)).fetchone()
