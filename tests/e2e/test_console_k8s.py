@@ -6,16 +6,12 @@ through a port-forward to its Service.
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import urllib.request
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from console_deploy import deployed_console, port_forward
 from flux_runs import POLICY_SOURCE, run_manifest, wait_phase, workflow_manifest
 
 from browser import Browser, Page, chromium_path
@@ -25,9 +21,6 @@ if TYPE_CHECKING:
     from conftest import Cluster, Operator
 
 pytestmark = pytest.mark.e2e
-
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts/flux"
 
 # run name -> (Workflow name, phase it ends in)
 RUNS = {
@@ -57,82 +50,6 @@ def nap(key: str) -> str:
 async def napping(ctx: WorkflowExecutionContext[str]) -> str:
     return await nap(ctx.input)
 """
-
-
-def _helm() -> str:
-    bin_dir = subprocess.run(
-        ["bash", "-c", f"source {REPO}/cluster/scripts/lib.sh && echo $BIN_DIR"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    return str(Path(bin_dir) / "helm")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _console_manifests(cluster: Cluster, release: str, namespace: str) -> str:
-    """Only the chart's ui templates: the operator of this test session serves the runs."""
-    repository, _, tag = cluster.image.rpartition(":")
-    return subprocess.run(
-        [
-            _helm(),
-            "template",
-            release,
-            str(CHART),
-            "-n",
-            namespace,
-            "--show-only=templates/ui-rbac.yaml",
-            "--show-only=templates/ui-deployment.yaml",
-            "--set=ui.enabled=true",
-            f"--set=watchNamespaces={{{namespace}}}",
-            f"--set=image.repository={repository}",
-            f"--set=image.tag={tag}",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-
-
-@contextmanager
-def _port_forward(cluster: Cluster, namespace: str, service: str) -> Iterator[str]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            cluster.kubectl_path,
-            "--kubeconfig",
-            cluster.kubeconfig,
-            "port-forward",
-            "-n",
-            namespace,
-            f"svc/{service}",
-            f"{port}:80",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return proc.poll() is not None
-
-    try:
-        cluster.wait_for(f"port-forward to {service}", ready, timeout=60)
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def _can(cluster: Cluster, account: str, verb: str, resource: str, namespace: str) -> bool:
@@ -165,25 +82,7 @@ def test_the_console_in_the_cluster_shows_runs_with_read_only_access(
     for run, (_, phase) in RUNS.items():
         wait_phase(cluster, operator, flux_ns, run, phase, timeout=300)
 
-    release = f"console-{flux_ns}"  # its ClusterRole is cluster-wide: one per test namespace
-    manifests = _console_manifests(cluster, release, flux_ns)
-    try:
-        cluster.kubectl("apply", "-n", flux_ns, "-f", "-", input=manifests)
-        deployment = f"{release}-flux-ui"
-        done = cluster.kubectl(
-            "rollout",
-            "status",
-            f"deployment/{deployment}",
-            "-n",
-            flux_ns,
-            "--timeout=180s",
-            check=False,
-            timeout=200,
-        )
-        assert done.returncode == 0, done.stderr + cluster.describe(
-            "deployment", deployment, flux_ns
-        )
-
+    with deployed_console(cluster, flux_ns) as deployment:
         account = f"system:serviceaccount:{flux_ns}:{deployment}"
         assert _can(cluster, account, "list", "workflowruns.flux.dev", flux_ns)
         assert _can(cluster, account, "get", "pods/log", flux_ns)
@@ -198,11 +97,9 @@ def test_the_console_in_the_cluster_shows_runs_with_read_only_access(
             assert not _can(cluster, account, verb, resource, flux_ns), (verb, resource)
         assert not _can(cluster, account, "list", "workflowruns.flux.dev", "default")
 
-        with _port_forward(cluster, flux_ns, deployment) as url:
+        with port_forward(cluster, flux_ns, deployment) as url:
             _check_pages(browser, url, flux_ns)
             _check_a_call_in_flight(cluster, browser, url, flux_ns)
-    finally:
-        cluster.kubectl("delete", "-n", flux_ns, "-f", "-", input=manifests, check=False)
 
 
 def _fetch(url: str) -> str:
