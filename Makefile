@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # Reinstall when the dependency list changes, not on every run.
 DEPS_STAMP := $(VENV)/.deps-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: demo test venv promtool chromium lint typecheck imports unit local check e2e bench bench-guard bench-console bench-k8s bench-scale crds clean
+.PHONY: demo test venv promtool helm chromium lint typecheck imports unit local check e2e bench bench-guard bench-console bench-k8s bench-scale crds clean
 
 $(DEPS_STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,7 +47,12 @@ chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
-unit: venv promtool
+# helm (built from its Go module into the cluster's cached bin directory) renders
+# the chart in tests/unit/test_chart_ui.py; the e2e suite uses the same binary.
+helm:
+	@bash cluster/scripts/build-binaries.sh helm
+
+unit: venv promtool helm
 	$(BIN)/pytest -q tests/unit
 
 local: venv chromium
