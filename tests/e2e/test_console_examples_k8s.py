@@ -27,6 +27,7 @@ from flux_runs import full_history, resume, run_manifest, wait_phase, workflow_m
 from test_examples_on_k8s import workflow_name
 
 from browser import Page, Session, chromium_path
+from console_marks import MARKS, expected_marks, outcome
 from example_cases import API_KEY, CASES, EXAMPLES, Case
 from flux import codec
 
@@ -69,34 +70,6 @@ def _runs() -> list[ExampleRun]:
 
 RUNS = _runs()
 
-# What the timeline must mark on the calls of the examples that show a policy
-# (the marks of every call are also checked against each run's history); the
-# table of tests/local/test_console_examples.py, so both executors show the same.
-MARKS = {
-    "fallback_config.py:fallback_workflow": {"unreachable_service#0": "fallback"},
-    "fallback_strategy.py:fallback_strategy_workflow": {
-        "always_failing#0": "attempt-failed fallback retry-wait"
-    },
-    "rollback_config.py:rollback_workflow": {"failing_task#0": "rollback"},
-    "rollback_operations.py:rollback_operations_workflow": {"reserve_resources#0": "rollback"},
-    "timeout_handling.py:timeout_workflow": {"slow_task#0": "fallback timeout"},
-}
-
-_OUTCOMES = {
-    "TASK_COMPLETED": "COMPLETED",
-    "TASK_FAILED": "FAILED",
-    "TASK_CANCELLED": "CANCELLED",
-    "TASK_PAUSED": "PAUSED",
-    "TASK_RESUMED": "RESUMED",
-}
-# The step of history each timeline mark stands for.
-_MARK_OF = {
-    "TASK_RETRY_STARTED": "retry-wait",
-    "TASK_RETRY_FAILED": "attempt-failed",
-    "TASK_FALLBACK_STARTED": "fallback",
-    "TASK_ROLLBACK_STARTED": "rollback",
-}
-
 
 @dataclass(frozen=True)
 class Ran:
@@ -112,18 +85,6 @@ def _calls(history: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         if event["sourceId"] != own and event["type"].startswith("TASK_"):
             calls.setdefault(event["sourceId"], []).append(event)
     return calls
-
-
-def _timed_out(event: dict[str, Any]) -> bool:
-    text = json.dumps(event.get("value"))
-    return "ExecutionTimeoutError" in text or '"kind": "timeout"' in text
-
-
-def _expected_marks(events: list[dict[str, Any]]) -> str:
-    marks = {_MARK_OF[e["type"]] for e in events if e["type"] in _MARK_OF}
-    if any(_timed_out(e) for e in events):
-        marks.add("timeout")
-    return " ".join(sorted(marks))
 
 
 def _history_marks(page: Page, call: str) -> str:
@@ -209,10 +170,11 @@ def _check_run(session: Session, url: str, ns: str, run: ExampleRun, ran: Ran) -
     rows = page.rows("data-call")
     assert list(rows) == list(calls)
     for call, events in calls.items():
-        outcome = [_OUTCOMES[e["type"]] for e in events if e["type"] in _OUTCOMES][-1]
+        ended = outcome(e["type"] for e in events)
         attempts = 1 + sum(e["type"] == "TASK_RETRY_STARTED" for e in events)
-        assert f" {outcome} {attempts} " in f" {rows[call]} ", (call, rows[call])
-        assert _history_marks(page, call) == _expected_marks(events), call
+        assert f" {ended} {attempts} " in f" {rows[call]} ", (call, rows[call])
+        marks = expected_marks((e["type"], e.get("value")) for e in events)
+        assert _history_marks(page, call) == marks, call
     for call, expected in MARKS.get(case.ref, {}).items():
         assert _history_marks(page, call) == expected, call
 
@@ -232,7 +194,7 @@ def _check_run(session: Session, url: str, ns: str, run: ExampleRun, ran: Ran) -
 
     # The record of each call that retried, fell back or rolled back.
     for call, events in calls.items():
-        steps = _expected_marks(events).split()
+        steps = expected_marks((e["type"], e.get("value")) for e in events).split()
         if not steps:
             continue
         record = session.dom(f"{run_url}/calls/{urllib.parse.quote(call, safe='')}")

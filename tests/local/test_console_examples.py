@@ -23,6 +23,7 @@ from console_server import FluxMain
 from console_server import console as console_at
 
 from browser import Page, Session, chromium_path
+from console_marks import MARKS, expected_marks, outcome
 from example_cases import CASES, EXAMPLES, Case
 from flux import EventType, ExecutionEvent
 from flux.codec import decode
@@ -56,33 +57,6 @@ def _runs() -> list[ExampleRun]:
 
 
 RUNS = _runs()
-
-# What the timeline must mark on the calls of the examples that show a policy
-# (the marks of every call are also checked against each run's history).
-MARKS = {
-    "fallback_config.py:fallback_workflow": {"unreachable_service#0": "fallback"},
-    "fallback_strategy.py:fallback_strategy_workflow": {
-        "always_failing#0": "attempt-failed fallback retry-wait"
-    },
-    "rollback_config.py:rollback_workflow": {"failing_task#0": "rollback"},
-    "rollback_operations.py:rollback_operations_workflow": {"reserve_resources#0": "rollback"},
-    "timeout_handling.py:timeout_workflow": {"slow_task#0": "fallback timeout"},
-}
-
-_OUTCOMES = {
-    EventType.TASK_COMPLETED: "COMPLETED",
-    EventType.TASK_FAILED: "FAILED",
-    EventType.TASK_CANCELLED: "CANCELLED",
-    EventType.TASK_PAUSED: "PAUSED",
-    EventType.TASK_RESUMED: "RESUMED",
-}
-# The step of history each timeline mark stands for.
-_MARK_OF = {
-    EventType.TASK_RETRY_STARTED: "retry-wait",
-    EventType.TASK_RETRY_FAILED: "attempt-failed",
-    EventType.TASK_FALLBACK_STARTED: "fallback",
-    EventType.TASK_ROLLBACK_STARTED: "rollback",
-}
 
 
 @dataclass(frozen=True)
@@ -143,13 +117,6 @@ def _calls(events: list[ExecutionEvent], run_id: str) -> dict[str, list[Executio
     return calls
 
 
-def _expected_marks(events: list[ExecutionEvent]) -> str:
-    marks = {_MARK_OF[e.type] for e in events if e.type in _MARK_OF}
-    if any("ExecutionTimeoutError" in json.dumps(e.value) for e in events):
-        marks.add("timeout")
-    return " ".join(sorted(marks))
-
-
 def _slug(key: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", key.lower()).strip("-")
 
@@ -184,10 +151,11 @@ def test_an_example_run_as_the_console_shows_it(examples: Examples, run: Example
     rows = page.rows("data-call")
     assert list(rows) == list(calls)
     for call, events in calls.items():
-        outcome = [_OUTCOMES[e.type] for e in events if e.type in _OUTCOMES][-1]
+        ended = outcome(e.type for e in events)
         attempts = 1 + sum(e.type == EventType.TASK_RETRY_STARTED for e in events)
-        assert f" {outcome} {attempts} " in f" {rows[call]} ", (call, rows[call])
-        assert page.attribute_of("data-call", call, "data-marks") == _expected_marks(events), call
+        assert f" {ended} {attempts} " in f" {rows[call]} ", (call, rows[call])
+        marks = expected_marks((e.type, e.value) for e in events)
+        assert page.attribute_of("data-call", call, "data-marks") == marks, call
     for call, marks in MARKS.get(case.ref, {}).items():
         assert page.attribute_of("data-call", call, "data-marks") == marks, call
 
@@ -207,7 +175,7 @@ def test_an_example_run_as_the_console_shows_it(examples: Examples, run: Example
 
     # The record of each call that retried, fell back or rolled back.
     for call, events in calls.items():
-        marks = _expected_marks(events).split()
+        marks = expected_marks((e.type, e.value) for e in events).split()
         if not marks:
             continue
         record = examples.page(f"/runs/{ran.run_id}/calls/{urllib.parse.quote(call, safe='')}")
