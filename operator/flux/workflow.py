@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 from collections.abc import Callable, Coroutine, Sequence
@@ -36,9 +37,12 @@ class Workflow(Generic[T]):
         self.__wrapped__ = func
         self._input_adapter: TypeAdapter[Any] | bool | None = False
 
-    @property
+    @functools.cached_property
     def input_type(self) -> Any:
-        """``T`` of the ``ctx: WorkflowExecutionContext[T]`` annotation, or None."""
+        """``T`` of the ``ctx: WorkflowExecutionContext[T]`` annotation, or None.
+
+        Worked out once: type hints and a signature on every run cost more than
+        the rest of a small run's decoding."""
         try:
             hints = typing.get_type_hints(self.func)
         except Exception:  # unresolvable annotations: no input validation

@@ -170,17 +170,10 @@ def _cached(func: Callable[..., Any], which: str, input_type: Any) -> codec.Expe
     return codec.expect(*hints, modules=[func.__module__])
 
 
-@functools.lru_cache(maxsize=4096)
-def _input_type(workflow: Workflow[Any]) -> Any:
-    # Type hints and a signature on every run cost more than the rest of a small
-    # run's decoding (issue 17); Workflow.validate_input keeps its first answer too.
-    return workflow.input_type
-
-
 def _expected_for(
     func: Callable[..., Any], which: str, workflow: Workflow[Any] | None
 ) -> codec.Expected:
-    input_type = _input_type(workflow) if workflow is not None and which == "input" else None
+    input_type = workflow.input_type if workflow is not None and which == "input" else None
     try:
         return _cached(func, which, input_type)
     except TypeError:  # an unhashable annotation: computed each time
