@@ -15,20 +15,43 @@ from typing import Any
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-GROUP = "flux.dev"
-VERSION = "v1alpha1"
+from flux.k8s.kube.versions import newer as newer
+
+# Re-exported until every caller imports flux.k8s.names.
+from flux.k8s.names import (
+    ANNOTATION_ATTEMPT as ANNOTATION_ATTEMPT,
+)
+from flux.k8s.names import (
+    ANNOTATION_BATCH_SIZE as ANNOTATION_BATCH_SIZE,
+)
+from flux.k8s.names import (
+    ANNOTATION_CALL_ID as ANNOTATION_CALL_ID,
+)
+from flux.k8s.names import (
+    ANNOTATION_STEP as ANNOTATION_STEP,
+)
+from flux.k8s.names import (
+    GROUP as GROUP,
+)
+from flux.k8s.names import (
+    LABEL_CALL as LABEL_CALL,
+)
+from flux.k8s.names import (
+    LABEL_ROLE as LABEL_ROLE,
+)
+from flux.k8s.names import (
+    LABEL_RUN as LABEL_RUN,
+)
+from flux.k8s.names import (
+    LABEL_WORKFLOW as LABEL_WORKFLOW,
+)
+from flux.k8s.names import (
+    VERSION as VERSION,
+)
+
 WORKFLOWS = "workflows"
 RUNS = "workflowruns"
 MERGE_PATCH = "application/merge-patch+json"
-
-LABEL_RUN = "flux.dev/run"
-LABEL_ROLE = "flux.dev/role"
-LABEL_CALL = "flux.dev/call"
-LABEL_WORKFLOW = "flux.dev/workflow"
-ANNOTATION_CALL_ID = "flux.dev/call-id"
-ANNOTATION_STEP = "flux.dev/step"
-ANNOTATION_ATTEMPT = "flux.dev/attempt"
-ANNOTATION_BATCH_SIZE = "flux.dev/batch-size"
 KUBECONFIG_ENV = "FLUX_KUBECONFIG"
 
 
@@ -114,22 +137,6 @@ def problem(exc: ApiException) -> str:
     except (ValueError, AttributeError):
         said = None
     return f"{exc.status} {exc.reason}: {said}" if said else f"{exc.status} {exc.reason}"
-
-
-def newer(version: str | None, than: str | None) -> bool:
-    """Whether resourceVersion ``version`` follows ``than`` (True when either is unknown).
-
-    Kubernetes calls resourceVersions opaque, but every etcd-backed API server
-    issues increasing integers and each watch delivers them in order; a watch
-    event older than a state already held (our own write's response) brings
-    nothing new, and holding it instead would undo what that write did.
-    """
-    if version is None or than is None:
-        return True
-    try:
-        return int(version) > int(than)
-    except ValueError:
-        return version != than
 
 
 class Events:

@@ -23,7 +23,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from flux.events import TASK_OUTCOME_EVENTS
-from flux.k8s import api
+from flux.k8s import names
 from flux.k8s.pods import dns_label, owner_reference
 
 # The whole WorkflowRun stays under this (etcd takes 1.5 MiB; Argo fails past 1 MiB).
@@ -119,7 +119,7 @@ def configmap(run: dict[str, Any], name: str, kind: str, payload: bytes) -> dict
         "metadata": {
             "name": name,
             "namespace": meta["namespace"],
-            "labels": {api.LABEL_RUN: meta["name"], api.LABEL_ROLE: f"archive-{kind}"},
+            "labels": {names.LABEL_RUN: meta["name"], names.LABEL_ROLE: f"archive-{kind}"},
             "ownerReferences": [{**owner_reference(run), "controller": False}],
         },
         "binaryData": {PAYLOAD_KEY: base64.b64encode(payload).decode()},

@@ -23,7 +23,7 @@ from flux.engine.policy import (
     after_attempt_failure,
 )
 from flux.events import EventType
-from flux.k8s import api
+from flux.k8s import names
 from flux.k8s.protocol import (
     Outcome,
     Step,
@@ -187,7 +187,7 @@ class PodView:
 
 
 def _batch_size(pod: dict[str, Any]) -> int | None:
-    size = (pod["metadata"].get("annotations") or {}).get(api.ANNOTATION_BATCH_SIZE)
+    size = (pod["metadata"].get("annotations") or {}).get(names.ANNOTATION_BATCH_SIZE)
     return int(size) if size is not None else None
 
 

@@ -20,7 +20,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from flux.k8s import api
+from flux.k8s import names
+from flux.k8s.kube.resources import RUNS, WORKFLOWS
 from flux.k8s.models import Workflow, WorkflowRun
 
 HEADER = "# Generated from operator/flux/k8s/models.py by `make crds`; do not edit.\n"
@@ -47,13 +48,13 @@ class Resource:
 
     @property
     def name(self) -> str:
-        return f"{self.plural}.{api.GROUP}"
+        return f"{self.plural}.{names.GROUP}"
 
 
 RESOURCES = (
     Resource(
         Workflow,
-        api.WORKFLOWS,
+        WORKFLOWS.plural,
         "wf",
         (
             {
@@ -67,7 +68,7 @@ RESOURCES = (
     ),
     Resource(
         WorkflowRun,
-        api.RUNS,
+        RUNS.plural,
         "wfr",
         (
             {
@@ -147,7 +148,7 @@ def crd(resource: Resource) -> dict[str, Any]:
         "kind": "CustomResourceDefinition",
         "metadata": {"name": resource.name},
         "spec": {
-            "group": api.GROUP,
+            "group": names.GROUP,
             "names": {
                 "kind": resource.kind,
                 "listKind": f"{resource.kind}List",
@@ -159,7 +160,7 @@ def crd(resource: Resource) -> dict[str, Any]:
             "scope": "Namespaced",
             "versions": [
                 {
-                    "name": api.VERSION,
+                    "name": names.VERSION,
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},

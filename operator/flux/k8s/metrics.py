@@ -27,7 +27,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, Info
 
-from flux.k8s import api
+from flux.k8s import names
 from flux.k8s.history import FINAL_PHASES
 
 ACTIVE_PHASES = ("Pending", "Running", "Paused")
@@ -246,7 +246,7 @@ def _pending_since(pods: Iterable[Mapping[str, Any]]) -> tuple[float, ...]:
     found = []
     for pod in pods:
         meta = pod.get("metadata") or {}
-        if (meta.get("labels") or {}).get(api.LABEL_ROLE) != "task" or meta.get(
+        if (meta.get("labels") or {}).get(names.LABEL_ROLE) != "task" or meta.get(
             "deletionTimestamp"
         ):
             continue

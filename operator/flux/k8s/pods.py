@@ -8,7 +8,7 @@ import math
 import re
 from typing import Any
 
-from flux.k8s import api
+from flux.k8s import names
 from flux.k8s.config import OperatorConfig
 from flux.k8s.protocol import (
     INLINE_SOURCE_MODULE,
@@ -79,7 +79,7 @@ def workflow_reference(workflow: dict[str, Any]) -> str:
 def owner_reference(run: dict[str, Any]) -> dict[str, Any]:
     meta = run["metadata"]
     return {
-        "apiVersion": f"{api.GROUP}/{api.VERSION}",
+        "apiVersion": f"{names.GROUP}/{names.VERSION}",
         "kind": "WorkflowRun",
         "name": meta["name"],
         "uid": meta["uid"],
@@ -137,7 +137,7 @@ def _base_pod(
         "metadata": {
             "name": name,
             "namespace": run["metadata"]["namespace"],
-            "labels": {api.LABEL_RUN: run["metadata"]["name"], api.LABEL_ROLE: role},
+            "labels": {names.LABEL_RUN: run["metadata"]["name"], names.LABEL_ROLE: role},
             "annotations": {},
             "ownerReferences": [owner_reference(run)],
         },
@@ -193,8 +193,8 @@ def shared_driver_pod(workflow: dict[str, Any], config: OperatorConfig) -> dict[
     name = shared_driver_pod_name(meta["name"])
     pod = _base_pod(name, workflow, workflow, config, "driver", DRIVER_MODULE, env)
     pod["metadata"]["labels"] = {
-        api.LABEL_ROLE: SHARED_DRIVER_ROLE,
-        api.LABEL_WORKFLOW: meta["name"],
+        names.LABEL_ROLE: SHARED_DRIVER_ROLE,
+        names.LABEL_WORKFLOW: meta["name"],
     }
     pod["metadata"]["ownerReferences"] = [{**owner_reference(workflow), "kind": "Workflow"}]
     pod["spec"]["serviceAccountName"] = config.driver_service_account
@@ -216,12 +216,12 @@ def task_pod(
     env_value = json.dumps(spec.model_dump(by_alias=True, mode="json"))
     pod = _task_pod(run, workflow, config, env_value, spec.secrets, spec.step, name)
     meta, pod_spec = pod["metadata"], pod["spec"]
-    meta["labels"][api.LABEL_CALL] = short_hash(spec.call_id)
+    meta["labels"][names.LABEL_CALL] = short_hash(spec.call_id)
     meta["annotations"].update(
         {
-            api.ANNOTATION_CALL_ID: spec.call_id,
-            api.ANNOTATION_STEP: spec.step.value,
-            api.ANNOTATION_ATTEMPT: str(spec.attempt),
+            names.ANNOTATION_CALL_ID: spec.call_id,
+            names.ANNOTATION_STEP: spec.step.value,
+            names.ANNOTATION_ATTEMPT: str(spec.attempt),
         }
     )
     if timeout and spec.step == Step.ATTEMPT:
@@ -238,7 +238,7 @@ def batch_pod(
 ) -> dict[str, Any]:
     """One pod running several attempts of one task's calls, one after another."""
     pod = _task_pod(run, workflow, config, spec.to_env(), spec.secrets, Step.ATTEMPT, name)
-    pod["metadata"]["annotations"][api.ANNOTATION_BATCH_SIZE] = str(len(spec.items))
+    pod["metadata"]["annotations"][names.ANNOTATION_BATCH_SIZE] = str(len(spec.items))
     if spec.timeout:
         # The runner enforces each item's deadline; this only stops a stuck pod.
         deadline = spec.timeout * len(spec.items) + BATCH_DEADLINE_SLACK

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flux.events import WORKFLOW_FINAL_EVENTS
-from flux.k8s import api, archive
+from flux.k8s import archive, names
 from flux.k8s.archive import OpenCalls
 from flux.k8s.calls import RUNNING_STATES, Call, CallMove, PodView, next_move
 from flux.k8s.config import OperatorConfig
@@ -617,7 +617,7 @@ def _pending_sleeps(open_calls: OpenCalls) -> list[dt.datetime]:
 def _role(pods: list[dict[str, Any]], name: str) -> str | None:
     for pod in pods:
         if pod["metadata"]["name"] == name:
-            role: str | None = (pod["metadata"].get("labels") or {}).get(api.LABEL_ROLE)
+            role: str | None = (pod["metadata"].get("labels") or {}).get(names.LABEL_ROLE)
             return role
     return None
 
