@@ -182,3 +182,21 @@ def test_paths_name_core_and_custom_resources_and_escape_names() -> None:
     assert _path(CONFIGMAPS, None) == "/api/v1/configmaps"
     assert _path(CONFIGMAPS, "ns", "a/b") == "/api/v1/namespaces/ns/configmaps/a%2Fb"
     assert pointer("status", "tasks", 0, "a/b~c") == "/status/tasks/0/a~1b~0c"
+
+
+def test_events_name_the_object_and_a_refused_one_is_only_logged() -> None:
+    from flux.k8s.kube import EVENTS
+    from flux.k8s.kube.events import EventRecorder
+
+    kube = FakeKube()
+    body = go(kube.create(RUNS, "ns", run()))
+    recorder = EventRecorder(kube, "flux-driver")
+    go(recorder.post(body, "Warning", "ResumeRefused", "x" * 5000))
+    (event,) = kube.all(EVENTS, "ns")
+    assert (
+        event["involvedObject"]["name"] == "r1" and event["involvedObject"]["kind"] == "WorkflowRun"
+    )
+    assert event["reason"] == "ResumeRefused" and len(event["message"]) == 1024
+    kube.fail("create", EVENTS, Forbidden("no"))
+    go(recorder.post(body, "Normal", "Succeeded", "done"))  # logged, not raised
+    assert len(kube.all(EVENTS, "ns")) == 1
