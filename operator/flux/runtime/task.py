@@ -17,20 +17,15 @@ could not run it (an invalid spec, a task that cannot be imported).
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import json
 import os
 import sys
-import threading
 from typing import Any
 
 from pydantic import ValidationError
 
-from flux.engine import values
-from flux.engine.failures import error_info, timeout_info
-from flux.engine.instance import store_value
-from flux.errors import CodecError, SecretsNotFoundError
+from flux.engine.failures import error_info
+from flux.engine.policy import Phase
 from flux.k8s.protocol import (
     RESULT_LOG_MARKER,
     TASK_ENV,
@@ -49,12 +44,13 @@ from flux.k8s.protocol import (
 from flux.masked_output import mask_std_streams, unmasked
 from flux.redaction import Redactor
 from flux.runtime.loading import import_object
-from flux.task import SECRETS_ARGUMENT, Task
-
-SECRET_ENV_PREFIX = "FLUX_SECRET_"
-
-# Worker threads of batch items that overran their deadline and still run.
-_abandoned: list[threading.Thread] = []
+from flux.step_runner import (
+    StepOutcome,
+    abandoned_bodies,
+    environment_secret_values,
+    run_encoded_step,
+)
+from flux.task import Task
 
 
 def run_step(spec: TaskSpec) -> TaskResult:
@@ -78,6 +74,8 @@ def run_batch(spec: BatchSpec) -> tuple[BatchResult, bool]:
 
 
 def _run_item(task: Task[..., Any], spec: BatchSpec, item: BatchItem) -> TaskResult:
+    # The batch's deadline is its attempts' (the operator's per-pod deadline
+    # cannot hold one item); a fallback runs without one, as in a pod of its own.
     timeout = spec.timeout if item.step == Step.ATTEMPT else 0
     try:
         return _run_call(
@@ -104,26 +102,23 @@ def _run_call(
     secrets: list[str],
     timeout: float = 0,
 ) -> TaskResult:
-    try:
-        args, kwargs = values.decode_arguments(task, positional, keywords)
-        func = _step_function(task, step)
-        if step == Step.ATTEMPT and secrets:
-            kwargs[SECRETS_ARGUMENT] = _secrets(secrets, name)
-        value = _call_with_deadline(func, args, kwargs, timeout)
-        if step == Step.ROLLBACK:
-            value = None
-        try:
-            stored = store_value(task.options.output_storage, call_id, value)
-        except CodecError as exc:
-            raise CodecError(
-                f"task {name!r} returned a value that cannot be stored: {exc}"
-            ) from None
-    except _Overran:
-        # Reported as the operator reports a single task's pod past its deadline.
-        return TaskResult(outcome=Outcome.FAILED, error=dict(timeout_info(name, timeout)))
-    except Exception as exc:
-        return _failed(exc)
-    return TaskResult(outcome=Outcome.COMPLETED, value=stored)
+    ran = run_encoded_step(
+        task,
+        Phase(step.value),
+        call_id,
+        name,
+        positional,
+        keywords,
+        timeout=timeout,
+        secret_names=secrets,
+    )
+    return _task_result(ran)
+
+
+def _task_result(ran: StepOutcome) -> TaskResult:
+    if ran.error is not None:
+        return TaskResult(outcome=Outcome.FAILED, error=dict(ran.error))
+    return TaskResult(outcome=Outcome.COMPLETED, value=ran.value)
 
 
 def _import_task(reference: str) -> Task[..., Any]:
@@ -141,76 +136,9 @@ def _all_failed(items: list[BatchItem], exc: BaseException) -> BatchResult:
     return BatchResult(items={item.call_id: _failed(exc) for item in items})
 
 
-def _step_function(task: Task[..., Any], step: Step) -> Any:
-    match step:
-        case Step.ATTEMPT:
-            return task.func
-        case Step.FALLBACK:
-            if task.options.fallback is None:
-                raise ValueError(f"task {task.name!r} has no fallback")
-            return task.options.fallback
-        case Step.ROLLBACK:
-            if task.options.rollback is None:
-                raise ValueError(f"task {task.name!r} has no rollback")
-            return task.options.rollback
-
-
-def _secrets(names: list[str], task_name: str) -> dict[str, str]:
-    found = {
-        n: os.environ[SECRET_ENV_PREFIX + n] for n in names if SECRET_ENV_PREFIX + n in os.environ
-    }
-    missing = [n for n in names if n not in found]
-    if missing:
-        raise SecretsNotFoundError(missing, f"task {task_name!r}")
-    return found
-
-
-class _Overran(Exception):
-    """A batch item's attempt ran past its deadline."""
-
-
-def _call_with_deadline(
-    func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float
-) -> Any:
-    """Call ``func``; with a timeout, in a worker thread that is abandoned at the deadline."""
-    if not timeout:
-        return _call(func, args, kwargs)
-    outcome: dict[str, Any] = {}
-    finished = threading.Event()
-
-    def work() -> None:
-        try:
-            outcome["value"] = _call(func, args, kwargs)
-        except BaseException as exc:
-            outcome["error"] = exc
-        finally:
-            finished.set()
-
-    # A daemon thread: one that overruns must not keep the process alive.
-    worker = threading.Thread(target=work, name="flux-batch-item", daemon=True)
-    worker.start()
-    if not finished.wait(timeout):
-        _abandoned.append(worker)
-        raise _Overran
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
-
-
-def _call(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    result = func(*args, **kwargs)
-    if inspect.isawaitable(result):
-        return asyncio.run(_await(result))
-    return result
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
-
-
 def secret_redactor() -> Redactor:
     """The values of every secret this pod was given: all the task could see."""
-    return Redactor(v for k, v in os.environ.items() if k.startswith(SECRET_ENV_PREFIX))
+    return Redactor(environment_secret_values())
 
 
 def redact_result(result: TaskResult | BatchResult, redactor: Redactor) -> TaskResult | BatchResult:
@@ -303,7 +231,7 @@ def main() -> int:
 def _exit(code: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
-    if _abandoned:
+    if abandoned_bodies():
         # Items past their deadline may still run; the batch is reported, so end
         # the process now rather than wait for them or race their late output.
         os._exit(code)
