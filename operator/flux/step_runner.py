@@ -38,7 +38,6 @@ Where the executors differ, it is for a reason of where the code runs:
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextvars
 import functools
@@ -55,6 +54,10 @@ from flux.engine.failures import ErrorInfo, error_info
 from flux.engine.policy import Phase
 from flux.errors import CodecError, ExecutionTimeoutError, SecretsNotFoundError, TaskExitError
 from flux.task import SECRETS_ARGUMENT, Task
+
+# asyncio is imported where a body needs it, not here: a task pod imports this
+# module for every step, most bodies are plain functions, and asyncio would be
+# a tenth of the pod's start-up imports (issue 17).
 
 SECRET_ENV_PREFIX = "FLUX_SECRET_"
 
@@ -257,6 +260,8 @@ async def call_user_code(
     name: str = "",
 ) -> Any:
     """``func``'s value, awaited on the running loop; process exits become TaskExitError."""
+    import asyncio  # loaded already: this runs on a loop
+
     name = name or getattr(func, "__name__", "task")
     is_async = inspect.iscoroutinefunction(func)
     if is_async and not timeout:
@@ -319,6 +324,8 @@ def _guarded(name: str, job: Callable[[], Any]) -> Any:
 def _call(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     result = func(*args, **kwargs)
     if inspect.isawaitable(result):  # an async body, or a plain one that returned a coroutine
+        import asyncio
+
         return asyncio.run(_await(result))
     return result
 

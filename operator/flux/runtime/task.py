@@ -7,10 +7,10 @@ A batch pod (``FLUX_TASK`` holds a :class:`~flux.k8s.protocol.BatchSpec`) runs
 the steps of several calls of one task, one after another in this process, and
 reports a :class:`~flux.k8s.protocol.BatchResult` with one result per call. Each
 call is isolated: an exception, an output that cannot be stored or an attempt
-past the batch's per-item ``timeout`` fails that call only. A late attempt runs
-in a worker thread that is abandoned at its deadline (a thread cannot be
-killed), as the embedded executor does; its late result is discarded and the
-process exits once the batch is reported, without waiting for it. The runner
+past the batch's per-item ``timeout`` fails that call only. Each step runs as
+the embedded executor runs it (:mod:`flux.step_runner`): a late attempt is
+abandoned in its worker thread at its deadline, its late result is discarded,
+and the process exits once the batch is reported, without waiting for it. The runner
 exits 0 when the batch ran, whatever its items' outcomes, and non-zero when it
 could not run it (an invalid spec, a task that cannot be imported).
 """
@@ -58,9 +58,17 @@ def run_step(spec: TaskSpec) -> TaskResult:
         task = _import_task(spec.task)
     except Exception as exc:
         return _failed(exc)
-    return _run_call(
-        task, spec.call_id, spec.name, spec.step, spec.positional, spec.keywords, spec.secrets
+    # No deadline here: the operator gives a single step's pod one of its own.
+    ran = run_encoded_step(
+        task,
+        Phase(spec.step),
+        spec.call_id,
+        spec.name,
+        spec.positional,
+        spec.keywords,
+        secret_names=spec.secrets,
     )
+    return _task_result(ran)
 
 
 def run_batch(spec: BatchSpec) -> tuple[BatchResult, bool]:
@@ -74,44 +82,21 @@ def run_batch(spec: BatchSpec) -> tuple[BatchResult, bool]:
 
 
 def _run_item(task: Task[..., Any], spec: BatchSpec, item: BatchItem) -> TaskResult:
-    # The batch's deadline is its attempts' (the operator's per-pod deadline
-    # cannot hold one item); a fallback runs without one, as in a pod of its own.
+    # The batch's timeout is per attempt: the pod's deadline cannot hold one item.
     timeout = spec.timeout if item.step == Step.ATTEMPT else 0
     try:
-        return _run_call(
+        ran = run_encoded_step(
             task,
+            Phase(item.step),
             item.call_id,
             item.name,
-            item.step,
             item.positional,
             item.keywords,
-            spec.secrets,
-            timeout,
+            timeout=timeout,
+            secret_names=spec.secrets,
         )
     except SystemExit as exc:  # one item calling sys.exit must not end the batch
         return _failed(exc)
-
-
-def _run_call(
-    task: Task[..., Any],
-    call_id: str,
-    name: str,
-    step: Step,
-    positional: list[Any],
-    keywords: dict[str, Any],
-    secrets: list[str],
-    timeout: float = 0,
-) -> TaskResult:
-    ran = run_encoded_step(
-        task,
-        Phase(step.value),
-        call_id,
-        name,
-        positional,
-        keywords,
-        timeout=timeout,
-        secret_names=secrets,
-    )
     return _task_result(ran)
 
 
