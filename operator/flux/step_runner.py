@@ -169,7 +169,7 @@ def run_encoded_step(
         requested = list(secret_names)
         if step == Phase.ATTEMPT and requested:
             kwargs[SECRETS_ARGUMENT] = environment_secrets(requested, f"task {name!r}")
-        value = call_blocking(func, args, kwargs, timeout=timeout, name=name)
+        value = _call_blocking(func, args, kwargs, timeout, name)
         return _completed(task, step, call_id, name, value)
     except Exception as exc:
         return StepOutcome(error=error_info(exc))
@@ -284,13 +284,8 @@ async def call_user_code(
     return future.result()
 
 
-def call_blocking(
-    func: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    *,
-    timeout: float = 0,
-    name: str = "",
+def _call_blocking(
+    func: Callable[..., Any], args: Any, kwargs: Any, timeout: float, name: str
 ) -> Any:
     """``func``'s value, in this thread, or with a timeout in a worker thread abandoned
     at the deadline. Process exits raised by ``func`` propagate."""
@@ -304,7 +299,7 @@ def call_blocking(
             return future.result()
         future.cancel()
         _POOL.abandoned += 1
-        raise ExecutionTimeoutError(name or getattr(func, "__name__", "task"), timeout) from None
+        raise ExecutionTimeoutError(name, timeout) from None
 
 
 def _in_fresh_context(job: Callable[[], Any]) -> Callable[[], Any]:

@@ -18,11 +18,9 @@ import pytest
 
 from flux import codec, task
 from flux.engine.policy import Phase
-from flux.errors import ExecutionTimeoutError
 from flux.step_runner import (
     StepOutcome,
     abandoned_bodies,
-    call_blocking,
     environment_secret_values,
     run_encoded_step,
     run_step,
@@ -81,6 +79,11 @@ def block(seconds: float) -> float:
 @task.with_options(secret_requests=["API_KEY"])
 def secretive(n: int, secrets: dict[str, str] | None = None) -> str:
     return f"{n}:{(secrets or {}).get('API_KEY')}"
+
+
+@task
+def times_out() -> None:
+    raise TimeoutError("the body's own")
 
 
 @task
@@ -234,10 +237,7 @@ def test_a_pod_runs_a_body_without_deadline_in_its_own_thread() -> None:
 
 
 def test_a_body_raising_timeout_error_itself_is_not_a_deadline() -> None:
-    def times_out() -> None:
-        raise TimeoutError("the body's own")
-
-    with pytest.raises(TimeoutError, match="the body's own"):
-        call_blocking(times_out, (), {}, timeout=5)
-    with pytest.raises(ExecutionTimeoutError):
-        call_blocking(time.sleep, (5,), {}, timeout=0.1, name="sleep")
+    for run in (_run, _run_encoded):
+        ran = run(Phase.ATTEMPT, times_out, timeout=5)
+        assert ran.error is not None
+        assert (ran.error["type"], ran.error["message"]) == ("TimeoutError", "the body's own")
