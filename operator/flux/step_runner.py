@@ -9,7 +9,8 @@ always run the same way:
   ``rollback`` for those steps (:func:`step_function`).
 * **Secrets.** The values a task requested reach its *attempts* only, as the
   ``secrets`` keyword argument; on the task's host they are the
-  ``FLUX_SECRET_<NAME>`` variables (:data:`SECRET_ENV_PREFIX`).
+  ``FLUX_SECRET_<NAME>`` variables (:func:`secret_env_name`, with which the
+  operator also names a task pod's variables).
 * **Deadline.** Plain functions run in a worker thread; with a timeout, a body
   still running at its deadline fails the step with
   :class:`~flux.errors.ExecutionTimeoutError` and is abandoned (a thread cannot
@@ -80,9 +81,14 @@ class StepOutcome:
 # ------------------------------------------------------------------ secrets
 
 
+def secret_env_name(name: str) -> str:
+    """The environment variable that gives secret ``name`` to the code of a task."""
+    return SECRET_ENV_PREFIX + name
+
+
 def environment_secret(name: str) -> str | None:
     """The value of secret ``name`` in this process's environment, if it is there."""
-    return os.environ.get(SECRET_ENV_PREFIX + name)
+    return os.environ.get(secret_env_name(name))
 
 
 def environment_secrets(names: Iterable[str], where: str) -> dict[str, str]:
