@@ -67,6 +67,26 @@ _PROCESS_EXITS = (SystemExit, KeyboardInterrupt, GeneratorExit)
 
 
 @dataclass(frozen=True)
+class StepCall:
+    """Which step of which task call is run."""
+
+    task: Task[..., Any]
+    step: Phase
+    call_id: str  # the key an output storage keeps the value under
+    name: str  # the call's name, as errors give it
+
+    @property
+    def function(self) -> Callable[..., Any]:
+        """The user function the step calls; ValueError when the task has none."""
+        return step_function(self.task, self.step)
+
+    @property
+    def takes_secrets(self) -> bool:
+        """Only attempts get the task's secrets: a fallback or rollback runs without."""
+        return self.step == Phase.ATTEMPT
+
+
+@dataclass(frozen=True)
 class StepOutcome:
     """How a step ended: its value as history keeps it, or the error it failed with."""
 
@@ -131,10 +151,7 @@ def step_function(task: Task[..., Any], step: Phase) -> Callable[..., Any]:
 
 
 async def run_step(
-    task: Task[..., Any],
-    step: Phase,
-    call_id: str,
-    name: str,
+    call: StepCall,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     *,
@@ -143,22 +160,19 @@ async def run_step(
 ) -> StepOutcome:
     """One step with live arguments, on the running loop (the embedded executor)."""
     # A fallback's or rollback's exit names the function that exited, as it always has.
-    exit_name = name if step == Phase.ATTEMPT else ""
+    exit_name = call.name if call.step == Phase.ATTEMPT else ""
     try:
-        func = step_function(task, step)
-        value = await call_user_code(
-            func, args, _with_secrets(step, kwargs, secrets), timeout=timeout, name=exit_name
-        )
-        return _completed(task, step, call_id, name, value)
+        func = call.function
+        if call.takes_secrets and secrets is not None:
+            kwargs = {**kwargs, SECRETS_ARGUMENT: dict(secrets)}
+        value = await call_user_code(func, args, kwargs, timeout=timeout, name=exit_name)
+        return _completed(call, value)
     except Exception as exc:
         return StepOutcome(error=error_info(exc))
 
 
 def run_encoded_step(
-    task: Task[..., Any],
-    step: Phase,
-    call_id: str,
-    name: str,
+    call: StepCall,
     positional: Any,
     keywords: Any,
     *,
@@ -170,36 +184,29 @@ def run_encoded_step(
     Process exits raised by the body propagate: see the module's docstring.
     """
     try:
-        args, kwargs = values.decode_arguments(task, positional, keywords)
-        func = step_function(task, step)
+        args, kwargs = values.decode_arguments(call.task, positional, keywords)
+        func = call.function
         requested = list(secret_names)
-        if step == Phase.ATTEMPT and requested:
-            kwargs[SECRETS_ARGUMENT] = environment_secrets(requested, f"task {name!r}")
-        value = _call_blocking(func, args, kwargs, timeout, name)
-        return _completed(task, step, call_id, name, value)
+        if call.takes_secrets and requested:
+            kwargs[SECRETS_ARGUMENT] = environment_secrets(requested, f"task {call.name!r}")
+        value = _call_blocking(func, args, kwargs, timeout, call.name)
+        return _completed(call, value)
     except Exception as exc:
         return StepOutcome(error=error_info(exc))
 
 
-def _with_secrets(
-    step: Phase, kwargs: dict[str, Any], secrets: Mapping[str, str] | None
-) -> dict[str, Any]:
-    if step != Phase.ATTEMPT or secrets is None:
-        return kwargs
-    return {**kwargs, SECRETS_ARGUMENT: dict(secrets)}
-
-
-def _completed(
-    task: Task[..., Any], step: Phase, call_id: str, name: str, value: Any
-) -> StepOutcome:
-    if step == Phase.ROLLBACK:
+def _completed(call: StepCall, value: Any) -> StepOutcome:
+    if call.step == Phase.ROLLBACK:
         return StepOutcome(value=None)
     # A value the store cannot take fails the step: retries and fallback
     # apply as for any failure.
     try:
-        return StepOutcome(value=values.store_value(task.options.output_storage, call_id, value))
+        stored = values.store_value(call.task.options.output_storage, call.call_id, value)
     except CodecError as exc:
-        raise CodecError(f"task {name!r} returned a value that cannot be stored: {exc}") from None
+        raise CodecError(
+            f"task {call.name!r} returned a value that cannot be stored: {exc}"
+        ) from None
+    return StepOutcome(value=stored)
 
 
 # ---------------------------------------------------------------- deadlines

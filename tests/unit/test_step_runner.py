@@ -19,6 +19,7 @@ import pytest
 from flux import codec, task
 from flux.engine.policy import Phase
 from flux.step_runner import (
+    StepCall,
     StepOutcome,
     abandoned_bodies,
     environment_secret_values,
@@ -91,14 +92,16 @@ def thread_name() -> str:
     return threading.current_thread().name
 
 
+def _call(step: Phase, t: Any) -> StepCall:
+    return StepCall(t, step, f"{t.name}#0", t.name)
+
+
 def _run(step: Phase, t: Any, *args: Any, **options: Any) -> StepOutcome:
-    name = t.name
-    return asyncio.run(run_step(t, step, f"{name}#0", name, args, {}, **options))
+    return asyncio.run(run_step(_call(step, t), args, {}, **options))
 
 
 def _run_encoded(step: Phase, t: Any, *args: Any, **options: Any) -> StepOutcome:
-    name = t.name
-    return run_encoded_step(t, step, f"{name}#0", name, codec.encode(list(args)), {}, **options)
+    return run_encoded_step(_call(step, t), codec.encode(list(args)), {}, **options)
 
 
 # ------------------------------------------------------------------ shared

@@ -27,7 +27,7 @@ from flux.engine.policy import (
 )
 from flux.errors import SecretsNotFoundError
 from flux.events import EventType
-from flux.step_runner import StepOutcome, run_step
+from flux.step_runner import StepCall, StepOutcome, run_step
 from flux.task import Task
 
 
@@ -122,16 +122,8 @@ class TaskCallRunner:
     async def _step(
         self, step: Phase, timeout: float = 0, secrets: dict[str, str] | None = None
     ) -> StepOutcome:
-        return await run_step(
-            self.task,
-            step,
-            self.call_id,
-            self.name,
-            self.args,
-            self.kwargs,
-            timeout=timeout,
-            secrets=secrets,
-        )
+        call = StepCall(self.task, step, self.call_id, self.name)
+        return await run_step(call, self.args, self.kwargs, timeout=timeout, secrets=secrets)
 
     def _completed(self, stored: Any, attempt: int) -> Outcome:
         if attempt > 1:

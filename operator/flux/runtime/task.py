@@ -45,6 +45,7 @@ from flux.masked_output import mask_std_streams, unmasked
 from flux.redaction import Redactor
 from flux.runtime.loading import import_object
 from flux.step_runner import (
+    StepCall,
     StepOutcome,
     abandoned_bodies,
     environment_secret_values,
@@ -59,15 +60,8 @@ def run_step(spec: TaskSpec) -> TaskResult:
     except Exception as exc:
         return _failed(exc)
     # No deadline here: the operator gives a single step's pod one of its own.
-    ran = run_encoded_step(
-        task,
-        Phase(spec.step),
-        spec.call_id,
-        spec.name,
-        spec.positional,
-        spec.keywords,
-        secret_names=spec.secrets,
-    )
+    call = StepCall(task, Phase(spec.step), spec.call_id, spec.name)
+    ran = run_encoded_step(call, spec.positional, spec.keywords, secret_names=spec.secrets)
     return _task_result(ran)
 
 
@@ -85,15 +79,9 @@ def _run_item(task: Task[..., Any], spec: BatchSpec, item: BatchItem) -> TaskRes
     # The batch's timeout is per attempt: the pod's deadline cannot hold one item.
     timeout = spec.timeout if item.step == Step.ATTEMPT else 0
     try:
+        call = StepCall(task, Phase(item.step), item.call_id, item.name)
         ran = run_encoded_step(
-            task,
-            Phase(item.step),
-            item.call_id,
-            item.name,
-            item.positional,
-            item.keywords,
-            timeout=timeout,
-            secret_names=spec.secrets,
+            call, item.positional, item.keywords, timeout=timeout, secret_names=spec.secrets
         )
     except SystemExit as exc:  # one item calling sys.exit must not end the batch
         return _failed(exc)
