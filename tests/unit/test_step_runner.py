@@ -154,6 +154,7 @@ def test_a_body_past_its_deadline_fails_on_time_and_is_abandoned(run: Any) -> No
     assert ran.error["type"] == "ExecutionTimeoutError"
     assert ran.error["kind"] == "timeout"
     assert abandoned_bodies() == before + 1
+    assert run(Phase.ATTEMPT, nap, 0.01) == StepOutcome(value=0.01)
     assert run(Phase.ATTEMPT, nap, 0.01, timeout=5) == StepOutcome(value=0.01)
     ran = run(Phase.ATTEMPT, nap, 5, timeout=0.2)
     assert ran.error is not None and ran.error["type"] == "ExecutionTimeoutError"
