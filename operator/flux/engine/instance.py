@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flux import _runtime, codec
-from flux import storage as output_storage
 from flux.context import WorkflowExecutionContext
 from flux.engine import values
 from flux.engine.commands import CancelCall, Command, ScheduleTask, StartTimer
@@ -522,7 +521,7 @@ class WorkflowInstance:
 
     def _finish_completed(self, output: Any) -> None:
         try:
-            stored = store_value(self.workflow.output_storage, self.execution_id, output)
+            stored = values.store_value(self.workflow.output_storage, self.execution_id, output)
         except CodecError as exc:
             self._finish_failed(CodecError(f"workflow {self.workflow.name!r} output: {exc}"))
             return
@@ -572,12 +571,3 @@ def describe_task(task: Task[..., Any]) -> dict[str, Any]:
         "policy": TaskPolicy.from_options(task.options).to_dict(),
         "secrets": list(task.options.secret_requests),
     }
-
-
-def store_value(storage: output_storage.OutputStorage | None, key: str, value: Any) -> Any:
-    """Encode ``value`` for history: inline, or as a reference to a storage backend."""
-    if output_storage.is_inline(storage):
-        return codec.encode(value)
-    assert storage is not None
-    codec.check(value)
-    return codec.encode(storage.store(key, value))

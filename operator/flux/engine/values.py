@@ -120,6 +120,15 @@ def _parameters(func: Callable[..., Any]) -> _Parameters:
     return _Parameters(tuple(positional), named, var_positional, var_keyword)
 
 
+def store_value(storage: output_storage.OutputStorage | None, key: str, value: Any) -> Any:
+    """Encode ``value`` for history: inline, or as a reference to a storage backend."""
+    if output_storage.is_inline(storage):
+        return codec.encode(value)
+    assert storage is not None
+    codec.check(value)
+    return codec.encode(storage.store(key, value))
+
+
 def read_value(value: Any, expected: codec.Expected = codec.PLAIN) -> Any:
     """A value as history keeps it: inline, or a reference the engine stored."""
     reference = _stored_reference(value)
@@ -133,7 +142,7 @@ def read_value(value: Any, expected: codec.Expected = codec.PLAIN) -> Any:
 
 
 def _stored_reference(value: Any) -> StorageReference | None:
-    """The reference :func:`~flux.engine.instance.store_value` records in place of a value."""
+    """The reference :func:`store_value` records in place of a value."""
     if not (
         isinstance(value, dict)
         and value.get(codec.TAG) == "dataclass"

@@ -19,6 +19,7 @@ from flux.k8s.protocol import (
     Step,
     TaskSpec,
 )
+from flux.step_runner import secret_env_name
 
 # The image's entrypoint is an init (tini) plus python; pods set only python's
 # arguments, so that the init stays PID 1 and SIGTERM ends the pod at once.
@@ -272,7 +273,7 @@ def _task_pod(
                 continue  # the task runner then fails naming the missing secret
             env.append(
                 {
-                    "name": f"FLUX_SECRET_{secret}",
+                    "name": secret_env_name(secret),
                     "valueFrom": {"secretKeyRef": {"name": ref["secretName"], "key": ref["key"]}},
                 }
             )

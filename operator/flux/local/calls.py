@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from flux.engine.failures import ErrorInfo, error_info, wrap_execution
-from flux.engine.instance import store_value
 from flux.engine.policy import (
     Fail,
     Phase,
@@ -26,10 +25,10 @@ from flux.engine.policy import (
     TaskProgress,
     after_attempt_failure,
 )
-from flux.errors import CodecError, SecretsNotFoundError
+from flux.errors import SecretsNotFoundError
 from flux.events import EventType
-from flux.local.attempts import call_user_code
-from flux.task import SECRETS_ARGUMENT, Task
+from flux.step_runner import StepCall, StepOutcome, run_step
+from flux.task import Task
 
 
 class CallLog(Protocol):
@@ -65,14 +64,15 @@ class TaskCallRunner:
 
     async def run(self, progress: TaskProgress | None = None) -> Outcome:
         progress = progress or TaskProgress(Phase.ATTEMPT, 1, None, None)
+        # Resolved once per call, before any step: a secret missing here fails
+        # the call without using its retries.
         requested = self.task.options.secret_requests
-        kwargs = dict(self.kwargs)
+        found: dict[str, str] | None = None
         if requested:
             found, missing = self.secrets(requested)
             if missing:
                 error = SecretsNotFoundError(missing, f"task {self.name!r}")
                 return Outcome(EventType.TASK_FAILED, wrap_execution(error_info(error)))
-            kwargs[SECRETS_ARGUMENT] = found
         match progress.phase:
             case Phase.FALLBACK:
                 assert progress.error is not None
@@ -80,10 +80,10 @@ class TaskCallRunner:
             case Phase.ROLLBACK:
                 assert progress.error is not None
                 return await self._rollback(progress.error, announce=False)
-        return await self._attempts(progress.attempt, progress.not_before, kwargs)
+        return await self._attempts(progress.attempt, progress.not_before, found)
 
     async def _attempts(
-        self, attempt: int, not_before: dt.datetime | None, kwargs: dict[str, Any]
+        self, attempt: int, not_before: dt.datetime | None, secrets: dict[str, str] | None
     ) -> Outcome:
         policy = self.policy
         while True:
@@ -91,17 +91,10 @@ class TaskCallRunner:
                 wait = (not_before - self.clock()).total_seconds()
                 if wait > 0:
                     await asyncio.sleep(wait)
-            try:
-                value = await call_user_code(
-                    self.task.func, self.args, kwargs, timeout=policy.timeout, name=self.name
-                )
-                # A value the store cannot take fails the attempt: retries and
-                # fallback apply as for any failure.
-                stored = self._stored(value)
-            except Exception as exc:
-                failure = error_info(exc)
-            else:
-                return self._completed(stored, attempt)
+            ran = await self._step(Phase.ATTEMPT, timeout=policy.timeout, secrets=secrets)
+            if ran.error is None:
+                return self._completed(ran.value, attempt)
+            failure = ran.error
             if attempt > 1:
                 self.log.record(EventType.TASK_RETRY_FAILED, {"attempt": attempt, "error": failure})
             decision = after_attempt_failure(
@@ -126,13 +119,11 @@ class TaskCallRunner:
                 case Fail():
                     return Outcome(EventType.TASK_FAILED, wrap_execution(decision.error))
 
-    def _stored(self, value: Any) -> Any:
-        try:
-            return store_value(self.task.options.output_storage, self.call_id, value)
-        except CodecError as exc:
-            raise CodecError(
-                f"task {self.name!r} returned a value that cannot be stored: {exc}"
-            ) from None
+    async def _step(
+        self, step: Phase, timeout: float = 0, secrets: dict[str, str] | None = None
+    ) -> StepOutcome:
+        call = StepCall(self.task, step, self.call_id, self.name)
+        return await run_step(call, self.args, self.kwargs, timeout=timeout, secrets=secrets)
 
     def _completed(self, stored: Any, attempt: int) -> Outcome:
         if attempt > 1:
@@ -144,27 +135,22 @@ class TaskCallRunner:
         assert fallback is not None
         if announce:
             self.log.record(EventType.TASK_FALLBACK_STARTED, {"error": error})
-        try:
-            value = await call_user_code(fallback, self.args, self.kwargs)
-            stored = self._stored(value)
-        except Exception as exc:
-            failure = error_info(exc)
-            self.log.record(EventType.TASK_FALLBACK_FAILED, {"error": failure})
-            return Outcome(EventType.TASK_FAILED, wrap_execution(failure))
+        ran = await self._step(Phase.FALLBACK)
+        if ran.error is not None:
+            self.log.record(EventType.TASK_FALLBACK_FAILED, {"error": ran.error})
+            return Outcome(EventType.TASK_FAILED, wrap_execution(ran.error))
         self.log.record(EventType.TASK_FALLBACK_COMPLETED)
-        return Outcome(EventType.TASK_COMPLETED, stored)
+        return Outcome(EventType.TASK_COMPLETED, ran.value)
 
     async def _rollback(self, error: ErrorInfo, announce: bool = True) -> Outcome:
         rollback = self.task.options.rollback
         assert rollback is not None
         if announce:
             self.log.record(EventType.TASK_ROLLBACK_STARTED, {"error": error})
-        try:
-            await call_user_code(rollback, self.args, self.kwargs)
-        except Exception as exc:
-            failure = error_info(exc)
-            self.log.record(EventType.TASK_ROLLBACK_FAILED, {"error": failure})
-            return Outcome(EventType.TASK_FAILED, wrap_execution(failure))
+        ran = await self._step(Phase.ROLLBACK)
+        if ran.error is not None:
+            self.log.record(EventType.TASK_ROLLBACK_FAILED, {"error": ran.error})
+            return Outcome(EventType.TASK_FAILED, wrap_execution(ran.error))
         self.log.record(EventType.TASK_ROLLBACK_COMPLETED)
         return Outcome(EventType.TASK_FAILED, wrap_execution(error))
 

@@ -32,7 +32,7 @@ from flux.local.claims import RunBusyError
 from flux.local.executor import LocalExecutor, new_run_id
 from flux.local.loader import LoadError, load_from_source, load_workflow, source_of
 from flux.local.progress import LiveProgress
-from flux.local.secrets import ENV_PREFIX, KEY_ENV, SecretKeyError, SecretStore
+from flux.local.secrets import KEY_ENV, SecretKeyError, SecretStore
 from flux.local.store import (
     RunNotFound,
     RunRecord,
@@ -42,6 +42,7 @@ from flux.local.store import (
     is_broken_database,
 )
 from flux.masked_output import masked_std_streams
+from flux.step_runner import SECRET_ENV_PREFIX
 from flux.workflow import Workflow
 
 
@@ -332,12 +333,12 @@ def secrets_list() -> None:
         with Store(path) as store:
             stored = SecretStore(store).names()
     from_env = {
-        key.removeprefix(ENV_PREFIX)
+        key.removeprefix(SECRET_ENV_PREFIX)
         for key in os.environ
-        if key.startswith(ENV_PREFIX) and key != KEY_ENV
+        if key.startswith(SECRET_ENV_PREFIX) and key != KEY_ENV
     }
     for name in sorted(set(stored) | from_env):
-        emit(f"{name}  (from ${ENV_PREFIX}{name})" if name in from_env else name)
+        emit(f"{name}  (from ${SECRET_ENV_PREFIX}{name})" if name in from_env else name)
 
 
 @secrets_app.command("remove")

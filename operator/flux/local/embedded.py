@@ -17,8 +17,9 @@ from flux.local.calls import TaskCallRunner
 from flux.local.executor import LocalExecutor, new_run_id, utc_now
 from flux.local.loader import source_of
 from flux.local.open_stores import borrowed_store
-from flux.local.secrets import SecretStore, environment_values
+from flux.local.secrets import SecretStore
 from flux.redaction import Redactor
+from flux.step_runner import environment_secret_values
 from flux.task import Task
 from flux.workflow import Workflow
 
@@ -79,7 +80,7 @@ class EmbeddedExecutor:
     async def run_task(
         self, task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        redactor = Redactor(environment_values())
+        redactor = Redactor(environment_secret_values())
 
         def resolve(names: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
             with borrowed_store() as store:

@@ -28,9 +28,10 @@ from flux.events import EventType, ExecutionEvent, ExecutionState
 from flux.local import claims
 from flux.local.calls import Outcome, TaskCallRunner
 from flux.local.runs import this_process
-from flux.local.secrets import SecretStore, environment_values
+from flux.local.secrets import SecretStore
 from flux.local.store import Keep, Store, StoreError
 from flux.redaction import Redactor
+from flux.step_runner import environment_secret_values
 from flux.workflow import Workflow
 
 Observer = Callable[[list[ExecutionEvent]], None]
@@ -84,7 +85,7 @@ class LocalExecutor:
         self.secrets = SecretStore(store)
         # The secret values the runs driven here could see, masked in all they record;
         # shared with the CLI, which masks task output with it.
-        self.redactor = Redactor(environment_values())
+        self.redactor = Redactor(environment_secret_values())
         self.clock = clock
         self.observer = observer
         self._rng = random.Random(random.SystemRandom().random())

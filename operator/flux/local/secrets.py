@@ -16,9 +16,12 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken
 
 from flux.local.store import Store
+from flux.step_runner import SECRET_ENV_PREFIX, environment_secret
 
-ENV_PREFIX = "FLUX_SECRET_"
-KEY_ENV = "FLUX_SECRET_KEY"
+# The store's encryption key is read from the secrets' own prefix: it is never a
+# secret's value, yet masked as they are (step_runner.environment_secret_values).
+KEY_NAME = "KEY"
+KEY_ENV = SECRET_ENV_PREFIX + KEY_NAME
 KEY_FILE = "secret.key"
 
 
@@ -46,9 +49,7 @@ class SecretStore:
         found: dict[str, str] = {}
         missing: list[str] = []
         for name in names:
-            # FLUX_SECRET_KEY is the store's encryption key, never a secret's value.
-            env_name = ENV_PREFIX + name
-            env_value = os.environ.get(env_name) if env_name != KEY_ENV else None
+            env_value = environment_secret(name) if name != KEY_NAME else None
             if env_value is not None:
                 found[name] = env_value
                 continue
@@ -88,15 +89,6 @@ class SecretStore:
         if mode & 0o077:
             raise SecretKeyError(f"{path} must be readable by its owner only (chmod 600 {path})")
         return path.read_bytes().strip()
-
-
-def environment_values() -> list[str]:
-    """Every ``FLUX_SECRET_*`` value of this process (the store's key included):
-    task code running here can read any of them, so all are masked in its run."""
-    # Values read for the matching names only: decoding every value of a large
-    # environment showed up in the cost of each run (issue 17).
-    found = (os.environ.get(name) for name in os.environ if name.startswith(ENV_PREFIX))
-    return [value for value in found if value is not None]
 
 
 def _key_from_text(text: str) -> bytes:

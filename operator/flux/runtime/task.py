@@ -7,30 +7,25 @@ A batch pod (``FLUX_TASK`` holds a :class:`~flux.k8s.protocol.BatchSpec`) runs
 the steps of several calls of one task, one after another in this process, and
 reports a :class:`~flux.k8s.protocol.BatchResult` with one result per call. Each
 call is isolated: an exception, an output that cannot be stored or an attempt
-past the batch's per-item ``timeout`` fails that call only. A late attempt runs
-in a worker thread that is abandoned at its deadline (a thread cannot be
-killed), as the embedded executor does; its late result is discarded and the
-process exits once the batch is reported, without waiting for it. The runner
+past the batch's per-item ``timeout`` fails that call only. Each step runs as
+the embedded executor runs it (:mod:`flux.step_runner`): a late attempt is
+abandoned in its worker thread at its deadline, its late result is discarded,
+and the process exits once the batch is reported, without waiting for it. The runner
 exits 0 when the batch ran, whatever its items' outcomes, and non-zero when it
 could not run it (an invalid spec, a task that cannot be imported).
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import json
 import os
 import sys
-import threading
 from typing import Any
 
 from pydantic import ValidationError
 
-from flux.engine import values
-from flux.engine.failures import error_info, timeout_info
-from flux.engine.instance import store_value
-from flux.errors import CodecError, SecretsNotFoundError
+from flux.engine.failures import error_info
+from flux.engine.policy import Phase
 from flux.k8s.protocol import (
     RESULT_LOG_MARKER,
     TASK_ENV,
@@ -49,12 +44,14 @@ from flux.k8s.protocol import (
 from flux.masked_output import mask_std_streams, unmasked
 from flux.redaction import Redactor
 from flux.runtime.loading import import_object
-from flux.task import SECRETS_ARGUMENT, Task
-
-SECRET_ENV_PREFIX = "FLUX_SECRET_"
-
-# Worker threads of batch items that overran their deadline and still run.
-_abandoned: list[threading.Thread] = []
+from flux.step_runner import (
+    StepCall,
+    StepOutcome,
+    abandoned_bodies,
+    environment_secret_values,
+    run_encoded_step,
+)
+from flux.task import Task
 
 
 def run_step(spec: TaskSpec) -> TaskResult:
@@ -62,9 +59,10 @@ def run_step(spec: TaskSpec) -> TaskResult:
         task = _import_task(spec.task)
     except Exception as exc:
         return _failed(exc)
-    return _run_call(
-        task, spec.call_id, spec.name, spec.step, spec.positional, spec.keywords, spec.secrets
-    )
+    # No deadline here: the operator gives a single step's pod one of its own.
+    call = StepCall(task, Phase(spec.step), spec.call_id, spec.name)
+    ran = run_encoded_step(call, spec.positional, spec.keywords, secret_names=spec.secrets)
+    return _task_result(ran)
 
 
 def run_batch(spec: BatchSpec) -> tuple[BatchResult, bool]:
@@ -78,52 +76,22 @@ def run_batch(spec: BatchSpec) -> tuple[BatchResult, bool]:
 
 
 def _run_item(task: Task[..., Any], spec: BatchSpec, item: BatchItem) -> TaskResult:
+    # The batch's timeout is per attempt: the pod's deadline cannot hold one item.
     timeout = spec.timeout if item.step == Step.ATTEMPT else 0
     try:
-        return _run_call(
-            task,
-            item.call_id,
-            item.name,
-            item.step,
-            item.positional,
-            item.keywords,
-            spec.secrets,
-            timeout,
+        call = StepCall(task, Phase(item.step), item.call_id, item.name)
+        ran = run_encoded_step(
+            call, item.positional, item.keywords, timeout=timeout, secret_names=spec.secrets
         )
     except SystemExit as exc:  # one item calling sys.exit must not end the batch
         return _failed(exc)
+    return _task_result(ran)
 
 
-def _run_call(
-    task: Task[..., Any],
-    call_id: str,
-    name: str,
-    step: Step,
-    positional: list[Any],
-    keywords: dict[str, Any],
-    secrets: list[str],
-    timeout: float = 0,
-) -> TaskResult:
-    try:
-        args, kwargs = values.decode_arguments(task, positional, keywords)
-        func = _step_function(task, step)
-        if step == Step.ATTEMPT and secrets:
-            kwargs[SECRETS_ARGUMENT] = _secrets(secrets, name)
-        value = _call_with_deadline(func, args, kwargs, timeout)
-        if step == Step.ROLLBACK:
-            value = None
-        try:
-            stored = store_value(task.options.output_storage, call_id, value)
-        except CodecError as exc:
-            raise CodecError(
-                f"task {name!r} returned a value that cannot be stored: {exc}"
-            ) from None
-    except _Overran:
-        # Reported as the operator reports a single task's pod past its deadline.
-        return TaskResult(outcome=Outcome.FAILED, error=dict(timeout_info(name, timeout)))
-    except Exception as exc:
-        return _failed(exc)
-    return TaskResult(outcome=Outcome.COMPLETED, value=stored)
+def _task_result(ran: StepOutcome) -> TaskResult:
+    if ran.error is not None:
+        return TaskResult(outcome=Outcome.FAILED, error=dict(ran.error))
+    return TaskResult(outcome=Outcome.COMPLETED, value=ran.value)
 
 
 def _import_task(reference: str) -> Task[..., Any]:
@@ -141,76 +109,9 @@ def _all_failed(items: list[BatchItem], exc: BaseException) -> BatchResult:
     return BatchResult(items={item.call_id: _failed(exc) for item in items})
 
 
-def _step_function(task: Task[..., Any], step: Step) -> Any:
-    match step:
-        case Step.ATTEMPT:
-            return task.func
-        case Step.FALLBACK:
-            if task.options.fallback is None:
-                raise ValueError(f"task {task.name!r} has no fallback")
-            return task.options.fallback
-        case Step.ROLLBACK:
-            if task.options.rollback is None:
-                raise ValueError(f"task {task.name!r} has no rollback")
-            return task.options.rollback
-
-
-def _secrets(names: list[str], task_name: str) -> dict[str, str]:
-    found = {
-        n: os.environ[SECRET_ENV_PREFIX + n] for n in names if SECRET_ENV_PREFIX + n in os.environ
-    }
-    missing = [n for n in names if n not in found]
-    if missing:
-        raise SecretsNotFoundError(missing, f"task {task_name!r}")
-    return found
-
-
-class _Overran(Exception):
-    """A batch item's attempt ran past its deadline."""
-
-
-def _call_with_deadline(
-    func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float
-) -> Any:
-    """Call ``func``; with a timeout, in a worker thread that is abandoned at the deadline."""
-    if not timeout:
-        return _call(func, args, kwargs)
-    outcome: dict[str, Any] = {}
-    finished = threading.Event()
-
-    def work() -> None:
-        try:
-            outcome["value"] = _call(func, args, kwargs)
-        except BaseException as exc:
-            outcome["error"] = exc
-        finally:
-            finished.set()
-
-    # A daemon thread: one that overruns must not keep the process alive.
-    worker = threading.Thread(target=work, name="flux-batch-item", daemon=True)
-    worker.start()
-    if not finished.wait(timeout):
-        _abandoned.append(worker)
-        raise _Overran
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
-
-
-def _call(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    result = func(*args, **kwargs)
-    if inspect.isawaitable(result):
-        return asyncio.run(_await(result))
-    return result
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
-
-
 def secret_redactor() -> Redactor:
     """The values of every secret this pod was given: all the task could see."""
-    return Redactor(v for k, v in os.environ.items() if k.startswith(SECRET_ENV_PREFIX))
+    return Redactor(environment_secret_values())
 
 
 def redact_result(result: TaskResult | BatchResult, redactor: Redactor) -> TaskResult | BatchResult:
@@ -303,7 +204,7 @@ def main() -> int:
 def _exit(code: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
-    if _abandoned:
+    if abandoned_bodies():
         # Items past their deadline may still run; the batch is reported, so end
         # the process now rather than wait for them or race their late output.
         os._exit(code)
