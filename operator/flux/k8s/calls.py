@@ -24,19 +24,19 @@ from flux.engine.policy import (
 )
 from flux.events import EventType
 from flux.k8s import api
-from flux.k8s.protocol import (
+from flux.k8s.protocol import TaskResult, parse_batch_result, parse_task_result
+from flux.k8s.states import (
+    FINISHED_TASK_STATES,
+    POD_STATES,
+    STATE_OF_STEP,
+    EventKind,
     Outcome,
+    PodPhase,
+    Reason,
     Step,
-    TaskResult,
-    parse_batch_result,
-    parse_task_result,
+    TaskState,
 )
 
-RUNNING_STATES = {
-    Step.ATTEMPT: "Running",
-    Step.FALLBACK: "FallingBack",
-    Step.ROLLBACK: "RollingBack",
-}
 # Pod status reasons that mean the pod, not the task, failed.
 INFRASTRUCTURE_REASONS = frozenset({"Evicted", "NodeLost", "Preempted", "Terminated"})
 # Container waiting reasons that mean the pod will not start without a change.
@@ -125,7 +125,7 @@ class PodView:
         running = state.get("running") or {}
         return cls(
             name=pod["metadata"]["name"],
-            phase=status.get("phase", "Pending"),
+            phase=status.get("phase", PodPhase.PENDING),
             reason=status.get("reason"),
             waiting_reason=waiting.get("reason"),
             waiting_message=waiting.get("message"),
@@ -149,7 +149,7 @@ class PodView:
 
     @property
     def finished(self) -> bool:
-        return self.phase in ("Succeeded", "Failed")
+        return self.phase in (PodPhase.SUCCEEDED, PodPhase.FAILED)
 
     def for_item(self, call_id: str) -> PodView:
         """A batch pod as one of its calls sees it: with that call's own result.
@@ -232,22 +232,22 @@ def next_move(
         fresh = {
             "callId": call.call_id,
             "name": call.name,
-            "state": "Running",
-            "step": Step.ATTEMPT.value,
+            "state": TaskState.RUNNING,
+            "step": Step.ATTEMPT,
             "attempts": 1,
             "startTime": now.isoformat(),
         }
         return CallMove(fresh, start=(Step.ATTEMPT, 1))
     state = record.get("state")
     step = Step(record.get("step", Step.ATTEMPT.value))
-    if state == "Retrying":
+    if state == TaskState.RETRYING:
         due = _time(record.get("nextAttemptAt"))
         if due is not None and due > now:
             return CallMove(record, wake_at=due)
         attempt = int(record.get("attempts", 1)) + 1
-        updated = {**record, "state": "Running", "attempts": attempt, "nextAttemptAt": None}
+        updated = {**record, "state": TaskState.RUNNING, "attempts": attempt, "nextAttemptAt": None}
         return CallMove(updated, start=(Step.ATTEMPT, attempt))
-    if state not in RUNNING_STATES.values():
+    if state not in POD_STATES:
         return None
     attempt = int(record.get("attempts", 1))
     if pod is None or pod.deleting or pod.reason in INFRASTRUCTURE_REASONS:
@@ -276,7 +276,11 @@ def next_move(
     if not pod.finished:
         return _still_running(call, record, step, pod, now, pending_timeout, timeout_backstop)
     result = pod.result()
-    if pod.phase == "Succeeded" and result is not None and result.outcome == Outcome.COMPLETED:
+    if (
+        pod.phase == PodPhase.SUCCEEDED
+        and result is not None
+        and result.outcome == Outcome.COMPLETED
+    ):
         return _step_succeeded(record, step, result, pod, now)
     return _step_failed(
         call, record, step, attempt, _failure(call, pod, result), pod.name, now, unit_random
@@ -292,12 +296,12 @@ def _step_succeeded(
         # The rollback ran; the task still fails with the error that triggered it
         # (or, when the workflow gave up on it, ends cancelled).
         if record.get("cancelling"):
-            done.update(state="Cancelled")
+            done.update(state=TaskState.CANCELLED)
         else:
-            done.update(state="Failed", error=wrap_execution(record["triggerError"]))
+            done.update(state=TaskState.FAILED, error=wrap_execution(record["triggerError"]))
         done = with_step(done, EventType.TASK_ROLLBACK_COMPLETED, at=now)
     else:
-        done.update(state="Completed", output=result.value)
+        done.update(state=TaskState.COMPLETED, output=result.value)
         if step == Step.FALLBACK:
             done = with_step(done, EventType.TASK_FALLBACK_COMPLETED, at=now)
         elif attempt > 1:
@@ -325,11 +329,12 @@ def _step_failed(
         record = with_step(record, ended, {"error": failure}, at=now)
         if record.get("cancelling"):
             return CallMove(
-                {**record, "state": "Cancelled", "finishTime": now.isoformat()}, delete=[pod_name]
+                {**record, "state": TaskState.CANCELLED, "finishTime": now.isoformat()},
+                delete=[pod_name],
             )
         failed = {
             **record,
-            "state": "Failed",
+            "state": TaskState.FAILED,
             "finishTime": now.isoformat(),
             "error": wrap_execution(failure),
         }
@@ -354,7 +359,7 @@ def _step_failed(
             )
             retry = {
                 **record,
-                "state": "Retrying",
+                "state": TaskState.RETRYING,
                 "nextAttemptAt": decision.not_before.isoformat(),
             }
             return CallMove(retry, delete=[pod_name], wake_at=decision.not_before)
@@ -364,8 +369,8 @@ def _step_failed(
             )
             moved = {
                 **record,
-                "state": RUNNING_STATES[Step.FALLBACK],
-                "step": "fallback",
+                "state": STATE_OF_STEP[Step.FALLBACK],
+                "step": Step.FALLBACK,
                 "triggerError": decision.error,
             }
             return CallMove(moved, start=(Step.FALLBACK, 1), delete=[pod_name])
@@ -375,15 +380,15 @@ def _step_failed(
             )
             moved = {
                 **record,
-                "state": RUNNING_STATES[Step.ROLLBACK],
-                "step": "rollback",
+                "state": STATE_OF_STEP[Step.ROLLBACK],
+                "step": Step.ROLLBACK,
                 "triggerError": decision.error,
             }
             return CallMove(moved, start=(Step.ROLLBACK, 1), delete=[pod_name])
         case Fail():
             failed = {
                 **record,
-                "state": "Failed",
+                "state": TaskState.FAILED,
                 "finishTime": now.isoformat(),
                 "error": wrap_execution(decision.error),
             }
@@ -396,7 +401,7 @@ CANCELLED_ERROR: ErrorInfo = {
     "type": "CancelledError",
     "module": "asyncio",
     "message": "the task was cancelled",
-    "kind": "code",
+    "kind": FailureKind.CODE,
 }
 
 
@@ -409,20 +414,20 @@ def _cancel(
             {
                 "callId": call.call_id,
                 "name": call.name,
-                "state": "Cancelled",
+                "state": TaskState.CANCELLED,
                 "attempts": 0,
                 "finishTime": now.isoformat(),
             }
         )
-    if record.get("state") in ("Completed", "Failed", "Cancelled"):
+    if record.get("state") in FINISHED_TASK_STATES:
         return None  # it ended first; the driver delivers that outcome
     delete = [pod.name] if pod is not None else []
     if call.policy.has_rollback and not call.policy.has_fallback:
         rolling = with_step(
             {
                 **record,
-                "state": RUNNING_STATES[Step.ROLLBACK],
-                "step": "rollback",
+                "state": STATE_OF_STEP[Step.ROLLBACK],
+                "step": Step.ROLLBACK,
                 "triggerError": CANCELLED_ERROR,
                 "cancelling": True,
                 "nextAttemptAt": None,
@@ -435,7 +440,7 @@ def _cancel(
     return CallMove(
         {
             **record,
-            "state": "Cancelled",
+            "state": TaskState.CANCELLED,
             "pod": None,
             "nextAttemptAt": None,
             "finishTime": now.isoformat(),
@@ -449,14 +454,14 @@ def _secrets_missing(call: Call, now: dt.datetime, detail: str) -> CallMove:
     failure: ErrorInfo = {
         "type": "SecretsNotFoundError",
         "module": "flux.errors",
-        "kind": FailureKind.UNSTARTABLE.value,
+        "kind": FailureKind.UNSTARTABLE,
         "message": f"task {call.name!r}: missing secret(s): {detail}",
     }
     record = {
         "callId": call.call_id,
         "name": call.name,
-        "state": "Failed",
-        "step": Step.ATTEMPT.value,
+        "state": TaskState.FAILED,
+        "step": Step.ATTEMPT,
         "attempts": 0,
         "startTime": now.isoformat(),
         "finishTime": now.isoformat(),
@@ -491,7 +496,7 @@ def _pod_lost(
             "infrastructureRetries": used + 1,
             "lastError": {
                 "type": "PodLost",
-                "kind": FailureKind.INFRASTRUCTURE.value,
+                "kind": FailureKind.INFRASTRUCTURE,
                 "message": f"pod {record.get('pod')} disappeared; started again",
             },
         }
@@ -499,12 +504,12 @@ def _pod_lost(
     failure: ErrorInfo = {
         "type": "PodLost",
         "module": "",
-        "kind": "infrastructure",
+        "kind": FailureKind.INFRASTRUCTURE,
         "message": f"pod of task {call.name!r} was lost {used + 1} times",
     }
     failed = {
         **record,
-        "state": "Failed",
+        "state": TaskState.FAILED,
         "error": wrap_execution(failure),
         "lastError": _last_error(failure),
     }
@@ -520,7 +525,7 @@ def _still_running(
     pending_timeout: float,
     backstop: float,
 ) -> CallMove | None:
-    if pod.phase == "Pending" and pod.created is not None:
+    if pod.phase == PodPhase.PENDING and pod.created is not None:
         stuck = pod.waiting_reason in UNSTARTABLE_REASONS or pod.unschedulable is not None
         waited = (now - pod.created).total_seconds()
         if stuck and waited > pending_timeout:
@@ -529,7 +534,7 @@ def _still_running(
             failure: ErrorInfo = {
                 "type": "PodStartError",
                 "module": "",
-                "kind": FailureKind.UNSTARTABLE.value,
+                "kind": FailureKind.UNSTARTABLE,
                 "reason": reason,
                 "message": f"pod {pod.name} could not start in {pending_timeout:g}s: "
                 f"{reason}: {detail}".rstrip(": "),
@@ -547,7 +552,7 @@ def _still_running(
                 call, record, step, attempt, timeout_info(call.name, timeout), pod.name, now, 0.5
             )
         return CallMove(record, wake_at=pod.started + dt.timedelta(seconds=allowed + 1))
-    if pod.phase == "Pending" and pod.created is not None:
+    if pod.phase == PodPhase.PENDING and pod.created is not None:
         # Checked again when the pod could have been pending too long.
         return CallMove(record, wake_at=pod.created + dt.timedelta(seconds=pending_timeout + 1))
     return None
@@ -568,7 +573,7 @@ def _failure(call: Call, pod: PodView, result: TaskResult | None) -> ErrorInfo:
     info = {
         "type": "PodFailed",
         "module": "",
-        "kind": FailureKind.CODE.value,
+        "kind": FailureKind.CODE,
         "reason": reason,
         "message": f"task container ended with exit code {pod.exit_code} ({reason})",
     }
@@ -593,7 +598,7 @@ def _last_error(info: ErrorInfo) -> dict[str, Any]:
 
 def _task_failed_event(call: Call, info: ErrorInfo) -> tuple[str, str, str]:
     return (
-        "Warning",
-        "TaskFailed",
+        EventKind.WARNING,
+        Reason.TASK_FAILED,
         f"task {call.name} ({call.call_id}) failed: {info.get('type')}: {info.get('message')}",
     )

@@ -4,18 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flux.events import ExecutionEvent, ExecutionState
-
-PHASES = {
-    ExecutionState.CREATED: "Pending",
-    ExecutionState.RUNNING: "Running",
-    ExecutionState.PAUSED: "Paused",
-    ExecutionState.COMPLETED: "Succeeded",
-    ExecutionState.FAILED: "Failed",
-    ExecutionState.CANCELLED: "Cancelled",
-}
-FINAL_PHASES = frozenset({"Succeeded", "Failed", "Cancelled"})
-FINISHED_TASK_STATES = frozenset({"Completed", "Failed", "Cancelled"})
+from flux.events import ExecutionEvent
+from flux.k8s.states import FINISHED_TASK_STATES
 
 
 def event_to_status(event: ExecutionEvent) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from pydantic_core import PydanticCustomError
 
 from flux.events import EventType, ExecutionEvent
 from flux.k8s.history import event_from_status, event_to_status
-from flux.k8s.protocol import Step
+from flux.k8s.states import ConditionStatus, Phase, Step, TaskState
 
 API_VERSION = "flux.dev/v1alpha1"
 ENTRYPOINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$"
@@ -70,12 +70,6 @@ WORKFLOW_SPEC_RULES: list[JsonValue] = [
     {"rule": "has(self.entrypoint) != has(self.source)", "message": ONE_OF_ENTRYPOINT_SOURCE},
     {"rule": "has(self.source) == has(self.function)", "message": FUNCTION_WITH_SOURCE},
 ]
-
-
-class ConditionStatus(StrEnum):
-    TRUE = "True"
-    FALSE = "False"
-    UNKNOWN = "Unknown"
 
 
 class Condition(_Model):
@@ -265,25 +259,6 @@ class Workflow(_Model):
 # ------------------------------------------------------------------- WorkflowRun
 
 
-class Phase(StrEnum):
-    PENDING = "Pending"
-    RUNNING = "Running"
-    PAUSED = "Paused"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    CANCELLED = "Cancelled"
-
-
-class TaskState(StrEnum):
-    RUNNING = "Running"
-    RETRYING = "Retrying"
-    FALLING_BACK = "FallingBack"
-    ROLLING_BACK = "RollingBack"
-    COMPLETED = "Completed"
-    FAILED = "Failed"
-    CANCELLED = "Cancelled"
-
-
 class WorkflowRef(_Model):
     """The Workflow a run executes."""
 
@@ -347,7 +322,7 @@ class RunError(_Model):
     )
 
 
-class TaskError(_Model):
+class LastError(_Model):
     """How a task's last attempt failed."""
 
     type: str | None = Field(default=None, description="Error type.")
@@ -388,7 +363,7 @@ class TaskRecord(_Model):
     next_attempt_at: dt.datetime | None = Field(
         default=None, description="When the next attempt starts (while Retrying)."
     )
-    last_error: TaskError | None = Field(
+    last_error: LastError | None = Field(
         default=None, description="How the last failed step failed."
     )
     infrastructure_retries: int = Field(
@@ -528,10 +503,6 @@ def plain(value: Any) -> Any:
 
 def parse_workflow(body: Mapping[str, Any]) -> Workflow:
     return Workflow.model_validate(plain(body))
-
-
-def parse_run(body: Mapping[str, Any]) -> WorkflowRun:
-    return WorkflowRun.model_validate(plain(body))
 
 
 def to_json(model: BaseModel) -> dict[str, Any]:

@@ -16,9 +16,9 @@ from flux.k8s.protocol import (
     SOURCE_MOUNT_PATH,
     TASK_ENV,
     BatchSpec,
-    Step,
     TaskSpec,
 )
+from flux.k8s.states import PodRole, Step
 
 # The image's entrypoint is an init (tini) plus python; pods set only python's
 # arguments, so that the init stays PID 1 and SIGTERM ends the pod at once.
@@ -51,7 +51,7 @@ def task_pod_name(run_name: str, call_id: str, start: int) -> str:
 
 
 def driver_pod_name(run_name: str, start: int) -> str:
-    return dns_label(run_name, "driver", str(start))
+    return dns_label(run_name, PodRole.DRIVER, str(start))
 
 
 SHARED_DRIVER_SUFFIX = "-shared-driver"
@@ -174,7 +174,7 @@ def driver_pod(
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
     name = driver_pod_name(run["metadata"]["name"], start)
-    pod = _base_pod(name, run, workflow, config, "driver", DRIVER_MODULE, env)
+    pod = _base_pod(name, run, workflow, config, PodRole.DRIVER, DRIVER_MODULE, env)
     pod["spec"]["serviceAccountName"] = config.driver_service_account
     pod["spec"]["automountServiceAccountToken"] = True
     return pod
@@ -191,9 +191,9 @@ def shared_driver_pod(workflow: dict[str, Any], config: OperatorConfig) -> dict[
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
     name = shared_driver_pod_name(meta["name"])
-    pod = _base_pod(name, workflow, workflow, config, "driver", DRIVER_MODULE, env)
+    pod = _base_pod(name, workflow, workflow, config, PodRole.DRIVER, DRIVER_MODULE, env)
     pod["metadata"]["labels"] = {
-        api.LABEL_ROLE: SHARED_DRIVER_ROLE,
+        api.LABEL_ROLE: PodRole.SHARED_DRIVER,
         api.LABEL_WORKFLOW: meta["name"],
     }
     pod["metadata"]["ownerReferences"] = [{**owner_reference(workflow), "kind": "Workflow"}]
@@ -202,7 +202,8 @@ def shared_driver_pod(workflow: dict[str, Any], config: OperatorConfig) -> dict[
     return pod
 
 
-SHARED_DRIVER_ROLE = "shared-driver"
+# The name the operator's pod handlers filter on.
+SHARED_DRIVER_ROLE = PodRole.SHARED_DRIVER
 
 
 def task_pod(
@@ -276,7 +277,7 @@ def _task_pod(
                     "valueFrom": {"secretKeyRef": {"name": ref["secretName"], "key": ref["key"]}},
                 }
             )
-    pod = _base_pod(name, run, workflow, config, "task", TASK_MODULE, env)
+    pod = _base_pod(name, run, workflow, config, PodRole.TASK, TASK_MODULE, env)
     pod_spec = pod["spec"]
     pod_spec["automountServiceAccountToken"] = False
     defaults = wf_spec.get("taskDefaults") or {}

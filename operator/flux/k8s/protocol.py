@@ -15,7 +15,6 @@ reported the same way.
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,6 +22,10 @@ from pydantic.alias_generators import to_camel
 
 from flux import codec
 from flux.errors import CodecError
+
+# The task runner reads a spec's step and writes its result's outcome by these names.
+from flux.k8s.states import Outcome as Outcome
+from flux.k8s.states import Step as Step
 
 TASK_ENV = "FLUX_TASK"
 SOURCE_DIR_ENV = "FLUX_SOURCE_DIR"
@@ -42,12 +45,6 @@ class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
-class Step(StrEnum):
-    ATTEMPT = "attempt"
-    FALLBACK = "fallback"
-    ROLLBACK = "rollback"
-
-
 class TaskSpec(_Model):
     run: str
     call_id: str
@@ -58,11 +55,6 @@ class TaskSpec(_Model):
     positional: list[Any] = Field(default_factory=list, description="codec-encoded args")
     keywords: dict[str, Any] = Field(default_factory=dict, description="codec-encoded kwargs")
     secrets: list[str] = Field(default_factory=list)
-
-
-class Outcome(StrEnum):
-    COMPLETED = "completed"
-    FAILED = "failed"
 
 
 class TaskResult(_Model):

@@ -18,15 +18,10 @@ from typing import Any
 from flux.events import WORKFLOW_FINAL_EVENTS
 from flux.k8s import api, archive
 from flux.k8s.archive import OpenCalls
-from flux.k8s.calls import RUNNING_STATES, Call, CallMove, PodView, next_move
+from flux.k8s.calls import Call, CallMove, PodView, next_move
 from flux.k8s.config import OperatorConfig
-from flux.k8s.decisions import (
-    DRIVER_FAILED,
-    WORKFLOW_INVALID,
-    WORKFLOW_NOT_FOUND,
-    succeeded_update,
-)
-from flux.k8s.history import FINAL_PHASES, FINISHED_TASK_STATES
+from flux.k8s.decisions import succeeded_update
+from flux.k8s.models import DriverMode
 from flux.k8s.pods import (
     batch_pod,
     driver_pod,
@@ -35,7 +30,21 @@ from flux.k8s.pods import (
     task_pod,
     task_pod_name,
 )
-from flux.k8s.protocol import BatchItem, BatchSpec, Step, TaskSpec
+from flux.k8s.protocol import BatchItem, BatchSpec, TaskSpec
+from flux.k8s.states import (
+    CONFIGURATION_ERROR,
+    FINAL_PHASES,
+    FINISHED_TASK_STATES,
+    POD_STATES,
+    ConditionStatus,
+    ConditionType,
+    Phase,
+    PodPhase,
+    PodRole,
+    Reason,
+    Step,
+    TaskState,
+)
 
 
 @dataclass
@@ -100,10 +109,10 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
     claimable = (
         not status
         and observed.shared_driver_up
-        and (workflow.get("spec") or {}).get("driverMode") == "Shared"
+        and (workflow.get("spec") or {}).get("driverMode") == DriverMode.SHARED
     )
     if phase is None and not claimable:
-        plan.status["phase"] = "Pending"
+        plan.status["phase"] = Phase.PENDING
     open_calls = observed.open_calls
     if open_calls is None:
         open_calls = OpenCalls().apply(status.get("history") or [])
@@ -128,7 +137,7 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
             continue
         if record.get("state") not in FINISHED_TASK_STATES:
             plan.delete.append(record["pod"])
-            tasks.updated[call_id] = {**record, "state": "Cancelled", "pod": None}
+            tasks.updated[call_id] = {**record, "state": TaskState.CANCELLED, "pod": None}
     due = tasks.advance_recorded()
     tasks.settle_unstartable()
     tasks.start_waiting(due)
@@ -144,7 +153,7 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
     # Task pods no record points to any more (finished steps, superseded pods).
     for name in views:
         role = _role(observed.pods, name)
-        if role == "task" and name not in referenced and name not in plan.delete:
+        if role == PodRole.TASK and name not in referenced and name not in plan.delete:
             plan.delete.append(name)
     _plan_driver(plan, observed, config, workflow, status, updated, open_calls, views)
     for until in _pending_sleeps(open_calls):
@@ -168,7 +177,7 @@ def _clear_away(
     ended_by_driver = bool(history) and history[-1].get("type") in _WORKFLOW_ENDS
     finish = status.get("finishTime")
     for name, view in views.items():
-        if ended_by_driver and finish and _role(observed.pods, name) == "driver":
+        if ended_by_driver and finish and _role(observed.pods, name) == PodRole.DRIVER:
             until = dt.datetime.fromisoformat(finish) + DRIVER_EXIT_GRACE
             if not view.finished and observed.now < until:
                 plan.wake(until)  # its pod event comes sooner, when it exits
@@ -180,7 +189,7 @@ _WORKFLOW_ENDS = frozenset(e.value for e in WORKFLOW_FINAL_EVENTS)
 
 
 def _holds_pod(record: dict[str, Any]) -> bool:
-    return record.get("state") in RUNNING_STATES.values()
+    return record.get("state") in POD_STATES
 
 
 def _pods_held(records: dict[str, dict[str, Any]], open_calls: Container[str]) -> int:
@@ -528,7 +537,8 @@ def _plan_driver(
     driver: dict[str, Any] = dict(status.get("driver") or {"starts": 0, "failures": 0})
     before = dict(driver)
     if driver.get("shared") or (
-        not driver.get("starts") and (workflow.get("spec") or {}).get("driverMode") == "Shared"
+        not driver.get("starts")
+        and (workflow.get("spec") or {}).get("driverMode") == DriverMode.SHARED
     ):
         # The mode is fixed when the run starts, so two kinds of driver never share
         # it: the first write saying which (this one or the shared driver's claim)
@@ -538,21 +548,21 @@ def _plan_driver(
             plan.shared_driver = shared_driver_pod(workflow, config)
         if not driver.get("shared") and (status or not observed.shared_driver_up):
             plan.status["driver"] = {"shared": True}
-        plan.delete.extend(n for n in views if _role(observed.pods, n) == "driver")
+        plan.delete.extend(n for n in views if _role(observed.pods, n) == PodRole.DRIVER)
         return
     current = driver.get("pod")
     active = False
     for name, view in views.items():
-        if _role(observed.pods, name) != "driver":
+        if _role(observed.pods, name) != PodRole.DRIVER:
             continue
         if name != current or view.finished:
             plan.delete.append(name)
         if name == current:
-            if view.phase == "Failed":
+            if view.phase == PodPhase.FAILED:
                 driver["failures"] = int(driver.get("failures", 0)) + 1
                 driver["lastFailure"] = now.isoformat()
                 driver["pod"] = None
-            elif view.phase == "Succeeded":
+            elif view.phase == PodPhase.SUCCEEDED:
                 driver["failures"] = 0
                 driver["pod"] = None
             else:
@@ -565,7 +575,7 @@ def _plan_driver(
             _fail(
                 plan,
                 status,
-                DRIVER_FAILED,
+                Reason.DRIVER_FAILED,
                 f"the workflow driver failed {failures} times in a row; "
                 f"see the logs of pod {before.get('pod') or current}",
                 now,
@@ -596,7 +606,7 @@ def _driver_needed(
 ) -> bool:
     if not open_calls.events:
         return True
-    if status.get("phase") == "Paused":
+    if status.get("phase") == Phase.PAUSED:
         return status.get("resume") is not None
     if any(
         r.get("state") in FINISHED_TASK_STATES and cid in open_calls for cid, r in records.items()
@@ -629,20 +639,20 @@ def _workflow_problem(
     ref = ((run.get("spec") or {}).get("workflowRef") or {}).get("name")
     namespace = run["metadata"]["namespace"]
     if workflow is None:
-        return WORKFLOW_NOT_FOUND, f"Workflow {ref!r} not found in namespace {namespace!r}"
+        return Reason.WORKFLOW_NOT_FOUND, f"Workflow {ref!r} not found in namespace {namespace!r}"
     ready = next(
         (
             c
             for c in (workflow.get("status") or {}).get("conditions") or []
-            if c.get("type") == "Ready"
+            if c.get("type") == ConditionType.READY
         ),
         None,
     )
     generation = workflow["metadata"].get("generation")
     if ready is None or ready.get("observedGeneration") != generation:
         return "", ""
-    if ready.get("status") != "True":
-        return WORKFLOW_INVALID, f"Workflow {ref!r} is not ready: {ready.get('message', '')}"
+    if ready.get("status") != ConditionStatus.TRUE:
+        return Reason.WORKFLOW_INVALID, f"Workflow {ref!r} is not ready: {ready.get('message', '')}"
     return None
 
 
@@ -655,9 +665,9 @@ def _fail(
     generation: int | None,
 ) -> None:
     plan.status.update(
-        phase="Failed",
+        phase=Phase.FAILED,
         finishTime=now.isoformat(),
-        error={"type": reason, "message": message, "kind": "configuration"},
+        error={"type": reason, "message": message, "kind": CONFIGURATION_ERROR},
     )
     _conditions(plan, {**status, **plan.status}, now, generation)
 

@@ -25,7 +25,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from flux.engine.instance import WorkflowInstance
 from flux.k8s import api
-from flux.k8s.history import FINAL_PHASES
+from flux.k8s.states import FINAL_PHASES
 from flux.runtime.driver import WORKFLOW_NAME_ENV, Driver, utc_now
 from flux.workflow import Workflow
 
