@@ -19,11 +19,12 @@ import gzip
 import heapq
 import json
 import re
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from flux.events import TASK_OUTCOME_EVENTS
 from flux.k8s import api
+from flux.k8s.bodies import TaskRecord
 from flux.k8s.pods import dns_label, owner_reference
 
 # The whole WorkflowRun stays under this (etcd takes 1.5 MiB; Argo fails past 1 MiB).
@@ -168,9 +169,7 @@ def history_over_budget(inline: Sequence[dict[str, Any]], new: Iterable[dict[str
     return size > INLINE_HISTORY_BUDGET
 
 
-def settled_to_archive(
-    records: Sequence[dict[str, Any]], settled: set[str]
-) -> list[dict[str, Any]]:
+def settled_to_archive(records: Sequence[TaskRecord], settled: set[str]) -> list[TaskRecord]:
     """The settled task records to move out now: all of them, once there are enough."""
     done = [r for r in records if r.get("callId") in settled and not r.get("pod")]
     if len(done) >= INLINE_SETTLED_RECORDS or sum(encoded_size(r) for r in done) > (
@@ -226,7 +225,7 @@ class OpenCalls:
         self._closed_tasks = 0
         self.events: int = base.events if base is not None else 0
 
-    def apply(self, events: Iterable[dict[str, Any]]) -> OpenCalls:
+    def apply(self, events: Iterable[Mapping[str, Any]]) -> OpenCalls:
         for event in events:
             self.events += 1
             kind = event["type"]
@@ -309,7 +308,7 @@ class OpenCalls:
         """When each open sleep ends (ISO 8601), in history order."""
         return [until for _, (_, until) in self._open_sleeps()]
 
-    def _start(self, event: dict[str, Any]) -> None:
+    def _start(self, event: Mapping[str, Any]) -> None:
         call_id = event["sourceId"]
         if call_id in self:
             return  # a call starts once; the first TASK_STARTED stands
@@ -335,7 +334,7 @@ class OpenCalls:
             self._closed.add(call_id)
             self._closed_tasks += int(self._base.is_task(call_id))
 
-    def _split(self, event: dict[str, Any], value: dict[str, Any]) -> tuple[Shape, str]:
+    def _split(self, event: Mapping[str, Any], value: Mapping[str, Any]) -> tuple[Shape, str]:
         """The event's shared part (as a shape these calls may already have) and its own."""
         shared = {k: v for k, v in event.items() if k not in _OWN_FIELDS and k != "sourceId"}
         shared["value"] = {k: v for k, v in value.items() if k not in _OWN_VALUE_FIELDS}

@@ -6,9 +6,11 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from flux.k8s import api
+from flux.k8s.bodies import RunBody, WorkflowBody
 from flux.k8s.config import OperatorConfig
 from flux.k8s.protocol import (
     INLINE_SOURCE_MODULE,
@@ -69,14 +71,15 @@ def shared_driver_pod_name(workflow_name: str) -> str:
     return workflow_name + SHARED_DRIVER_SUFFIX
 
 
-def workflow_reference(workflow: dict[str, Any]) -> str:
+def workflow_reference(workflow: WorkflowBody) -> str:
     spec = workflow.get("spec") or {}
     if spec.get("source"):
         return f"{INLINE_SOURCE_MODULE}:{spec['function']}"
     return str(spec["entrypoint"])
 
 
-def owner_reference(run: dict[str, Any]) -> dict[str, Any]:
+def owner_reference(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The reference that makes ``run`` (or a Workflow) own an object, so it goes with it."""
     meta = run["metadata"]
     return {
         "apiVersion": f"{api.GROUP}/{api.VERSION}",
@@ -106,8 +109,8 @@ def _security() -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _base_pod(
     name: str,
-    run: dict[str, Any],
-    workflow: dict[str, Any],
+    run: RunBody | WorkflowBody,
+    workflow: WorkflowBody,
     config: OperatorConfig,
     role: str,
     module: str,
@@ -164,7 +167,7 @@ def _base_pod(
 
 
 def driver_pod(
-    run: dict[str, Any], workflow: dict[str, Any], config: OperatorConfig, start: int
+    run: RunBody, workflow: WorkflowBody, config: OperatorConfig, start: int
 ) -> dict[str, Any]:
     env = [
         {"name": "FLUX_RUN", "value": run["metadata"]["name"]},
@@ -180,7 +183,7 @@ def driver_pod(
     return pod
 
 
-def shared_driver_pod(workflow: dict[str, Any], config: OperatorConfig) -> dict[str, Any]:
+def shared_driver_pod(workflow: WorkflowBody, config: OperatorConfig) -> dict[str, Any]:
     """The driver pod serving every shared-mode run of ``workflow``; owned by it."""
     meta = workflow["metadata"]
     env = [
@@ -207,8 +210,8 @@ SHARED_DRIVER_ROLE = PodRole.SHARED_DRIVER
 
 
 def task_pod(
-    run: dict[str, Any],
-    workflow: dict[str, Any],
+    run: RunBody,
+    workflow: WorkflowBody,
     config: OperatorConfig,
     spec: TaskSpec,
     timeout: float,
@@ -231,8 +234,8 @@ def task_pod(
 
 
 def batch_pod(
-    run: dict[str, Any],
-    workflow: dict[str, Any],
+    run: RunBody,
+    workflow: WorkflowBody,
     config: OperatorConfig,
     spec: BatchSpec,
     name: str,
@@ -252,8 +255,8 @@ BATCH_DEADLINE_SLACK = 30
 
 
 def _task_pod(
-    run: dict[str, Any],
-    workflow: dict[str, Any],
+    run: RunBody,
+    workflow: WorkflowBody,
     config: OperatorConfig,
     env_value: str,
     secrets: list[str],
