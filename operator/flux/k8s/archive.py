@@ -22,9 +22,9 @@ import re
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from flux.events import TASK_OUTCOME_EVENTS
+from flux.events import TASK_OUTCOME_EVENTS, EventType
 from flux.k8s import api
-from flux.k8s.bodies import TaskRecord
+from flux.k8s.bodies import TaskRecordBody
 from flux.k8s.pods import dns_label, owner_reference
 
 # The whole WorkflowRun stays under this (etcd takes 1.5 MiB; Argo fails past 1 MiB).
@@ -169,7 +169,9 @@ def history_over_budget(inline: Sequence[dict[str, Any]], new: Iterable[dict[str
     return size > INLINE_HISTORY_BUDGET
 
 
-def settled_to_archive(records: Sequence[TaskRecord], settled: set[str]) -> list[TaskRecord]:
+def settled_to_archive(
+    records: Sequence[TaskRecordBody], settled: set[str]
+) -> list[TaskRecordBody]:
     """The settled task records to move out now: all of them, once there are enough."""
     done = [r for r in records if r.get("callId") in settled and not r.get("pod")]
     if len(done) >= INLINE_SETTLED_RECORDS or sum(encoded_size(r) for r in done) > (
@@ -229,7 +231,7 @@ class OpenCalls:
         for event in events:
             self.events += 1
             kind = event["type"]
-            if kind == "TASK_STARTED":
+            if kind == EventType.TASK_STARTED:
                 self._start(event)
             elif kind in _OUTCOMES:
                 self._settle(event["sourceId"])

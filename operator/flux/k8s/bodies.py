@@ -17,7 +17,7 @@ from typing import Any, TypedDict, cast
 from flux.engine.failures import ErrorInfo
 
 
-class ObjectMeta(TypedDict, total=False):
+class MetaBody(TypedDict, total=False):
     name: str
     namespace: str
     uid: str
@@ -38,7 +38,7 @@ class ConditionBody(TypedDict, total=False):
     observedGeneration: int
 
 
-class ArchiveEntry(TypedDict):
+class ArchiveRefBody(TypedDict):
     """A status entry pointing at a ConfigMap the run owns."""
 
     configMap: str
@@ -46,7 +46,7 @@ class ArchiveEntry(TypedDict):
     resourceVersion: str
 
 
-class LastError(TypedDict, total=False):
+class LastErrorBody(TypedDict, total=False):
     type: str
     message: str
     kind: str
@@ -54,7 +54,7 @@ class LastError(TypedDict, total=False):
     reason: str
 
 
-class PolicyStep(TypedDict):
+class PolicyStepBody(TypedDict):
     """A retry, fallback or rollback step, in the form history keeps it."""
 
     type: str
@@ -62,7 +62,7 @@ class PolicyStep(TypedDict):
     time: str
 
 
-class TaskRecord(TypedDict, total=False):
+class TaskRecordBody(TypedDict, total=False):
     """One task call's entry in ``status.tasks``."""
 
     callId: str
@@ -75,14 +75,14 @@ class TaskRecord(TypedDict, total=False):
     pod: str | None
     podStarts: int
     nextAttemptAt: str | None
-    lastError: LastError
+    lastError: LastErrorBody
     infrastructureRetries: int
     triggerError: ErrorInfo
     output: Any
-    outputRef: ArchiveEntry
+    outputRef: ArchiveRefBody
     error: ErrorInfo
     cancelling: bool
-    steps: list[PolicyStep]
+    steps: list[PolicyStepBody]
 
 
 class HistoryEventBody(TypedDict, total=False):
@@ -96,7 +96,7 @@ class HistoryEventBody(TypedDict, total=False):
     value: Any
 
 
-class DriverStatus(TypedDict, total=False):
+class DriverStatusBody(TypedDict, total=False):
     starts: int
     failures: int
     pod: str | None
@@ -104,7 +104,7 @@ class DriverStatus(TypedDict, total=False):
     shared: bool
 
 
-class RunError(TypedDict, total=False):
+class RunErrorBody(TypedDict, total=False):
     type: str
     message: str
     kind: str
@@ -119,7 +119,7 @@ class ResumeBody(TypedDict, total=False):
     input: Any
 
 
-class RunStatus(TypedDict, total=False):
+class RunStatusBody(TypedDict, total=False):
     """A WorkflowRun's status, or the part of it a reconcile changes."""
 
     phase: str  # a Phase
@@ -127,24 +127,24 @@ class RunStatus(TypedDict, total=False):
     startTime: str
     finishTime: str
     output: Any
-    outputRef: ArchiveEntry
-    error: RunError
-    tasks: list[TaskRecord]
-    taskArchive: list[ArchiveEntry]
+    outputRef: ArchiveRefBody
+    error: RunErrorBody
+    tasks: list[TaskRecordBody]
+    taskArchive: list[ArchiveRefBody]
     pause: PauseBody
     resume: ResumeBody | None
     history: list[HistoryEventBody]
-    historyArchive: list[ArchiveEntry]
-    driver: DriverStatus
+    historyArchive: list[ArchiveRefBody]
+    driver: DriverStatusBody
     cancelRequested: list[str]
 
 
-class WorkflowRef(TypedDict, total=False):
+class WorkflowRefBody(TypedDict, total=False):
     name: str
 
 
-class RunSpec(TypedDict, total=False):
-    workflowRef: WorkflowRef
+class RunSpecBody(TypedDict, total=False):
+    workflowRef: WorkflowRefBody
     input: Any
     inputFrom: dict[str, Any]
 
@@ -152,17 +152,17 @@ class RunSpec(TypedDict, total=False):
 class RunBody(TypedDict, total=False):
     apiVersion: str
     kind: str
-    metadata: ObjectMeta
-    spec: RunSpec
-    status: RunStatus
+    metadata: MetaBody
+    spec: RunSpecBody
+    status: RunStatusBody
 
 
-class SecretRef(TypedDict):
+class SecretRefBody(TypedDict):
     secretName: str
     key: str
 
 
-class TaskDefaults(TypedDict, total=False):
+class TaskDefaultsBody(TypedDict, total=False):
     resources: dict[str, Any]
     nodeSelector: dict[str, str]
     tolerations: list[dict[str, Any]]
@@ -174,9 +174,9 @@ class WorkflowSpecBody(TypedDict, total=False):
     entrypoint: str
     source: str
     function: str
-    secrets: dict[str, SecretRef]
+    secrets: dict[str, SecretRefBody]
     parallelism: int
-    taskDefaults: TaskDefaults
+    taskDefaults: TaskDefaultsBody
     driverMode: str  # a DriverMode
     homeVolume: dict[str, Any]
 
@@ -189,35 +189,35 @@ class WorkflowStatusBody(TypedDict, total=False):
 class WorkflowBody(TypedDict, total=False):
     apiVersion: str
     kind: str
-    metadata: ObjectMeta
+    metadata: MetaBody
     spec: WorkflowSpecBody
     status: WorkflowStatusBody
 
 
-class ContainerState(TypedDict, total=False):
+class ContainerStateBody(TypedDict, total=False):
     waiting: dict[str, str]  # reason, message
     running: dict[str, str]  # startedAt
     terminated: dict[str, Any]  # exitCode, reason, message, startedAt, finishedAt
 
 
-class ContainerStatus(TypedDict, total=False):
+class ContainerStatusBody(TypedDict, total=False):
     name: str
-    state: ContainerState
+    state: ContainerStateBody
 
 
-class PodStatus(TypedDict, total=False):
+class PodStatusBody(TypedDict, total=False):
     phase: str  # a PodPhase
     reason: str
     message: str
     conditions: list[ConditionBody]
-    containerStatuses: list[ContainerStatus]
+    containerStatuses: list[ContainerStatusBody]
 
 
 class PodBody(TypedDict, total=False):
     """A pod as read (the operator's own manifests are built as plain dicts)."""
 
-    metadata: ObjectMeta
-    status: PodStatus
+    metadata: MetaBody
+    status: PodStatusBody
 
 
 def as_run(body: Any) -> RunBody:

@@ -23,7 +23,7 @@ from flux.engine.policy import (
     after_attempt_failure,
 )
 from flux.events import EventType
-from flux.k8s.bodies import LastError, PolicyStep, SecretRef, TaskRecord
+from flux.k8s.bodies import LastErrorBody, PolicyStepBody, SecretRefBody, TaskRecordBody
 from flux.k8s.pod_view import PodView, parse_time
 from flux.k8s.protocol import TaskResult
 from flux.k8s.states import (
@@ -89,7 +89,7 @@ class Call:
 class CallMove:
     """What to do for one call: its new record, a pod to start, pods to remove."""
 
-    record: TaskRecord
+    record: TaskRecordBody
     start: tuple[Step, int] | None = None  # the step and attempt a new pod runs
     delete: list[str] = field(default_factory=list)
     wake_at: dt.datetime | None = None
@@ -98,7 +98,7 @@ class CallMove:
 
 def next_move(
     call: Call,
-    record: TaskRecord | None,
+    record: TaskRecordBody | None,
     pod: PodView | None,
     now: dt.datetime,
     *,
@@ -106,7 +106,7 @@ def next_move(
     infrastructure_retries: int,
     timeout_backstop: float,
     unit_random: float = 0.5,
-    secret_refs: Mapping[str, SecretRef] | None = None,
+    secret_refs: Mapping[str, SecretRefBody] | None = None,
     cancel_requested: bool = False,
 ) -> CallMove | None:
     """The next move for ``call``, or None when there is nothing to do yet.
@@ -126,7 +126,7 @@ def next_move(
                 ", ".join(unmapped) + " (the Workflow's "
                 "spec.secrets maps no Kubernetes Secret to it)",
             )
-        fresh: TaskRecord = {
+        fresh: TaskRecordBody = {
             "callId": call.call_id,
             "name": call.name,
             "state": TaskState.RUNNING,
@@ -141,7 +141,7 @@ def next_move(
         if due is not None and due > now:
             return CallMove(record, wake_at=due)
         attempt = record.get("attempts", 1) + 1
-        updated: TaskRecord = {
+        updated: TaskRecordBody = {
             **record,
             "state": TaskState.RUNNING,
             "attempts": attempt,
@@ -191,7 +191,7 @@ class _CurrentStep:
     """The step a call's record says its pod runs, decided on at ``now``."""
 
     call: Call
-    record: TaskRecord
+    record: TaskRecordBody
     now: dt.datetime
 
     @property
@@ -204,7 +204,7 @@ class _CurrentStep:
 
     def succeeded(self, result: TaskResult, pod_name: str) -> CallMove:
         now, step = self.now, self.step
-        done: TaskRecord = {**self.record, "finishTime": now.isoformat(), "pod": None}
+        done: TaskRecordBody = {**self.record, "finishTime": now.isoformat(), "pod": None}
         if step == Step.ROLLBACK:
             # The rollback ran; the task still fails with the error that triggered it
             # (or, when the workflow gave up on it, ends cancelled).
@@ -226,7 +226,7 @@ class _CurrentStep:
     def failed(self, failure: ErrorInfo, pod_name: str, unit_random: float) -> CallMove:
         """The step failed: the policy says whether to retry, fall back, roll back or fail."""
         now, step, attempt, call = self.now, self.step, self.attempt, self.call
-        record: TaskRecord = {**self.record, "lastError": _last_error(failure), "pod": None}
+        record: TaskRecordBody = {**self.record, "lastError": _last_error(failure), "pod": None}
         if step != Step.ATTEMPT:
             ended = (
                 EventType.TASK_FALLBACK_FAILED
@@ -235,7 +235,7 @@ class _CurrentStep:
             )
             record = with_step(record, ended, {"error": failure}, at=now)
             if record.get("cancelling"):
-                cancelled: TaskRecord = {
+                cancelled: TaskRecordBody = {
                     **record,
                     "state": TaskState.CANCELLED,
                     "finishTime": now.isoformat(),
@@ -255,7 +255,7 @@ class _CurrentStep:
                     "error": failure,
                 }
                 record = with_step(record, EventType.TASK_RETRY_STARTED, retry_value, at=now)
-                retry: TaskRecord = {
+                retry: TaskRecordBody = {
                     **record,
                     "state": TaskState.RETRYING,
                     "nextAttemptAt": decision.not_before.isoformat(),
@@ -273,7 +273,7 @@ class _CurrentStep:
         record, call = self.record, self.call
         used = record.get("infrastructureRetries", 0)
         if used < budget:
-            again: TaskRecord = {
+            again: TaskRecordBody = {
                 **record,
                 "infrastructureRetries": used + 1,
                 "lastError": {
@@ -288,7 +288,7 @@ class _CurrentStep:
             FailureKind.INFRASTRUCTURE,
             f"pod of task {call.name!r} was lost {used + 1} times",
         )
-        failed: TaskRecord = {
+        failed: TaskRecordBody = {
             **record,
             "state": TaskState.FAILED,
             "error": wrap_execution(failure),
@@ -331,7 +331,7 @@ class _CurrentStep:
 
 
 def _switch(
-    record: TaskRecord, step: Step, error: ErrorInfo, now: dt.datetime, *, delete: list[str]
+    record: TaskRecordBody, step: Step, error: ErrorInfo, now: dt.datetime, *, delete: list[str]
 ) -> CallMove:
     """The call moves on to its fallback or rollback, in a new pod."""
     started = (
@@ -340,7 +340,7 @@ def _switch(
         else EventType.TASK_ROLLBACK_STARTED
     )
     record = with_step(record, started, {"error": error}, at=now)
-    moved: TaskRecord = {
+    moved: TaskRecordBody = {
         **record,
         "state": STATE_OF_STEP[step],
         "step": step,
@@ -350,10 +350,10 @@ def _switch(
 
 
 def _failed(
-    call: Call, record: TaskRecord, error: ErrorInfo, now: dt.datetime, *, delete: list[str]
+    call: Call, record: TaskRecordBody, error: ErrorInfo, now: dt.datetime, *, delete: list[str]
 ) -> CallMove:
     """The call fails with ``error``; an Event says so."""
-    failed: TaskRecord = {
+    failed: TaskRecordBody = {
         **record,
         "state": TaskState.FAILED,
         "finishTime": now.isoformat(),
@@ -363,7 +363,7 @@ def _failed(
 
 
 def _cancel(
-    call: Call, record: TaskRecord | None, pod: PodView | None, now: dt.datetime
+    call: Call, record: TaskRecordBody | None, pod: PodView | None, now: dt.datetime
 ) -> CallMove | None:
     """Stop a call the workflow gave up on; one that had started runs its rollback."""
     if record is None:
@@ -414,7 +414,7 @@ def _secrets_missing(call: Call, now: dt.datetime, detail: str) -> CallMove:
         f"task {call.name!r}: missing secret(s): {detail}",
         module="flux.errors",
     )
-    record: TaskRecord = {
+    record: TaskRecordBody = {
         "callId": call.call_id,
         "name": call.name,
         "state": TaskState.FAILED,
@@ -429,8 +429,8 @@ def _secrets_missing(call: Call, now: dt.datetime, detail: str) -> CallMove:
 
 
 def with_step(
-    record: TaskRecord, event_type: EventType, value: Any = None, *, at: dt.datetime
-) -> TaskRecord:
+    record: TaskRecordBody, event_type: EventType, value: Any = None, *, at: dt.datetime
+) -> TaskRecordBody:
     """``record`` with one more policy step, in the form history keeps it.
 
     The driver copies these steps into history before the call's outcome, so a
@@ -438,7 +438,7 @@ def with_step(
     executor records them. ``at`` is when the step happened: the driver copies
     them later (when the call ends), and history keeps this time, not the copy's.
     """
-    step: PolicyStep = {"type": event_type.value, "value": value, "time": at.isoformat()}
+    step: PolicyStepBody = {"type": event_type.value, "value": value, "time": at.isoformat()}
     return {**record, "steps": [*record.get("steps", []), step]}
 
 
@@ -471,7 +471,7 @@ def _error(type_name: str, kind: FailureKind, message: str, *, module: str = "")
     return {"type": type_name, "module": module, "kind": kind, "message": message}
 
 
-def _last_error(info: ErrorInfo) -> LastError:
+def _last_error(info: ErrorInfo) -> LastErrorBody:
     found: dict[str, Any] = {
         "type": info.get("type"),
         "message": info.get("message"),
@@ -479,7 +479,7 @@ def _last_error(info: ErrorInfo) -> LastError:
         "exitCode": info.get("exit_code"),
         "reason": info.get("reason"),
     }
-    return cast(LastError, {k: v for k, v in found.items() if v is not None})
+    return cast(LastErrorBody, {k: v for k, v in found.items() if v is not None})
 
 
 def _task_failed_event(call: Call, info: ErrorInfo) -> tuple[str, str, str]:

@@ -27,11 +27,15 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, Info
 
+from flux.engine.failures import FailureKind
+from flux.events import EventType
 from flux.k8s import api
 from flux.k8s.states import ACTIVE_PHASES, FINAL_PHASES, PodPhase, PodRole, TaskState
 
 RUN_OUTCOMES = tuple(sorted(phase.lower() for phase in FINAL_PHASES))
-_KNOWN_FAILURE_KINDS = frozenset({"timeout", "infrastructure", "unstartable"})
+_KNOWN_FAILURE_KINDS = frozenset(
+    {FailureKind.TIMEOUT, FailureKind.INFRASTRUCTURE, FailureKind.UNSTARTABLE}
+)
 TASK_OUTCOMES = ("succeeded", "failed", *sorted(_KNOWN_FAILURE_KINDS), "cancelled")
 RunKey = tuple[str, str]  # (namespace, name); never a label
 
@@ -116,10 +120,10 @@ TASK_PODS_PENDING_AGE = Gauge(
 )
 
 # Steps recorded in a task record (see flux.k8s.calls.with_step) that the counters follow.
-_STEP_COUNTERS = {
-    "TASK_RETRY_STARTED": "retries",
-    "TASK_FALLBACK_STARTED": "fallbacks",
-    "TASK_ROLLBACK_STARTED": "rollbacks",
+_STEP_COUNTERS: dict[str, str] = {
+    EventType.TASK_RETRY_STARTED: "retries",
+    EventType.TASK_FALLBACK_STARTED: "fallbacks",
+    EventType.TASK_ROLLBACK_STARTED: "rollbacks",
 }
 
 
@@ -215,7 +219,7 @@ def _time(value: Any) -> dt.datetime | None:
 def _step_outcome(new: Mapping[str, Any], added_steps: list[str]) -> str:
     """Outcome of the step (attempt, fallback, rollback) whose pod the record just let go."""
     state = new.get("state")
-    if "TASK_ROLLBACK_COMPLETED" in added_steps or state == TaskState.COMPLETED:
+    if EventType.TASK_ROLLBACK_COMPLETED in added_steps or state == TaskState.COMPLETED:
         return "succeeded"
     if state == TaskState.CANCELLED and not added_steps:
         return "cancelled"
@@ -277,7 +281,7 @@ def _task_deltas(
     if old_pod and new.get("pod") != old_pod:
         outcome = _step_outcome(new, added)
         _bump(out.attempts, (task, outcome))
-        if outcome == "timeout":
+        if outcome == FailureKind.TIMEOUT:
             _bump(out.timeouts, task)
         pod = pods.get(old_pod)
         if pod is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from enum import StrEnum
 from typing import Annotated, Any, Self
 
 from pydantic import (
@@ -27,7 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from flux.events import EventType, ExecutionEvent
 from flux.k8s.history import event_from_status, event_to_status
-from flux.k8s.states import ConditionStatus, Phase, Step, TaskState
+from flux.k8s.states import ConditionStatus, DriverMode, Phase, Step, TaskState
 
 API_VERSION = "flux.dev/v1alpha1"
 ENTRYPOINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$"
@@ -158,11 +157,6 @@ class TaskDefaults(_Model):
         default=None,
         description="Service account of task pods; its token is never mounted.",
     )
-
-
-class DriverMode(StrEnum):
-    PER_RUN = "PerRun"
-    SHARED = "Shared"
 
 
 class WorkflowSpec(_Model):

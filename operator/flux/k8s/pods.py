@@ -13,10 +13,17 @@ from flux.k8s import api
 from flux.k8s.bodies import RunBody, WorkflowBody
 from flux.k8s.config import OperatorConfig
 from flux.k8s.protocol import (
+    HOME_ENV,
     INLINE_SOURCE_MODULE,
+    LINGER_ENV,
+    NAMESPACE_ENV,
+    RUN_ENV,
+    SECRET_ENV_PREFIX,
     SOURCE_DIR_ENV,
     SOURCE_MOUNT_PATH,
     TASK_ENV,
+    WORKFLOW_ENV,
+    WORKFLOW_NAME_ENV,
     BatchSpec,
     TaskSpec,
 )
@@ -124,7 +131,7 @@ def _base_pod(
         # Shared by the run's pods: file-backed output storage lives here.
         volumes.append({"name": "flux-home", **spec["homeVolume"]})
         mounts.append({"name": "flux-home", "mountPath": HOME_MOUNT_PATH})
-        env = [*env, {"name": "FLUX_HOME", "value": HOME_MOUNT_PATH}]
+        env = [*env, {"name": HOME_ENV, "value": HOME_MOUNT_PATH}]
     if spec.get("source"):
         volumes.append(
             {
@@ -170,10 +177,10 @@ def driver_pod(
     run: RunBody, workflow: WorkflowBody, config: OperatorConfig, start: int
 ) -> dict[str, Any]:
     env = [
-        {"name": "FLUX_RUN", "value": run["metadata"]["name"]},
-        {"name": "FLUX_NAMESPACE", "value": run["metadata"]["namespace"]},
-        {"name": "FLUX_WORKFLOW", "value": workflow_reference(workflow)},
-        {"name": "FLUX_DRIVER_LINGER_SECONDS", "value": f"{config.driver_linger:g}"},
+        {"name": RUN_ENV, "value": run["metadata"]["name"]},
+        {"name": NAMESPACE_ENV, "value": run["metadata"]["namespace"]},
+        {"name": WORKFLOW_ENV, "value": workflow_reference(workflow)},
+        {"name": LINGER_ENV, "value": f"{config.driver_linger:g}"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
     name = driver_pod_name(run["metadata"]["name"], start)
@@ -187,10 +194,10 @@ def shared_driver_pod(workflow: WorkflowBody, config: OperatorConfig) -> dict[st
     """The driver pod serving every shared-mode run of ``workflow``; owned by it."""
     meta = workflow["metadata"]
     env = [
-        {"name": "FLUX_WORKFLOW_NAME", "value": meta["name"]},
-        {"name": "FLUX_NAMESPACE", "value": meta["namespace"]},
-        {"name": "FLUX_WORKFLOW", "value": workflow_reference(workflow)},
-        {"name": "FLUX_DRIVER_LINGER_SECONDS", "value": f"{config.driver_linger:g}"},
+        {"name": WORKFLOW_NAME_ENV, "value": meta["name"]},
+        {"name": NAMESPACE_ENV, "value": meta["namespace"]},
+        {"name": WORKFLOW_ENV, "value": workflow_reference(workflow)},
+        {"name": LINGER_ENV, "value": f"{config.driver_linger:g}"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
     name = shared_driver_pod_name(meta["name"])
@@ -276,7 +283,7 @@ def _task_pod(
                 continue  # the task runner then fails naming the missing secret
             env.append(
                 {
-                    "name": f"FLUX_SECRET_{secret}",
+                    "name": SECRET_ENV_PREFIX + secret,
                     "valueFrom": {"secretKeyRef": {"name": ref["secretName"], "key": ref["key"]}},
                 }
             )

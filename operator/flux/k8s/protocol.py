@@ -28,6 +28,18 @@ from flux.k8s.states import Outcome as Outcome
 from flux.k8s.states import Step as Step
 
 TASK_ENV = "FLUX_TASK"
+# A driver pod's environment: the workflow (module:function), its run and namespace,
+# and how long it waits for more work before it exits.
+WORKFLOW_ENV = "FLUX_WORKFLOW"
+RUN_ENV = "FLUX_RUN"
+NAMESPACE_ENV = "FLUX_NAMESPACE"
+LINGER_ENV = "FLUX_DRIVER_LINGER_SECONDS"
+# Set instead of FLUX_RUN for a shared driver: the Workflow whose runs it serves.
+WORKFLOW_NAME_ENV = "FLUX_WORKFLOW_NAME"
+# Where file-backed output storage keeps values (mounted from spec.homeVolume).
+HOME_ENV = "FLUX_HOME"
+# A task pod gets the value of each secret it requests in FLUX_SECRET_<name>.
+SECRET_ENV_PREFIX = "FLUX_SECRET_"
 SOURCE_DIR_ENV = "FLUX_SOURCE_DIR"
 TERMINATION_LOG = "/dev/termination-log"
 # Where the task runner writes its termination message instead (tests, local runs).

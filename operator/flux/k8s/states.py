@@ -97,6 +97,13 @@ class PodRole(StrEnum):
     SHARED_DRIVER = "shared-driver"
 
 
+class DriverMode(StrEnum):
+    """How a Workflow's runs are driven (``spec.driverMode``)."""
+
+    PER_RUN = "PerRun"  # a driver pod per run
+    SHARED = "Shared"  # one driver pod replays all the Workflow's runs
+
+
 class ConditionType(StrEnum):
     READY = "Ready"  # of a Workflow: its spec and source can run
     SUCCEEDED = "Succeeded"  # of a run: how it ended, or where it stands

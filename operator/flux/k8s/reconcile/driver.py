@@ -5,15 +5,14 @@ from __future__ import annotations
 import datetime as dt
 
 from flux.k8s.archive import OpenCalls
-from flux.k8s.bodies import DriverStatus, RunBody, RunStatus, WorkflowBody
+from flux.k8s.bodies import DriverStatusBody, RunBody, RunStatusBody, WorkflowBody
 from flux.k8s.calls import PodView
 from flux.k8s.config import OperatorConfig
-from flux.k8s.models import DriverMode
 from flux.k8s.pods import driver_pod, driver_pod_name, shared_driver_pod
 from flux.k8s.reconcile.failures import Unrunnable, fail
 from flux.k8s.reconcile.plan import Plan
 from flux.k8s.reconcile.tasks import Records
-from flux.k8s.states import FINISHED_TASK_STATES, Phase, PodPhase, Reason
+from flux.k8s.states import FINISHED_TASK_STATES, DriverMode, Phase, PodPhase, Reason
 
 
 def plan_driver(
@@ -29,9 +28,9 @@ def plan_driver(
     shared_driver_up: bool,
 ) -> None:
     """Start, replace or remove the run's driver pods (``drivers``: its driver pods by name)."""
-    status: RunStatus = run.get("status") or {}
-    driver: DriverStatus = {**(status.get("driver") or {"starts": 0, "failures": 0})}
-    before: DriverStatus = {**driver}
+    status: RunStatusBody = run.get("status") or {}
+    driver: DriverStatusBody = {**(status.get("driver") or {"starts": 0, "failures": 0})}
+    before: DriverStatusBody = {**driver}
     if driver.get("shared") or (
         not driver.get("starts")
         and (workflow.get("spec") or {}).get("driverMode") == DriverMode.SHARED
@@ -91,7 +90,7 @@ def plan_driver(
 
 
 def driver_needed(
-    status: RunStatus, records: Records, open_calls: OpenCalls, now: dt.datetime
+    status: RunStatusBody, records: Records, open_calls: OpenCalls, now: dt.datetime
 ) -> bool:
     """Whether the run needs a driver now: to start, to take outcomes, to wake or resume."""
     if not open_calls.events:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flux.k8s.archive import OpenCalls
-from flux.k8s.bodies import TaskRecord
+from flux.k8s.bodies import TaskRecordBody
 
 
 @dataclass
@@ -30,14 +30,14 @@ class Observed:
 class Plan:
     """What the operator is to do: a status patch, pods to create and delete, Events."""
 
-    # The status fields to change (a RunStatus; the operator's status_ops takes a dict).
+    # The status fields to change (a RunStatusBody; the operator's status_ops takes a dict).
     status: dict[str, Any] = field(default_factory=dict)
     create: list[dict[str, Any]] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)
     wake_at: dt.datetime | None = None
     # Settled task records to move out of status into the task archive.
-    archive_tasks: list[TaskRecord] = field(default_factory=list)
+    archive_tasks: list[TaskRecordBody] = field(default_factory=list)
     # The Workflow's shared driver pod, to create unless it is already there.
     shared_driver: dict[str, Any] | None = None
 

@@ -7,10 +7,9 @@ import datetime as dt
 from flux.events import WORKFLOW_FINAL_EVENTS
 from flux.k8s import api, archive
 from flux.k8s.archive import OpenCalls
-from flux.k8s.bodies import PodBody, RunStatus, as_pods, as_run, as_workflow
+from flux.k8s.bodies import PodBody, RunStatusBody, as_pods, as_run, as_workflow
 from flux.k8s.calls import PodView
 from flux.k8s.config import OperatorConfig
-from flux.k8s.models import DriverMode
 from flux.k8s.reconcile.driver import pending_sleeps, plan_driver
 from flux.k8s.reconcile.failures import (
     Unrunnable,
@@ -22,7 +21,7 @@ from flux.k8s.reconcile.failures import (
 )
 from flux.k8s.reconcile.plan import Observed, Plan
 from flux.k8s.reconcile.tasks import Records, Room, RunContext, TaskPass, in_play, pods_held
-from flux.k8s.states import FINAL_PHASES, Phase, PodRole
+from flux.k8s.states import FINAL_PHASES, DriverMode, Phase, PodRole
 
 # A driver that records the workflow's end posts its Event right after the write,
 # with a token bound to its pod: deleting the pod at once (which also voids the
@@ -35,7 +34,7 @@ _WORKFLOW_ENDS = frozenset(e.value for e in WORKFLOW_FINAL_EVENTS)
 
 def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.5) -> Plan:
     run, now = as_run(observed.run), observed.now
-    status: RunStatus = run.get("status") or {}
+    status: RunStatusBody = run.get("status") or {}
     phase = status.get("phase")
     generation = run["metadata"].get("generation")
     pods = as_pods(observed.pods)
@@ -126,7 +125,7 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
 
 def _unrunnable(
     plan: Plan,
-    status: RunStatus,
+    status: RunStatusBody,
     views: dict[str, PodView],
     problem: Unrunnable,
     now: dt.datetime,
@@ -149,7 +148,7 @@ def _roles(pods: list[PodBody]) -> dict[str, str | None]:
 
 def _clear_away(
     plan: Plan,
-    status: RunStatus,
+    status: RunStatusBody,
     views: dict[str, PodView],
     roles: dict[str, str | None],
     now: dt.datetime,

@@ -14,7 +14,7 @@ from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
 
 from flux.k8s.archive import OpenCalls
-from flux.k8s.bodies import RunBody, SecretRef, TaskRecord, WorkflowBody
+from flux.k8s.bodies import RunBody, SecretRefBody, TaskRecordBody, WorkflowBody
 from flux.k8s.calls import Call, CallMove, PodView, next_move
 from flux.k8s.config import OperatorConfig
 from flux.k8s.pods import batch_pod, task_pod, task_pod_name
@@ -22,7 +22,7 @@ from flux.k8s.protocol import BatchItem, BatchSpec, TaskSpec
 from flux.k8s.reconcile.plan import Plan
 from flux.k8s.states import FINISHED_TASK_STATES, POD_STATES, Step, TaskState
 
-Records = dict[str, TaskRecord]  # by call id, in status order
+Records = dict[str, TaskRecordBody]  # by call id, in status order
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,10 @@ class RunContext:
     views: dict[str, PodView]  # the run's pods, by name
     open_calls: OpenCalls
     cancels: frozenset[str]  # calls the workflow gave up on
-    secret_refs: dict[str, SecretRef]  # the Workflow's secrets, by name
+    secret_refs: dict[str, SecretRefBody]  # the Workflow's secrets, by name
 
 
-def holds_pod(record: TaskRecord) -> bool:
+def holds_pod(record: TaskRecordBody) -> bool:
     return record.get("state") in POD_STATES
 
 
@@ -118,7 +118,7 @@ class TaskPass:
     # The pods the records point to once the pass is done.
     referenced: set[str] = field(init=False, default_factory=set)
     # Records for calls that had none, with their place in history.
-    new: dict[str, tuple[int, TaskRecord]] = field(init=False, default_factory=dict)
+    new: dict[str, tuple[int, TaskRecordBody]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.updated = dict(self.records)
@@ -234,7 +234,7 @@ class TaskPass:
             taken.update(w.call_id for w in batch)
 
     def _next_move(
-        self, call: Call, record: TaskRecord | None, pod: PodView | None
+        self, call: Call, record: TaskRecordBody | None, pod: PodView | None
     ) -> CallMove | None:
         context = self.context
         return next_move(
@@ -312,7 +312,7 @@ class TaskPass:
             pod_starts = move.record.get("podStarts", 0) + 1
             self._record(waiting, {**move.record, "podStarts": pod_starts, "pod": name})
 
-    def _start_pod(self, call: Call, move: CallMove) -> TaskRecord:
+    def _start_pod(self, call: Call, move: CallMove) -> TaskRecordBody:
         """A pod for the step ``move`` starts; the call's record pointing to it."""
         assert move.start is not None
         step, attempt = move.start
@@ -337,7 +337,7 @@ class TaskPass:
         self.plan.create.append(pod)
         return {**record, "podStarts": starts, "pod": name}
 
-    def _record(self, waiting: Waiting, record: TaskRecord) -> None:
+    def _record(self, waiting: Waiting, record: TaskRecordBody) -> None:
         pod = record.get("pod")
         assert pod is not None, "a started call's record points to its pod"
         self.referenced.add(pod)
