@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from flux.k8s import api
 from flux.k8s.models import Workflow, WorkflowRun
+from flux.k8s.states import ConditionType
 
 HEADER = "# Generated from operator/flux/k8s/models.py by `make crds`; do not edit.\n"
 AGE_COLUMN = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
@@ -57,9 +58,10 @@ RESOURCES = (
         "wf",
         (
             {
-                "name": "Ready",
+                # .value: YAML writes plain strings only.
+                "name": ConditionType.READY.value,
                 "type": "string",
-                "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+                "jsonPath": f'.status.conditions[?(@.type=="{ConditionType.READY.value}")].status',
                 "description": "Whether runs of the workflow can start.",
             },
             AGE_COLUMN,
