@@ -15,20 +15,24 @@ from typing import Any
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from flux.k8s import labels as _labels
+
 GROUP = "flux.dev"
 VERSION = "v1alpha1"
 WORKFLOWS = "workflows"
 RUNS = "workflowruns"
 MERGE_PATCH = "application/merge-patch+json"
+# Named in flux.k8s.labels (pure: the decisions read them without this client);
+# kept here for the modules that read them as api.LABEL_*.
+LABEL_RUN = _labels.LABEL_RUN
+LABEL_ROLE = _labels.LABEL_ROLE
+LABEL_CALL = _labels.LABEL_CALL
+LABEL_WORKFLOW = _labels.LABEL_WORKFLOW
+ANNOTATION_CALL_ID = _labels.ANNOTATION_CALL_ID
+ANNOTATION_STEP = _labels.ANNOTATION_STEP
+ANNOTATION_ATTEMPT = _labels.ANNOTATION_ATTEMPT
+ANNOTATION_BATCH_SIZE = _labels.ANNOTATION_BATCH_SIZE
 
-LABEL_RUN = "flux.dev/run"
-LABEL_ROLE = "flux.dev/role"
-LABEL_CALL = "flux.dev/call"
-LABEL_WORKFLOW = "flux.dev/workflow"
-ANNOTATION_CALL_ID = "flux.dev/call-id"
-ANNOTATION_STEP = "flux.dev/step"
-ANNOTATION_ATTEMPT = "flux.dev/attempt"
-ANNOTATION_BATCH_SIZE = "flux.dev/batch-size"
 KUBECONFIG_ENV = "FLUX_KUBECONFIG"
 
 

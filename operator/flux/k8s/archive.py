@@ -23,7 +23,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from flux.events import TASK_OUTCOME_EVENTS, EventType
-from flux.k8s import api
+from flux.k8s import labels
 from flux.k8s.bodies import TaskRecordBody
 from flux.k8s.pods import dns_label, owner_reference
 
@@ -120,7 +120,7 @@ def configmap(run: dict[str, Any], name: str, kind: str, payload: bytes) -> dict
         "metadata": {
             "name": name,
             "namespace": meta["namespace"],
-            "labels": {api.LABEL_RUN: meta["name"], api.LABEL_ROLE: f"archive-{kind}"},
+            "labels": {labels.LABEL_RUN: meta["name"], labels.LABEL_ROLE: f"archive-{kind}"},
             "ownerReferences": [{**owner_reference(run), "controller": False}],
         },
         "binaryData": {PAYLOAD_KEY: base64.b64encode(payload).decode()},

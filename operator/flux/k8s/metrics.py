@@ -29,7 +29,7 @@ from prometheus_client import Counter, Gauge, Histogram, Info
 
 from flux.engine.failures import FailureKind
 from flux.events import EventType
-from flux.k8s import api
+from flux.k8s import labels
 from flux.k8s.states import ACTIVE_PHASES, FINAL_PHASES, PodPhase, PodRole, TaskState
 
 RUN_OUTCOMES = tuple(sorted(phase.lower() for phase in FINAL_PHASES))
@@ -249,7 +249,7 @@ def _pending_since(pods: Iterable[Mapping[str, Any]]) -> tuple[float, ...]:
     found = []
     for pod in pods:
         meta = pod.get("metadata") or {}
-        if (meta.get("labels") or {}).get(api.LABEL_ROLE) != PodRole.TASK or meta.get(
+        if (meta.get("labels") or {}).get(labels.LABEL_ROLE) != PodRole.TASK or meta.get(
             "deletionTimestamp"
         ):
             continue

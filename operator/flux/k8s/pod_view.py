@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from flux.k8s import api
+from flux.k8s import labels
 from flux.k8s.bodies import PodBody
 from flux.k8s.protocol import TaskResult, parse_batch_result, parse_task_result
 from flux.k8s.states import PodPhase
@@ -132,7 +132,7 @@ class PodView:
 
 
 def _batch_size(pod: PodBody) -> int | None:
-    size = (pod["metadata"].get("annotations") or {}).get(api.ANNOTATION_BATCH_SIZE)
+    size = (pod["metadata"].get("annotations") or {}).get(labels.ANNOTATION_BATCH_SIZE)
     return int(size) if size is not None else None
 
 

@@ -9,9 +9,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from flux.k8s import api
+from flux.k8s import labels
 from flux.k8s.bodies import RunBody, WorkflowBody
 from flux.k8s.config import OperatorConfig
+from flux.k8s.models import API_VERSION
 from flux.k8s.protocol import (
     HOME_ENV,
     INLINE_SOURCE_MODULE,
@@ -89,7 +90,7 @@ def owner_reference(run: Mapping[str, Any]) -> dict[str, Any]:
     """The reference that makes ``run`` (or a Workflow) own an object, so it goes with it."""
     meta = run["metadata"]
     return {
-        "apiVersion": f"{api.GROUP}/{api.VERSION}",
+        "apiVersion": API_VERSION,
         "kind": "WorkflowRun",
         "name": meta["name"],
         "uid": meta["uid"],
@@ -119,7 +120,7 @@ def _base_pod(
     run: RunBody | WorkflowBody,
     workflow: WorkflowBody,
     config: OperatorConfig,
-    role: str,
+    role: PodRole,
     module: str,
     env: list[dict[str, Any]],
 ) -> dict[str, Any]:
@@ -147,7 +148,7 @@ def _base_pod(
         "metadata": {
             "name": name,
             "namespace": run["metadata"]["namespace"],
-            "labels": {api.LABEL_RUN: run["metadata"]["name"], api.LABEL_ROLE: role},
+            "labels": {labels.LABEL_RUN: run["metadata"]["name"], labels.LABEL_ROLE: role.value},
             "annotations": {},
             "ownerReferences": [owner_reference(run)],
         },
@@ -159,7 +160,7 @@ def _base_pod(
             "volumes": volumes,
             "containers": [
                 {
-                    "name": role,
+                    "name": role.value,
                     "image": spec.get("image") or config.default_image,
                     "imagePullPolicy": "IfNotPresent",
                     "args": [*PYTHON_ARGS, module],
@@ -203,8 +204,8 @@ def shared_driver_pod(workflow: WorkflowBody, config: OperatorConfig) -> dict[st
     name = shared_driver_pod_name(meta["name"])
     pod = _base_pod(name, workflow, workflow, config, PodRole.DRIVER, DRIVER_MODULE, env)
     pod["metadata"]["labels"] = {
-        api.LABEL_ROLE: PodRole.SHARED_DRIVER,
-        api.LABEL_WORKFLOW: meta["name"],
+        labels.LABEL_ROLE: PodRole.SHARED_DRIVER.value,
+        labels.LABEL_WORKFLOW: meta["name"],
     }
     pod["metadata"]["ownerReferences"] = [{**owner_reference(workflow), "kind": "Workflow"}]
     pod["spec"]["serviceAccountName"] = config.driver_service_account
@@ -213,7 +214,7 @@ def shared_driver_pod(workflow: WorkflowBody, config: OperatorConfig) -> dict[st
 
 
 # The name the operator's pod handlers filter on.
-SHARED_DRIVER_ROLE = PodRole.SHARED_DRIVER
+SHARED_DRIVER_ROLE = PodRole.SHARED_DRIVER.value
 
 
 def task_pod(
@@ -227,12 +228,12 @@ def task_pod(
     env_value = json.dumps(spec.model_dump(by_alias=True, mode="json"))
     pod = _task_pod(run, workflow, config, env_value, spec.secrets, spec.step, name)
     meta, pod_spec = pod["metadata"], pod["spec"]
-    meta["labels"][api.LABEL_CALL] = short_hash(spec.call_id)
+    meta["labels"][labels.LABEL_CALL] = short_hash(spec.call_id)
     meta["annotations"].update(
         {
-            api.ANNOTATION_CALL_ID: spec.call_id,
-            api.ANNOTATION_STEP: spec.step.value,
-            api.ANNOTATION_ATTEMPT: str(spec.attempt),
+            labels.ANNOTATION_CALL_ID: spec.call_id,
+            labels.ANNOTATION_STEP: spec.step.value,
+            labels.ANNOTATION_ATTEMPT: str(spec.attempt),
         }
     )
     if timeout and spec.step == Step.ATTEMPT:
@@ -249,7 +250,7 @@ def batch_pod(
 ) -> dict[str, Any]:
     """One pod running several attempts of one task's calls, one after another."""
     pod = _task_pod(run, workflow, config, spec.to_env(), spec.secrets, Step.ATTEMPT, name)
-    pod["metadata"]["annotations"][api.ANNOTATION_BATCH_SIZE] = str(len(spec.items))
+    pod["metadata"]["annotations"][labels.ANNOTATION_BATCH_SIZE] = str(len(spec.items))
     if spec.timeout:
         # The runner enforces each item's deadline; this only stops a stuck pod.
         deadline = spec.timeout * len(spec.items) + BATCH_DEADLINE_SLACK

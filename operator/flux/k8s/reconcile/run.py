@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from flux.events import WORKFLOW_FINAL_EVENTS
-from flux.k8s import api, archive
+from flux.k8s import archive, labels
 from flux.k8s.archive import OpenCalls
 from flux.k8s.bodies import PodBody, RunStatusBody, as_pods, as_run, as_workflow
 from flux.k8s.calls import PodView
@@ -142,7 +142,7 @@ def _roles(pods: list[PodBody]) -> dict[str, str | None]:
     roles: dict[str, str | None] = {}
     for pod in pods:
         meta = pod["metadata"]
-        roles.setdefault(meta["name"], (meta.get("labels") or {}).get(api.LABEL_ROLE))
+        roles.setdefault(meta["name"], (meta.get("labels") or {}).get(labels.LABEL_ROLE))
     return roles
 
 
