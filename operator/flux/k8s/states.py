@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from flux.engine.policy import Step as Step  # the policy's steps; a task pod runs one
 from flux.events import ExecutionState
 
 
@@ -38,14 +39,6 @@ PHASE_OF_STATE = {
     ExecutionState.FAILED: Phase.FAILED,
     ExecutionState.CANCELLED: Phase.CANCELLED,
 }
-
-
-class Step(StrEnum):
-    """What a task pod runs for its call: an attempt, the fallback or the rollback."""
-
-    ATTEMPT = "attempt"
-    FALLBACK = "fallback"
-    ROLLBACK = "rollback"
 
 
 class TaskState(StrEnum):

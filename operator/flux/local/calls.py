@@ -18,10 +18,10 @@ from flux.engine.failures import ErrorInfo, error_info, wrap_execution
 from flux.engine.instance import store_value
 from flux.engine.policy import (
     Fail,
-    Phase,
     RunAttempt,
     RunFallback,
     RunRollback,
+    Step,
     TaskPolicy,
     TaskProgress,
     after_attempt_failure,
@@ -64,7 +64,7 @@ class TaskCallRunner:
         return TaskPolicy.from_options(self.task.options)
 
     async def run(self, progress: TaskProgress | None = None) -> Outcome:
-        progress = progress or TaskProgress(Phase.ATTEMPT, 1, None, None)
+        progress = progress or TaskProgress(Step.ATTEMPT, 1, None, None)
         requested = self.task.options.secret_requests
         kwargs = dict(self.kwargs)
         if requested:
@@ -73,11 +73,11 @@ class TaskCallRunner:
                 error = SecretsNotFoundError(missing, f"task {self.name!r}")
                 return Outcome(EventType.TASK_FAILED, wrap_execution(error_info(error)))
             kwargs[SECRETS_ARGUMENT] = found
-        match progress.phase:
-            case Phase.FALLBACK:
+        match progress.step:
+            case Step.FALLBACK:
                 assert progress.error is not None
                 return await self._fallback(progress.error, announce=False)
-            case Phase.ROLLBACK:
+            case Step.ROLLBACK:
                 assert progress.error is not None
                 return await self._rollback(progress.error, announce=False)
         return await self._attempts(progress.attempt, progress.not_before, kwargs)
