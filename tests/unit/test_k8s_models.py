@@ -13,10 +13,11 @@ from pydantic import ValidationError
 from flux.events import EventType, ExecutionEvent
 from flux.k8s.models import (
     HistoryEvent,
+    Workflow,
     WorkflowRun,
     WorkflowRunStatus,
     WorkflowSpec,
-    parse_workflow,
+    plain,
     to_json,
 )
 from flux.k8s.states import Phase, Step, TaskState
@@ -178,8 +179,13 @@ def test_kopf_mapping_views_are_read() -> None:
             ),
         }
     )
-    workflow = parse_workflow(MappingProxyType({"metadata": {"name": "w"}, "spec": spec}))
-    assert workflow.spec.secrets["API_KEY"].secret_name == "api"
+    # What the operator does with a Workflow's spec from a kopf handler (workflow_ready).
+    assert plain(spec) == {
+        "entrypoint": "m:f",
+        "secrets": {"API_KEY": {"secretName": "api", "key": "token"}},
+    }
+    assert WorkflowSpec.model_validate(plain(spec)).secrets["API_KEY"].secret_name == "api"
+    workflow = Workflow.model_validate(plain({"metadata": {"name": "w"}, "spec": spec}))
     assert workflow.status.conditions == []
 
 

@@ -19,10 +19,6 @@ def event_from_status(data: dict[str, Any]) -> ExecutionEvent:
     return ExecutionEvent.from_dict({**data, "source_id": data["sourceId"]})
 
 
-def history_from_status(status: dict[str, Any]) -> list[ExecutionEvent]:
-    return [event_from_status(e) for e in status.get("history") or []]
-
-
 def finished_records(status: dict[str, Any]) -> list[dict[str, Any]]:
     """Task records whose outcome the operator has settled."""
     return [r for r in status.get("tasks") or [] if r.get("state") in FINISHED_TASK_STATES]

@@ -495,10 +495,6 @@ def plain(value: Any) -> Any:
     return value
 
 
-def parse_workflow(body: Mapping[str, Any]) -> Workflow:
-    return Workflow.model_validate(plain(body))
-
-
 def to_json(model: BaseModel) -> dict[str, Any]:
     """A model as the API takes it: camelCase keys, unset optional fields left out."""
     data: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude_none=True)
