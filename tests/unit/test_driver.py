@@ -14,8 +14,9 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from flux import WorkflowExecutionContext, task, workflow
 from flux.engine.instance import WorkflowInstance
 from flux.events import ExecutionEvent
-from flux.k8s.calls import Call, PodView, next_move
+from flux.k8s.calls import Call, next_move
 from flux.k8s.history import event_from_status
+from flux.k8s.pod_view import PodView
 from flux.k8s.protocol import Outcome, TaskResult
 from flux.runtime.driver import Driver, status_patch, step_time
 from flux.tasks import pause

@@ -38,9 +38,6 @@ from flux.k8s.states import (
     TaskState,
 )
 
-# Tests and the driver read these here, where the moves are decided.
-__all__ = ["Call", "CallMove", "PodView", "next_move", "with_step"]
-
 # The error a call the workflow gave up on fails with, and its rollback gets.
 CANCELLED_ERROR: ErrorInfo = {
     "type": "CancelledError",

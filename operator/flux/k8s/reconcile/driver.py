@@ -6,8 +6,8 @@ import datetime as dt
 
 from flux.k8s.archive import OpenCalls
 from flux.k8s.bodies import DriverStatusBody, RunBody, RunStatusBody, WorkflowBody
-from flux.k8s.calls import PodView
 from flux.k8s.config import OperatorConfig
+from flux.k8s.pod_view import PodView
 from flux.k8s.pods import driver_pod, driver_pod_name, shared_driver_pod
 from flux.k8s.reconcile.failures import Unrunnable, fail
 from flux.k8s.reconcile.plan import Plan

@@ -8,8 +8,8 @@ from flux.events import WORKFLOW_FINAL_EVENTS
 from flux.k8s import archive, labels
 from flux.k8s.archive import OpenCalls
 from flux.k8s.bodies import PodBody, RunStatusBody, as_pods, as_run, as_workflow
-from flux.k8s.calls import PodView
 from flux.k8s.config import OperatorConfig
+from flux.k8s.pod_view import PodView
 from flux.k8s.reconcile.driver import pending_sleeps, plan_driver
 from flux.k8s.reconcile.failures import (
     Unrunnable,

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 from flux.k8s.archive import OpenCalls
 from flux.k8s.bodies import RunBody, SecretRefBody, TaskRecordBody, WorkflowBody
-from flux.k8s.calls import Call, CallMove, PodView, next_move
+from flux.k8s.calls import Call, CallMove, next_move
 from flux.k8s.config import OperatorConfig
+from flux.k8s.pod_view import PodView
 from flux.k8s.pods import batch_pod, task_pod, task_pod_name
 from flux.k8s.protocol import BatchItem, BatchSpec, TaskSpec
 from flux.k8s.reconcile.plan import Plan
