@@ -33,6 +33,7 @@ _WORKFLOW_ENDS = frozenset(e.value for e in WORKFLOW_FINAL_EVENTS)
 
 
 def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.5) -> Plan:
+    """What to change for the run ``observed`` shows; ``unit_random`` draws retry jitter."""
     run, now = as_run(observed.run), observed.now
     status: RunStatusBody = run.get("status") or {}
     phase = status.get("phase")
