@@ -8,6 +8,11 @@ from enum import StrEnum
 from typing import Any
 
 
+def utc_now() -> dt.datetime:
+    """Now, timezone-aware in UTC: the clock of every time a run records."""
+    return dt.datetime.now(dt.UTC)
+
+
 class EventType(StrEnum):
     WORKFLOW_STARTED = "WORKFLOW_STARTED"
     WORKFLOW_COMPLETED = "WORKFLOW_COMPLETED"

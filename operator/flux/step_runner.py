@@ -52,7 +52,7 @@ from typing import Any
 
 from flux.engine import values
 from flux.engine.failures import ErrorInfo, error_info
-from flux.engine.policy import Phase
+from flux.engine.policy import Step
 from flux.errors import CodecError, ExecutionTimeoutError, SecretsNotFoundError, TaskExitError
 from flux.task import SECRETS_ARGUMENT, Task
 
@@ -71,7 +71,7 @@ class StepCall:
     """Which step of which task call is run."""
 
     task: Task[..., Any]
-    step: Phase
+    step: Step
     call_id: str  # the key an output storage keeps the value under
     name: str  # the call's name, as errors give it
 
@@ -83,7 +83,7 @@ class StepCall:
     @property
     def takes_secrets(self) -> bool:
         """Only attempts get the task's secrets: a fallback or rollback runs without."""
-        return self.step == Phase.ATTEMPT
+        return self.step == Step.ATTEMPT
 
 
 @dataclass(frozen=True)
@@ -134,16 +134,16 @@ def environment_secret_values() -> list[str]:
 # -------------------------------------------------------------------- steps
 
 
-def step_function(task: Task[..., Any], step: Phase) -> Callable[..., Any]:
+def step_function(task: Task[..., Any], step: Step) -> Callable[..., Any]:
     """The user function ``step`` of ``task`` calls; ValueError when it has none."""
     match step:
-        case Phase.ATTEMPT:
+        case Step.ATTEMPT:
             return task.func
-        case Phase.FALLBACK:
+        case Step.FALLBACK:
             if task.options.fallback is None:
                 raise ValueError(f"task {task.name!r} has no fallback")
             return task.options.fallback
-        case Phase.ROLLBACK:
+        case Step.ROLLBACK:
             if task.options.rollback is None:
                 raise ValueError(f"task {task.name!r} has no rollback")
             return task.options.rollback
@@ -160,7 +160,7 @@ async def run_step(
 ) -> StepOutcome:
     """One step with live arguments, on the running loop (the embedded executor)."""
     # A fallback's or rollback's exit names the function that exited, as it always has.
-    exit_name = call.name if call.step == Phase.ATTEMPT else ""
+    exit_name = call.name if call.step == Step.ATTEMPT else ""
     try:
         func = call.function
         if call.takes_secrets and secrets is not None:
@@ -196,7 +196,7 @@ def run_encoded_step(
 
 
 def _completed(call: StepCall, value: Any) -> StepOutcome:
-    if call.step == Phase.ROLLBACK:
+    if call.step == Step.ROLLBACK:
         return StepOutcome(value=None)
     # A value the store cannot take fails the step: retries and fallback
     # apply as for any failure.

@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel
 
 from flux.k8s import crds
-from flux.k8s.models import Phase
+from flux.k8s.states import Phase
 
 REPO = Path(__file__).resolve().parents[2]
 BY_KIND = {r.kind: r for r in crds.RESOURCES}

@@ -13,8 +13,10 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from flux import WorkflowExecutionContext, task, workflow
 from flux.engine.instance import WorkflowInstance
-from flux.k8s.calls import Call, PodView, next_move
-from flux.k8s.history import history_from_status
+from flux.events import ExecutionEvent
+from flux.k8s.calls import Call, next_move
+from flux.k8s.history import event_from_status
+from flux.k8s.pod_view import PodView
 from flux.k8s.protocol import Outcome, TaskResult
 from flux.runtime.driver import Driver, status_patch, step_time
 from flux.tasks import pause
@@ -153,6 +155,11 @@ def test_status_patch_appends_and_is_empty_when_nothing_changed() -> None:
     runs = FakeRuns(new_run(1))
     asyncio.run(runs.patch_status("ns", "r1", ops))
     assert status_patch(instance, runs.body["status"], []) == []
+
+
+def history_from_status(status: dict[str, Any]) -> list[ExecutionEvent]:
+    """The run's inline history, as the driver replays it."""
+    return [event_from_status(e) for e in status.get("history") or []]
 
 
 def _clock() -> dt.datetime:

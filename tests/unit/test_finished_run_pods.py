@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from test_k8s_reconcile import NOW, WF_STARTED, plan, pod
+from test_k8s_reconcile import NOW, WF_STARTED, plan, pod, started
 
 from flux.k8s.reconcile import DRIVER_EXIT_GRACE
 
@@ -48,3 +48,14 @@ def test_a_run_ended_by_someone_else_loses_its_driver_at_once() -> None:
     # No final event in history: the operator (or a person) ended it, not the driver.
     result = plan(_failed([WF_STARTED]), [pod("d", "driver", "Running")])
     assert result.delete == ["d"]
+
+
+def test_a_finished_run_starts_no_pod_for_the_calls_it_left_open() -> None:
+    # The driver died after recording the end, before the cancellations of the calls
+    # the workflow left behind: those stay open in history and get no pod.
+    cancelled = {**ENDED, "id": 3, "type": "WORKFLOW_CANCELLED"}
+    status = {**_failed([WF_STARTED, started("say#1"), cancelled]), "phase": "Cancelled"}
+    result = plan(status, [pod("t", "task", "Running")])
+    assert result.create == [] and result.shared_driver is None
+    assert result.delete == ["t"]
+    assert "tasks" not in result.status

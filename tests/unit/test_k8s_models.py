@@ -13,15 +13,14 @@ from pydantic import ValidationError
 from flux.events import EventType, ExecutionEvent
 from flux.k8s.models import (
     HistoryEvent,
-    Phase,
-    TaskState,
+    Workflow,
+    WorkflowRun,
     WorkflowRunStatus,
     WorkflowSpec,
-    parse_run,
-    parse_workflow,
+    plain,
     to_json,
 )
-from flux.k8s.protocol import Step
+from flux.k8s.states import Phase, Step, TaskState
 
 NOW = "2026-01-01T12:00:00+00:00"
 
@@ -145,7 +144,7 @@ def times_as_z(value: Any) -> Any:
 
 
 def test_a_run_status_survives_the_round_trip() -> None:
-    run = parse_run(run_body(copy.deepcopy(FULL_STATUS)))
+    run = WorkflowRun.model_validate(run_body(copy.deepcopy(FULL_STATUS)))
     assert run.status.phase == Phase.RUNNING
     assert run.status.tasks[0].next_attempt_at == dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC)
     assert run.status.tasks[0].last_error is not None
@@ -157,7 +156,7 @@ def test_a_run_status_survives_the_round_trip() -> None:
 
 
 def test_a_fresh_run_has_defaults() -> None:
-    run = parse_run(run_body())
+    run = WorkflowRun.model_validate(run_body())
     assert run.metadata.name == "r1" and run.metadata.resource_version == "42"
     assert run.spec.workflow_ref.name == "hello" and run.spec.input == "World"
     assert run.status.phase == Phase.PENDING
@@ -168,7 +167,7 @@ def test_a_fresh_run_has_defaults() -> None:
 def test_input_is_any_json(value: Any) -> None:
     body = run_body()
     body["spec"]["input"] = value
-    assert parse_run(body).spec.input == value
+    assert WorkflowRun.model_validate(body).spec.input == value
 
 
 def test_kopf_mapping_views_are_read() -> None:
@@ -180,8 +179,13 @@ def test_kopf_mapping_views_are_read() -> None:
             ),
         }
     )
-    workflow = parse_workflow(MappingProxyType({"metadata": {"name": "w"}, "spec": spec}))
-    assert workflow.spec.secrets["API_KEY"].secret_name == "api"
+    # What the operator does with a Workflow's spec from a kopf handler (workflow_ready).
+    assert plain(spec) == {
+        "entrypoint": "m:f",
+        "secrets": {"API_KEY": {"secretName": "api", "key": "token"}},
+    }
+    assert WorkflowSpec.model_validate(plain(spec)).secrets["API_KEY"].secret_name == "api"
+    workflow = Workflow.model_validate(plain({"metadata": {"name": "w"}, "spec": spec}))
     assert workflow.status.conditions == []
 
 

@@ -13,10 +13,10 @@ from flux.engine.failures import FailureKind, error_info, timeout_info, to_excep
 from flux.engine.policy import (
     MAX_RETRY_DELAY,
     Fail,
-    Phase,
     RunAttempt,
     RunFallback,
     RunRollback,
+    Step,
     TaskPolicy,
     TaskProgress,
     after_attempt_failure,
@@ -226,12 +226,12 @@ def retry_started(attempt: int, not_before: dt.datetime, error: Any) -> Executio
 
 
 def test_progress_of_a_call_that_has_not_started() -> None:
-    assert TaskProgress.from_events([]) == TaskProgress(Phase.ATTEMPT, 1, None, None)
+    assert TaskProgress.from_events([]) == TaskProgress(Step.ATTEMPT, 1, None, None)
 
 
 def test_progress_of_a_first_attempt() -> None:
     progress = TaskProgress.from_events([event(EventType.TASK_STARTED, at=T0)])
-    assert progress == TaskProgress(Phase.ATTEMPT, 1, T0, None)
+    assert progress == TaskProgress(Step.ATTEMPT, 1, T0, None)
 
 
 def test_progress_of_a_call_waiting_for_a_retry() -> None:
@@ -243,11 +243,11 @@ def test_progress_of_a_call_waiting_for_a_retry() -> None:
         retry_started(3, T0 + seconds(3), second),
     ]
     assert TaskProgress.from_events(history) == TaskProgress(
-        Phase.ATTEMPT, 3, T0 + seconds(3), second
+        Step.ATTEMPT, 3, T0 + seconds(3), second
     )
     # After the failure of attempt 2, before its retry was scheduled:
     assert TaskProgress.from_events(history[:3]) == TaskProgress(
-        Phase.ATTEMPT, 2, T0 + seconds(1), second
+        Step.ATTEMPT, 2, T0 + seconds(1), second
     )
 
 
@@ -257,11 +257,11 @@ def test_progress_in_fallback_and_rollback() -> None:
     fallback = TaskProgress.from_events(
         [*base, event(EventType.TASK_FALLBACK_STARTED, {"error": final})]
     )
-    assert (fallback.phase, fallback.error) == (Phase.FALLBACK, final)
+    assert (fallback.step, fallback.error) == (Step.FALLBACK, final)
     rollback = TaskProgress.from_events(
         [*base, event(EventType.TASK_ROLLBACK_STARTED, {"error": final})]
     )
-    assert (rollback.phase, rollback.error) == (Phase.ROLLBACK, final)
+    assert (rollback.step, rollback.error) == (Step.ROLLBACK, final)
 
 
 @pytest.mark.parametrize(
@@ -274,7 +274,7 @@ def test_progress_in_fallback_and_rollback() -> None:
 )
 def test_progress_of_a_finished_call(outcome: EventType) -> None:
     history = [event(EventType.TASK_STARTED), event(outcome)]
-    assert TaskProgress.from_events(history).phase == Phase.DONE
+    assert TaskProgress.from_events(history).step is None
 
 
 def test_progress_agrees_with_the_decisions_that_produced_it() -> None:

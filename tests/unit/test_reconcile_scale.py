@@ -13,11 +13,11 @@ import pytest
 from test_batch_pods import batched
 from test_k8s_reconcile import CONFIG, NOW, WF_STARTED, pod, run, started, workflow
 
-from flux.k8s import reconcile
 from flux.k8s.archive import OpenCalls
 from flux.k8s.calls import next_move
 from flux.k8s.protocol import Outcome, TaskResult
 from flux.k8s.reconcile import Observed, Plan, plan_run
+from flux.k8s.reconcile import tasks as task_pass
 
 MANY = 100_000
 CAP = CONFIG.max_task_pods_per_run
@@ -52,7 +52,7 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
         counts["decoded"] += 1
         return task_event(self, call_id)
 
-    monkeypatch.setattr(reconcile, "next_move", counting_next_move)
+    monkeypatch.setattr(task_pass, "next_move", counting_next_move)
     monkeypatch.setattr(OpenCalls, "task_event", counting_task_event)
     return counts
 

@@ -25,7 +25,7 @@ from flux.engine.failures import describe, error_info, to_exception
 from flux.engine.instance import WorkflowInstance
 from flux.errors import CodecError, TaskError, WorkflowInputError
 from flux.events import ExecutionState
-from flux.k8s.calls import PodView
+from flux.k8s.pod_view import PodView
 from flux.k8s.protocol import Outcome, TaskSpec
 from flux.local.storage import LocalFileStorage
 from flux.runtime.task import run_step

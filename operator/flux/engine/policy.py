@@ -69,11 +69,15 @@ def jitter_factor(policy: TaskPolicy, unit_random: float) -> float:
     return 1.0 + policy.retry_jitter * (2.0 * unit_random - 1.0)
 
 
-class Phase(StrEnum):
+class Step(StrEnum):
+    """What runs for a task call: an attempt of its body, its fallback or its rollback.
+
+    Both executors record it; on Kubernetes it is also what a task pod runs.
+    """
+
     ATTEMPT = "attempt"
     FALLBACK = "fallback"
     ROLLBACK = "rollback"
-    DONE = "done"
 
 
 @dataclass(frozen=True)
@@ -125,14 +129,15 @@ def after_exhaustion(policy: TaskPolicy, final: ErrorInfo) -> Decision:
 class TaskProgress:
     """Where one task call stands, rebuilt from its history events."""
 
-    phase: Phase
+    step: Step | None  # None once the call has its outcome
     attempt: int
     not_before: dt.datetime | None
     error: ErrorInfo | None
 
     @classmethod
     def from_events(cls, events: Iterable[ExecutionEvent]) -> TaskProgress:
-        phase, attempt = Phase.ATTEMPT, 1
+        step: Step | None = Step.ATTEMPT
+        attempt = 1
         not_before: dt.datetime | None = None
         error: ErrorInfo | None = None
         for event in events:
@@ -147,14 +152,14 @@ class TaskProgress:
                 case EventType.TASK_RETRY_FAILED:
                     error = value.get("error")
                 case EventType.TASK_FALLBACK_STARTED:
-                    phase, error = Phase.FALLBACK, value.get("error")
+                    step, error = Step.FALLBACK, value.get("error")
                 case EventType.TASK_ROLLBACK_STARTED:
-                    phase, error = Phase.ROLLBACK, value.get("error")
+                    step, error = Step.ROLLBACK, value.get("error")
                 case (
                     EventType.TASK_COMPLETED
                     | EventType.TASK_FAILED
                     | EventType.TASK_CANCELLED
                     | EventType.TASK_RESUMED
                 ):
-                    phase = Phase.DONE
-        return cls(phase, attempt, not_before, error)
+                    step = None
+        return cls(step, attempt, not_before, error)

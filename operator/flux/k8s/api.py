@@ -15,43 +15,25 @@ from typing import Any
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from flux.k8s import labels as _labels
+from flux.k8s.kube.resources import GROUP as GROUP
+from flux.k8s.kube.resources import VERSION as VERSION
 from flux.k8s.kube.versions import newer as newer
-
-# Re-exported until every caller imports flux.k8s.names.
-from flux.k8s.names import (
-    ANNOTATION_ATTEMPT as ANNOTATION_ATTEMPT,
-)
-from flux.k8s.names import (
-    ANNOTATION_BATCH_SIZE as ANNOTATION_BATCH_SIZE,
-)
-from flux.k8s.names import (
-    ANNOTATION_CALL_ID as ANNOTATION_CALL_ID,
-)
-from flux.k8s.names import (
-    ANNOTATION_STEP as ANNOTATION_STEP,
-)
-from flux.k8s.names import (
-    GROUP as GROUP,
-)
-from flux.k8s.names import (
-    LABEL_CALL as LABEL_CALL,
-)
-from flux.k8s.names import (
-    LABEL_ROLE as LABEL_ROLE,
-)
-from flux.k8s.names import (
-    LABEL_RUN as LABEL_RUN,
-)
-from flux.k8s.names import (
-    LABEL_WORKFLOW as LABEL_WORKFLOW,
-)
-from flux.k8s.names import (
-    VERSION as VERSION,
-)
 
 WORKFLOWS = "workflows"
 RUNS = "workflowruns"
 MERGE_PATCH = "application/merge-patch+json"
+# Named in flux.k8s.labels (pure: the decisions read them without this client);
+# kept here for the modules that read them as api.LABEL_*.
+LABEL_RUN = _labels.LABEL_RUN
+LABEL_ROLE = _labels.LABEL_ROLE
+LABEL_CALL = _labels.LABEL_CALL
+LABEL_WORKFLOW = _labels.LABEL_WORKFLOW
+ANNOTATION_CALL_ID = _labels.ANNOTATION_CALL_ID
+ANNOTATION_STEP = _labels.ANNOTATION_STEP
+ANNOTATION_ATTEMPT = _labels.ANNOTATION_ATTEMPT
+ANNOTATION_BATCH_SIZE = _labels.ANNOTATION_BATCH_SIZE
+
 KUBECONFIG_ENV = "FLUX_KUBECONFIG"
 
 

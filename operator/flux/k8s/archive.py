@@ -19,11 +19,12 @@ import gzip
 import heapq
 import json
 import re
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from flux.events import TASK_OUTCOME_EVENTS
-from flux.k8s import names
+from flux.events import TASK_OUTCOME_EVENTS, EventType
+from flux.k8s import labels
+from flux.k8s.bodies import TaskRecordBody
 from flux.k8s.pods import dns_label, owner_reference
 
 # The whole WorkflowRun stays under this (etcd takes 1.5 MiB; Argo fails past 1 MiB).
@@ -119,7 +120,7 @@ def configmap(run: dict[str, Any], name: str, kind: str, payload: bytes) -> dict
         "metadata": {
             "name": name,
             "namespace": meta["namespace"],
-            "labels": {names.LABEL_RUN: meta["name"], names.LABEL_ROLE: f"archive-{kind}"},
+            "labels": {labels.LABEL_RUN: meta["name"], labels.LABEL_ROLE: f"archive-{kind}"},
             "ownerReferences": [{**owner_reference(run), "controller": False}],
         },
         "binaryData": {PAYLOAD_KEY: base64.b64encode(payload).decode()},
@@ -169,8 +170,8 @@ def history_over_budget(inline: Sequence[dict[str, Any]], new: Iterable[dict[str
 
 
 def settled_to_archive(
-    records: Sequence[dict[str, Any]], settled: set[str]
-) -> list[dict[str, Any]]:
+    records: Sequence[TaskRecordBody], settled: set[str]
+) -> list[TaskRecordBody]:
     """The settled task records to move out now: all of them, once there are enough."""
     done = [r for r in records if r.get("callId") in settled and not r.get("pod")]
     if len(done) >= INLINE_SETTLED_RECORDS or sum(encoded_size(r) for r in done) > (
@@ -226,11 +227,11 @@ class OpenCalls:
         self._closed_tasks = 0
         self.events: int = base.events if base is not None else 0
 
-    def apply(self, events: Iterable[dict[str, Any]]) -> OpenCalls:
+    def apply(self, events: Iterable[Mapping[str, Any]]) -> OpenCalls:
         for event in events:
             self.events += 1
             kind = event["type"]
-            if kind == "TASK_STARTED":
+            if kind == EventType.TASK_STARTED:
                 self._start(event)
             elif kind in _OUTCOMES:
                 self._settle(event["sourceId"])
@@ -309,7 +310,7 @@ class OpenCalls:
         """When each open sleep ends (ISO 8601), in history order."""
         return [until for _, (_, until) in self._open_sleeps()]
 
-    def _start(self, event: dict[str, Any]) -> None:
+    def _start(self, event: Mapping[str, Any]) -> None:
         call_id = event["sourceId"]
         if call_id in self:
             return  # a call starts once; the first TASK_STARTED stands
@@ -335,7 +336,7 @@ class OpenCalls:
             self._closed.add(call_id)
             self._closed_tasks += int(self._base.is_task(call_id))
 
-    def _split(self, event: dict[str, Any], value: dict[str, Any]) -> tuple[Shape, str]:
+    def _split(self, event: Mapping[str, Any], value: Mapping[str, Any]) -> tuple[Shape, str]:
         """The event's shared part (as a shape these calls may already have) and its own."""
         shared = {k: v for k, v in event.items() if k not in _OWN_FIELDS and k != "sourceId"}
         shared["value"] = {k: v for k, v in value.items() if k not in _OWN_VALUE_FIELDS}

@@ -8,10 +8,10 @@ state machine, the same one the embedded executor uses.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from flux.engine.failures import ErrorInfo, FailureKind, timeout_info, wrap_execution
 from flux.engine.policy import (
@@ -23,33 +23,31 @@ from flux.engine.policy import (
     after_attempt_failure,
 )
 from flux.events import EventType
-from flux.k8s import names
-from flux.k8s.protocol import (
+from flux.k8s.bodies import LastErrorBody, PolicyStepBody, SecretRefBody, TaskRecordBody
+from flux.k8s.pod_view import PodView, parse_time
+from flux.k8s.protocol import TaskResult
+from flux.k8s.states import (
+    FINISHED_TASK_STATES,
+    POD_STATES,
+    STATE_OF_STEP,
+    EventKind,
     Outcome,
+    PodPhase,
+    Reason,
     Step,
-    TaskResult,
-    parse_batch_result,
-    parse_task_result,
+    TaskState,
 )
 
-RUNNING_STATES = {
-    Step.ATTEMPT: "Running",
-    Step.FALLBACK: "FallingBack",
-    Step.ROLLBACK: "RollingBack",
+# The error a call the workflow gave up on fails with, and its rollback gets.
+CANCELLED_ERROR: ErrorInfo = {
+    "type": "CancelledError",
+    "module": "asyncio",
+    "message": "the task was cancelled",
+    "kind": FailureKind.CODE,
 }
-# Pod status reasons that mean the pod, not the task, failed.
-INFRASTRUCTURE_REASONS = frozenset({"Evicted", "NodeLost", "Preempted", "Terminated"})
-# Container waiting reasons that mean the pod will not start without a change.
-UNSTARTABLE_REASONS = frozenset(
-    {
-        "ErrImagePull",
-        "ImagePullBackOff",
-        "InvalidImageName",
-        "CreateContainerConfigError",
-        "CreateContainerError",
-        "ErrImageNeverPull",
-    }
-)
+# The unit random number of decisions not drawn by a reconcile: the retry delay's
+# jitter of a step that timed out or never started is its midpoint.
+_MIDPOINT = 0.5
 
 
 @dataclass(frozen=True)
@@ -68,7 +66,7 @@ class Call:
     batch_size: int = 1
 
     @classmethod
-    def from_event(cls, event: dict[str, Any]) -> Call:
+    def from_event(cls, event: Mapping[str, Any]) -> Call:
         value = event.get("value") or {}
         batch = value.get("batch") or {}
         return cls(
@@ -88,120 +86,16 @@ class Call:
 class CallMove:
     """What to do for one call: its new record, a pod to start, pods to remove."""
 
-    record: dict[str, Any]
-    start: tuple[Step, int] | None = None
+    record: TaskRecordBody
+    start: tuple[Step, int] | None = None  # the step and attempt a new pod runs
     delete: list[str] = field(default_factory=list)
     wake_at: dt.datetime | None = None
     events: list[tuple[str, str, str]] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class PodView:
-    """What the decisions need of a pod."""
-
-    name: str
-    phase: str
-    reason: str | None = None
-    waiting_reason: str | None = None
-    waiting_message: str | None = None
-    exit_code: int | None = None
-    terminated_reason: str | None = None
-    message: str | None = None
-    created: dt.datetime | None = None
-    started: dt.datetime | None = None
-    log_result: str | None = None
-    deleting: bool = False
-    unschedulable: str | None = None
-    # Calls a batch pod runs, one after another; None for a pod of one call.
-    batch_size: int | None = None
-
-    @classmethod
-    def from_pod(cls, pod: dict[str, Any], log_result: str | None = None) -> PodView:
-        status = pod.get("status") or {}
-        containers = status.get("containerStatuses") or []
-        state = (containers[0].get("state") or {}) if containers else {}
-        waiting = state.get("waiting") or {}
-        terminated = state.get("terminated") or {}
-        running = state.get("running") or {}
-        return cls(
-            name=pod["metadata"]["name"],
-            phase=status.get("phase", "Pending"),
-            reason=status.get("reason"),
-            waiting_reason=waiting.get("reason"),
-            waiting_message=waiting.get("message"),
-            exit_code=terminated.get("exitCode"),
-            terminated_reason=terminated.get("reason"),
-            message=terminated.get("message"),
-            created=_time(pod["metadata"].get("creationTimestamp")),
-            started=_time(running.get("startedAt") or terminated.get("startedAt")),
-            log_result=log_result,
-            deleting=bool(pod["metadata"].get("deletionTimestamp")),
-            batch_size=_batch_size(pod),
-            unschedulable=next(
-                (
-                    c.get("message") or "no node fits"
-                    for c in status.get("conditions") or []
-                    if c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable"
-                ),
-                None,
-            ),
-        )
-
-    @property
-    def finished(self) -> bool:
-        return self.phase in ("Succeeded", "Failed")
-
-    def for_item(self, call_id: str) -> PodView:
-        """A batch pod as one of its calls sees it: with that call's own result.
-
-        A call the batch result does not mention (the runner died first) sees
-        no result, so its attempt fails as the pod did.
-        """
-        if not self.finished:
-            return self
-        item = None
-        text = self.log_result or self.message
-        if text:
-            try:
-                item = parse_batch_result(text).items.get(call_id)
-            except ValueError:
-                item = None
-        return dataclasses.replace(
-            self,
-            message=item.to_message() if item is not None else None,
-            log_result=None,
-            exit_code=None if item is not None else self.exit_code,
-        )
-
-    def result(self) -> TaskResult | None:
-        text = self.message
-        if not text:
-            return None
-        try:
-            result = parse_task_result(text)
-            if result.in_log:
-                return parse_task_result(self.log_result) if self.log_result else None
-        except ValueError:  # not a result: the attempt fails as the pod did
-            return None
-        return result
-
-
-def _batch_size(pod: dict[str, Any]) -> int | None:
-    size = (pod["metadata"].get("annotations") or {}).get(names.ANNOTATION_BATCH_SIZE)
-    return int(size) if size is not None else None
-
-
-def _time(value: Any) -> dt.datetime | None:
-    if not value:
-        return None
-    if isinstance(value, dt.datetime):
-        return value
-    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-
-
 def next_move(
     call: Call,
-    record: dict[str, Any] | None,
+    record: TaskRecordBody | None,
     pod: PodView | None,
     now: dt.datetime,
     *,
@@ -209,7 +103,7 @@ def next_move(
     infrastructure_retries: int,
     timeout_backstop: float,
     unit_random: float = 0.5,
-    secret_refs: dict[str, dict[str, str]] | None = None,
+    secret_refs: Mapping[str, SecretRefBody] | None = None,
     cancel_requested: bool = False,
 ) -> CallMove | None:
     """The next move for ``call``, or None when there is nothing to do yet.
@@ -229,31 +123,35 @@ def next_move(
                 ", ".join(unmapped) + " (the Workflow's "
                 "spec.secrets maps no Kubernetes Secret to it)",
             )
-        fresh = {
+        fresh: TaskRecordBody = {
             "callId": call.call_id,
             "name": call.name,
-            "state": "Running",
-            "step": Step.ATTEMPT.value,
+            "state": TaskState.RUNNING,
+            "step": Step.ATTEMPT,
             "attempts": 1,
             "startTime": now.isoformat(),
         }
         return CallMove(fresh, start=(Step.ATTEMPT, 1))
     state = record.get("state")
-    step = Step(record.get("step", Step.ATTEMPT.value))
-    if state == "Retrying":
-        due = _time(record.get("nextAttemptAt"))
+    if state == TaskState.RETRYING:
+        due = parse_time(record.get("nextAttemptAt"))
         if due is not None and due > now:
             return CallMove(record, wake_at=due)
-        attempt = int(record.get("attempts", 1)) + 1
-        updated = {**record, "state": "Running", "attempts": attempt, "nextAttemptAt": None}
+        attempt = record.get("attempts", 1) + 1
+        updated: TaskRecordBody = {
+            **record,
+            "state": TaskState.RUNNING,
+            "attempts": attempt,
+            "nextAttemptAt": None,
+        }
         return CallMove(updated, start=(Step.ATTEMPT, attempt))
-    if state not in RUNNING_STATES.values():
+    if state not in POD_STATES:
         return None
-    attempt = int(record.get("attempts", 1))
-    if pod is None or pod.deleting or pod.reason in INFRASTRUCTURE_REASONS:
+    current = _CurrentStep(call, record, now)
+    if pod is None or pod.lost:
         # The operator deletes a step's pod only after recording its result, so a
         # pod gone or going while still current was deleted, evicted or lost.
-        move = _pod_lost(call, record, step, attempt, infrastructure_retries)
+        move = current.pod_lost(infrastructure_retries)
         if pod is not None:
             move.delete.append(pod.name)
         return move
@@ -274,134 +172,195 @@ def next_move(
         move.delete.append(pod.name)
         return move
     if not pod.finished:
-        return _still_running(call, record, step, pod, now, pending_timeout, timeout_backstop)
+        return current.still_running(pod, pending_timeout, timeout_backstop)
     result = pod.result()
-    if pod.phase == "Succeeded" and result is not None and result.outcome == Outcome.COMPLETED:
-        return _step_succeeded(record, step, result, pod, now)
-    return _step_failed(
-        call, record, step, attempt, _failure(call, pod, result), pod.name, now, unit_random
-    )
+    if (
+        pod.phase == PodPhase.SUCCEEDED
+        and result is not None
+        and result.outcome == Outcome.COMPLETED
+    ):
+        return current.succeeded(result, pod.name)
+    return current.failed(_failure(call, pod, result), pod.name, unit_random)
 
 
-def _step_succeeded(
-    record: dict[str, Any], step: Step, result: TaskResult, pod: PodView, now: dt.datetime
-) -> CallMove:
-    done = {**record, "finishTime": now.isoformat(), "pod": None}
-    attempt = int(record.get("attempts", 1))
-    if step == Step.ROLLBACK:
-        # The rollback ran; the task still fails with the error that triggered it
-        # (or, when the workflow gave up on it, ends cancelled).
-        if record.get("cancelling"):
-            done.update(state="Cancelled")
+@dataclass(frozen=True)
+class _CurrentStep:
+    """The step a call's record says its pod runs, decided on at ``now``."""
+
+    call: Call
+    record: TaskRecordBody
+    now: dt.datetime
+
+    @property
+    def step(self) -> Step:
+        return Step(self.record.get("step", Step.ATTEMPT))
+
+    @property
+    def attempt(self) -> int:
+        return self.record.get("attempts", 1)
+
+    def succeeded(self, result: TaskResult, pod_name: str) -> CallMove:
+        now, step = self.now, self.step
+        done: TaskRecordBody = {**self.record, "finishTime": now.isoformat(), "pod": None}
+        if step == Step.ROLLBACK:
+            # The rollback ran; the task still fails with the error that triggered it
+            # (or, when the workflow gave up on it, ends cancelled).
+            if done.get("cancelling"):
+                done = {**done, "state": TaskState.CANCELLED}
+            else:
+                error = wrap_execution(done["triggerError"])
+                done = {**done, "state": TaskState.FAILED, "error": error}
+            done = with_step(done, EventType.TASK_ROLLBACK_COMPLETED, at=now)
         else:
-            done.update(state="Failed", error=wrap_execution(record["triggerError"]))
-        done = with_step(done, EventType.TASK_ROLLBACK_COMPLETED, at=now)
-    else:
-        done.update(state="Completed", output=result.value)
-        if step == Step.FALLBACK:
-            done = with_step(done, EventType.TASK_FALLBACK_COMPLETED, at=now)
-        elif attempt > 1:
-            done = with_step(done, EventType.TASK_RETRY_COMPLETED, {"attempt": attempt}, at=now)
-    return CallMove(done, delete=[pod.name])
+            done = {**done, "state": TaskState.COMPLETED, "output": result.value}
+            if step == Step.FALLBACK:
+                done = with_step(done, EventType.TASK_FALLBACK_COMPLETED, at=now)
+            elif self.attempt > 1:
+                value = {"attempt": self.attempt}
+                done = with_step(done, EventType.TASK_RETRY_COMPLETED, value, at=now)
+        return CallMove(done, delete=[pod_name])
 
-
-def _step_failed(
-    call: Call,
-    record: dict[str, Any],
-    step: Step,
-    attempt: int,
-    failure: ErrorInfo,
-    pod_name: str,
-    now: dt.datetime,
-    unit_random: float,
-) -> CallMove:
-    record = {**record, "lastError": _last_error(failure), "pod": None}
-    if step != Step.ATTEMPT:
-        ended = (
-            EventType.TASK_FALLBACK_FAILED
-            if step == Step.FALLBACK
-            else EventType.TASK_ROLLBACK_FAILED
-        )
-        record = with_step(record, ended, {"error": failure}, at=now)
-        if record.get("cancelling"):
-            return CallMove(
-                {**record, "state": "Cancelled", "finishTime": now.isoformat()}, delete=[pod_name]
+    def failed(self, failure: ErrorInfo, pod_name: str, unit_random: float) -> CallMove:
+        """The step failed: the policy says whether to retry, fall back, roll back or fail."""
+        now, step, attempt, call = self.now, self.step, self.attempt, self.call
+        record: TaskRecordBody = {**self.record, "lastError": _last_error(failure), "pod": None}
+        if step != Step.ATTEMPT:
+            ended = (
+                EventType.TASK_FALLBACK_FAILED
+                if step == Step.FALLBACK
+                else EventType.TASK_ROLLBACK_FAILED
             )
-        failed = {
-            **record,
-            "state": "Failed",
-            "finishTime": now.isoformat(),
-            "error": wrap_execution(failure),
-        }
-        return CallMove(failed, delete=[pod_name], events=[_task_failed_event(call, failure)])
-    if attempt > 1:
-        record = with_step(
-            record, EventType.TASK_RETRY_FAILED, {"attempt": attempt, "error": failure}, at=now
-        )
-    decision = after_attempt_failure(call.policy, attempt, failure, now, unit_random)
-    match decision:
-        case RunAttempt():
-            record = with_step(
-                record,
-                EventType.TASK_RETRY_STARTED,
-                {
+            record = with_step(record, ended, {"error": failure}, at=now)
+            if record.get("cancelling"):
+                cancelled: TaskRecordBody = {
+                    **record,
+                    "state": TaskState.CANCELLED,
+                    "finishTime": now.isoformat(),
+                }
+                return CallMove(cancelled, delete=[pod_name])
+            return _failed(call, record, failure, now, delete=[pod_name])
+        if attempt > 1:
+            value = {"attempt": attempt, "error": failure}
+            record = with_step(record, EventType.TASK_RETRY_FAILED, value, at=now)
+        decision = after_attempt_failure(call.policy, attempt, failure, now, unit_random)
+        match decision:
+            case RunAttempt():
+                retry_value = {
                     "attempt": decision.attempt,
                     "delay": decision.delay,
                     "not_before": decision.not_before.isoformat(),
                     "error": failure,
+                }
+                record = with_step(record, EventType.TASK_RETRY_STARTED, retry_value, at=now)
+                retry: TaskRecordBody = {
+                    **record,
+                    "state": TaskState.RETRYING,
+                    "nextAttemptAt": decision.not_before.isoformat(),
+                }
+                return CallMove(retry, delete=[pod_name], wake_at=decision.not_before)
+            case RunFallback():
+                return _switch(record, Step.FALLBACK, decision.error, now, delete=[pod_name])
+            case RunRollback():
+                return _switch(record, Step.ROLLBACK, decision.error, now, delete=[pod_name])
+            case Fail():
+                return _failed(call, record, decision.error, now, delete=[pod_name])
+
+    def pod_lost(self, budget: int) -> CallMove:
+        """The pod vanished (deleted, evicted, node lost): not the task's fault."""
+        record, call = self.record, self.call
+        used = record.get("infrastructureRetries", 0)
+        if used < budget:
+            again: TaskRecordBody = {
+                **record,
+                "infrastructureRetries": used + 1,
+                "lastError": {
+                    "type": "PodLost",
+                    "kind": FailureKind.INFRASTRUCTURE,
+                    "message": f"pod {record.get('pod')} disappeared; started again",
                 },
-                at=now,
-            )
-            retry = {
-                **record,
-                "state": "Retrying",
-                "nextAttemptAt": decision.not_before.isoformat(),
             }
-            return CallMove(retry, delete=[pod_name], wake_at=decision.not_before)
-        case RunFallback():
-            record = with_step(
-                record, EventType.TASK_FALLBACK_STARTED, {"error": decision.error}, at=now
-            )
-            moved = {
-                **record,
-                "state": RUNNING_STATES[Step.FALLBACK],
-                "step": "fallback",
-                "triggerError": decision.error,
-            }
-            return CallMove(moved, start=(Step.FALLBACK, 1), delete=[pod_name])
-        case RunRollback():
-            record = with_step(
-                record, EventType.TASK_ROLLBACK_STARTED, {"error": decision.error}, at=now
-            )
-            moved = {
-                **record,
-                "state": RUNNING_STATES[Step.ROLLBACK],
-                "step": "rollback",
-                "triggerError": decision.error,
-            }
-            return CallMove(moved, start=(Step.ROLLBACK, 1), delete=[pod_name])
-        case Fail():
-            failed = {
-                **record,
-                "state": "Failed",
-                "finishTime": now.isoformat(),
-                "error": wrap_execution(decision.error),
-            }
-            return CallMove(
-                failed, delete=[pod_name], events=[_task_failed_event(call, decision.error)]
-            )
+            return CallMove(again, start=(self.step, self.attempt))
+        failure = _error(
+            "PodLost",
+            FailureKind.INFRASTRUCTURE,
+            f"pod of task {call.name!r} was lost {used + 1} times",
+        )
+        failed: TaskRecordBody = {
+            **record,
+            "state": TaskState.FAILED,
+            "error": wrap_execution(failure),
+            "lastError": _last_error(failure),
+        }
+        return CallMove(failed, events=[_task_failed_event(call, failure)])
+
+    def still_running(
+        self, pod: PodView, pending_timeout: float, backstop: float
+    ) -> CallMove | None:
+        """A pod not finished: failed if it cannot start or ran past its deadline."""
+        now, call = self.now, self.call
+        if pod.stuck_pending and pod.created is not None:
+            waited = (now - pod.created).total_seconds()
+            if waited > pending_timeout:
+                reason = pod.waiting_reason or ("Unschedulable" if pod.unschedulable else "Pending")
+                detail = pod.waiting_message or pod.unschedulable or ""
+                failure: ErrorInfo = {
+                    "type": "PodStartError",
+                    "module": "",
+                    "kind": FailureKind.UNSTARTABLE,
+                    "reason": reason,
+                    "message": f"pod {pod.name} could not start in {pending_timeout:g}s: "
+                    f"{reason}: {detail}".rstrip(": "),
+                }
+                return self.failed(failure, pod.name, _MIDPOINT)
+        timeout = call.policy.timeout
+        if self.step == Step.ATTEMPT and timeout and pod.started is not None:
+            # A batch pod runs its calls one after another, each with its own deadline.
+            allowed = timeout * (pod.batch_size or 1) + backstop
+            overdue = (now - pod.started).total_seconds() - allowed
+            if overdue > 0:
+                return self.failed(timeout_info(call.name, timeout), pod.name, _MIDPOINT)
+            return CallMove(self.record, wake_at=pod.started + dt.timedelta(seconds=allowed + 1))
+        if pod.phase == PodPhase.PENDING and pod.created is not None:
+            # Checked again when the pod could have been pending too long.
+            wake = pod.created + dt.timedelta(seconds=pending_timeout + 1)
+            return CallMove(self.record, wake_at=wake)
+        return None
 
 
-CANCELLED_ERROR: ErrorInfo = {
-    "type": "CancelledError",
-    "module": "asyncio",
-    "message": "the task was cancelled",
-    "kind": "code",
-}
+def _switch(
+    record: TaskRecordBody, step: Step, error: ErrorInfo, now: dt.datetime, *, delete: list[str]
+) -> CallMove:
+    """The call moves on to its fallback or rollback, in a new pod."""
+    started = (
+        EventType.TASK_FALLBACK_STARTED
+        if step == Step.FALLBACK
+        else EventType.TASK_ROLLBACK_STARTED
+    )
+    record = with_step(record, started, {"error": error}, at=now)
+    moved: TaskRecordBody = {
+        **record,
+        "state": STATE_OF_STEP[step],
+        "step": step,
+        "triggerError": error,
+    }
+    return CallMove(moved, start=(step, 1), delete=delete)
+
+
+def _failed(
+    call: Call, record: TaskRecordBody, error: ErrorInfo, now: dt.datetime, *, delete: list[str]
+) -> CallMove:
+    """The call fails with ``error``; an Event says so."""
+    failed: TaskRecordBody = {
+        **record,
+        "state": TaskState.FAILED,
+        "finishTime": now.isoformat(),
+        "error": wrap_execution(error),
+    }
+    return CallMove(failed, delete=delete, events=[_task_failed_event(call, error)])
 
 
 def _cancel(
-    call: Call, record: dict[str, Any] | None, pod: PodView | None, now: dt.datetime
+    call: Call, record: TaskRecordBody | None, pod: PodView | None, now: dt.datetime
 ) -> CallMove | None:
     """Stop a call the workflow gave up on; one that had started runs its rollback."""
     if record is None:
@@ -409,20 +368,20 @@ def _cancel(
             {
                 "callId": call.call_id,
                 "name": call.name,
-                "state": "Cancelled",
+                "state": TaskState.CANCELLED,
                 "attempts": 0,
                 "finishTime": now.isoformat(),
             }
         )
-    if record.get("state") in ("Completed", "Failed", "Cancelled"):
+    if record.get("state") in FINISHED_TASK_STATES:
         return None  # it ended first; the driver delivers that outcome
     delete = [pod.name] if pod is not None else []
     if call.policy.has_rollback and not call.policy.has_fallback:
         rolling = with_step(
             {
                 **record,
-                "state": RUNNING_STATES[Step.ROLLBACK],
-                "step": "rollback",
+                "state": STATE_OF_STEP[Step.ROLLBACK],
+                "step": Step.ROLLBACK,
                 "triggerError": CANCELLED_ERROR,
                 "cancelling": True,
                 "nextAttemptAt": None,
@@ -435,7 +394,7 @@ def _cancel(
     return CallMove(
         {
             **record,
-            "state": "Cancelled",
+            "state": TaskState.CANCELLED,
             "pod": None,
             "nextAttemptAt": None,
             "finishTime": now.isoformat(),
@@ -446,17 +405,17 @@ def _cancel(
 
 def _secrets_missing(call: Call, now: dt.datetime, detail: str) -> CallMove:
     """A task whose secrets cannot reach it fails before its body runs, without retries."""
-    failure: ErrorInfo = {
-        "type": "SecretsNotFoundError",
-        "module": "flux.errors",
-        "kind": FailureKind.UNSTARTABLE.value,
-        "message": f"task {call.name!r}: missing secret(s): {detail}",
-    }
-    record = {
+    failure = _error(
+        "SecretsNotFoundError",
+        FailureKind.UNSTARTABLE,
+        f"task {call.name!r}: missing secret(s): {detail}",
+        module="flux.errors",
+    )
+    record: TaskRecordBody = {
         "callId": call.call_id,
         "name": call.name,
-        "state": "Failed",
-        "step": Step.ATTEMPT.value,
+        "state": TaskState.FAILED,
+        "step": Step.ATTEMPT,
         "attempts": 0,
         "startTime": now.isoformat(),
         "finishTime": now.isoformat(),
@@ -467,8 +426,8 @@ def _secrets_missing(call: Call, now: dt.datetime, detail: str) -> CallMove:
 
 
 def with_step(
-    record: dict[str, Any], event_type: EventType, value: Any = None, *, at: dt.datetime
-) -> dict[str, Any]:
+    record: TaskRecordBody, event_type: EventType, value: Any = None, *, at: dt.datetime
+) -> TaskRecordBody:
     """``record`` with one more policy step, in the form history keeps it.
 
     The driver copies these steps into history before the call's outcome, so a
@@ -476,81 +435,8 @@ def with_step(
     executor records them. ``at`` is when the step happened: the driver copies
     them later (when the call ends), and history keeps this time, not the copy's.
     """
-    step = {"type": event_type.value, "value": value, "time": at.isoformat()}
+    step: PolicyStepBody = {"type": event_type.value, "value": value, "time": at.isoformat()}
     return {**record, "steps": [*record.get("steps", []), step]}
-
-
-def _pod_lost(
-    call: Call, record: dict[str, Any], step: Step, attempt: int, budget: int
-) -> CallMove:
-    """The pod vanished (deleted, evicted, node lost): not the task's fault."""
-    used = int(record.get("infrastructureRetries", 0))
-    if used < budget:
-        again = {
-            **record,
-            "infrastructureRetries": used + 1,
-            "lastError": {
-                "type": "PodLost",
-                "kind": FailureKind.INFRASTRUCTURE.value,
-                "message": f"pod {record.get('pod')} disappeared; started again",
-            },
-        }
-        return CallMove(again, start=(step, attempt))
-    failure: ErrorInfo = {
-        "type": "PodLost",
-        "module": "",
-        "kind": "infrastructure",
-        "message": f"pod of task {call.name!r} was lost {used + 1} times",
-    }
-    failed = {
-        **record,
-        "state": "Failed",
-        "error": wrap_execution(failure),
-        "lastError": _last_error(failure),
-    }
-    return CallMove(failed, events=[_task_failed_event(call, failure)])
-
-
-def _still_running(
-    call: Call,
-    record: dict[str, Any],
-    step: Step,
-    pod: PodView,
-    now: dt.datetime,
-    pending_timeout: float,
-    backstop: float,
-) -> CallMove | None:
-    if pod.phase == "Pending" and pod.created is not None:
-        stuck = pod.waiting_reason in UNSTARTABLE_REASONS or pod.unschedulable is not None
-        waited = (now - pod.created).total_seconds()
-        if stuck and waited > pending_timeout:
-            reason = pod.waiting_reason or ("Unschedulable" if pod.unschedulable else "Pending")
-            detail = pod.waiting_message or pod.unschedulable or ""
-            failure: ErrorInfo = {
-                "type": "PodStartError",
-                "module": "",
-                "kind": FailureKind.UNSTARTABLE.value,
-                "reason": reason,
-                "message": f"pod {pod.name} could not start in {pending_timeout:g}s: "
-                f"{reason}: {detail}".rstrip(": "),
-            }
-            attempt = int(record.get("attempts", 1))
-            return _step_failed(call, record, step, attempt, failure, pod.name, now, 0.5)
-    timeout = call.policy.timeout
-    if step == Step.ATTEMPT and timeout and pod.started is not None:
-        # A batch pod runs its calls one after another, each with its own deadline.
-        allowed = timeout * (pod.batch_size or 1) + backstop
-        overdue = (now - pod.started).total_seconds() - allowed
-        if overdue > 0:
-            attempt = int(record.get("attempts", 1))
-            return _step_failed(
-                call, record, step, attempt, timeout_info(call.name, timeout), pod.name, now, 0.5
-            )
-        return CallMove(record, wake_at=pod.started + dt.timedelta(seconds=allowed + 1))
-    if pod.phase == "Pending" and pod.created is not None:
-        # Checked again when the pod could have been pending too long.
-        return CallMove(record, wake_at=pod.created + dt.timedelta(seconds=pending_timeout + 1))
-    return None
 
 
 def _failure(call: Call, pod: PodView, result: TaskResult | None) -> ErrorInfo:
@@ -568,7 +454,7 @@ def _failure(call: Call, pod: PodView, result: TaskResult | None) -> ErrorInfo:
     info = {
         "type": "PodFailed",
         "module": "",
-        "kind": FailureKind.CODE.value,
+        "kind": FailureKind.CODE,
         "reason": reason,
         "message": f"task container ended with exit code {pod.exit_code} ({reason})",
     }
@@ -577,23 +463,25 @@ def _failure(call: Call, pod: PodView, result: TaskResult | None) -> ErrorInfo:
     return info
 
 
-def _last_error(info: ErrorInfo) -> dict[str, Any]:
-    return {
-        k: v
-        for k, v in {
-            "type": info.get("type"),
-            "message": info.get("message"),
-            "kind": info.get("kind"),
-            "exitCode": info.get("exit_code"),
-            "reason": info.get("reason"),
-        }.items()
-        if v is not None
+def _error(type_name: str, kind: FailureKind, message: str, *, module: str = "") -> ErrorInfo:
+    """An error the operator finds itself (no exception of the task's raised it)."""
+    return {"type": type_name, "module": module, "kind": kind, "message": message}
+
+
+def _last_error(info: ErrorInfo) -> LastErrorBody:
+    found: dict[str, Any] = {
+        "type": info.get("type"),
+        "message": info.get("message"),
+        "kind": info.get("kind"),
+        "exitCode": info.get("exit_code"),
+        "reason": info.get("reason"),
     }
+    return cast(LastErrorBody, {k: v for k, v in found.items() if v is not None})
 
 
 def _task_failed_event(call: Call, info: ErrorInfo) -> tuple[str, str, str]:
     return (
-        "Warning",
-        "TaskFailed",
+        EventKind.WARNING,
+        Reason.TASK_FAILED,
         f"task {call.name} ({call.call_id}) failed: {info.get('type')}: {info.get('message')}",
     )

@@ -20,9 +20,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from flux.k8s import names
-from flux.k8s.kube.resources import RUNS, WORKFLOWS
+from flux.k8s.kube.resources import GROUP, RUNS, VERSION, WORKFLOWS
 from flux.k8s.models import Workflow, WorkflowRun
+from flux.k8s.states import ConditionType
 
 HEADER = "# Generated from operator/flux/k8s/models.py by `make crds`; do not edit.\n"
 AGE_COLUMN = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
@@ -48,7 +48,7 @@ class Resource:
 
     @property
     def name(self) -> str:
-        return f"{self.plural}.{names.GROUP}"
+        return f"{self.plural}.{GROUP}"
 
 
 RESOURCES = (
@@ -58,9 +58,10 @@ RESOURCES = (
         "wf",
         (
             {
-                "name": "Ready",
+                # .value: YAML writes plain strings only.
+                "name": ConditionType.READY.value,
                 "type": "string",
-                "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+                "jsonPath": f'.status.conditions[?(@.type=="{ConditionType.READY.value}")].status',
                 "description": "Whether runs of the workflow can start.",
             },
             AGE_COLUMN,
@@ -148,7 +149,7 @@ def crd(resource: Resource) -> dict[str, Any]:
         "kind": "CustomResourceDefinition",
         "metadata": {"name": resource.name},
         "spec": {
-            "group": names.GROUP,
+            "group": GROUP,
             "names": {
                 "kind": resource.kind,
                 "listKind": f"{resource.kind}List",
@@ -160,7 +161,7 @@ def crd(resource: Resource) -> dict[str, Any]:
             "scope": "Namespaced",
             "versions": [
                 {
-                    "name": names.VERSION,
+                    "name": VERSION,
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},

@@ -13,41 +13,33 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from flux.events import TASK_OUTCOME_EVENTS, WORKFLOW_FINAL_EVENTS, EventType, ExecutionState
-from flux.k8s.calls import Call
-from flux.k8s.history import PHASES
 from flux.k8s.models import (
     ENTRYPOINT_PATTERN,
     IDENTIFIER_PATTERN,
     Condition,
-    ConditionStatus,
-    HistoryEvent,
-    Phase,
     WorkflowSpec,
     plain,
     to_json,
 )
+from flux.k8s.states import (
+    OPERATOR_REASONS,
+    QUIET_REASONS,
+    ConditionStatus,
+    ConditionType,
+    EventKind,
+    Phase,
+    Reason,
+)
 
-READY = "Ready"
-SUCCEEDED = "Succeeded"
-# Reasons on the Succeeded condition for failures the operator finds itself.
-WORKFLOW_NOT_FOUND = "WorkflowNotFound"
-WORKFLOW_INVALID = "WorkflowInvalid"
-DRIVER_FAILED = "DriverFailed"
-OPERATOR_REASONS = frozenset({WORKFLOW_NOT_FOUND, WORKFLOW_INVALID, DRIVER_FAILED})
 # Failure types recorded by the workflow that mean the user's input was wrong.
-INPUT_ERRORS = {"WorkflowInputError": "InvalidInput", "GraphValidationError": "InvalidGraph"}
-# Routine progress of every run: the condition says it, an Event would be a write per run.
-QUIET_REASONS = frozenset({"Pending", "Running"})
+INPUT_ERRORS = {
+    "WorkflowInputError": Reason.INVALID_INPUT,
+    "GraphValidationError": Reason.INVALID_GRAPH,
+}
 SOURCE_FILENAME = "<workflow source>"
 _PATTERN_FORMS = {
     ENTRYPOINT_PATTERN: "of the form module:function",
     IDENTIFIER_PATTERN: "a Python identifier",
-}
-_FINAL_STATES = {
-    EventType.WORKFLOW_COMPLETED: ExecutionState.COMPLETED,
-    EventType.WORKFLOW_FAILED: ExecutionState.FAILED,
-    EventType.WORKFLOW_CANCELLED: ExecutionState.CANCELLED,
 }
 
 
@@ -61,12 +53,12 @@ def workflow_ready(spec: Mapping[str, Any], generation: int | None = None) -> Co
     try:
         parsed = WorkflowSpec.model_validate(plain(spec))
     except ValidationError as exc:
-        return _ready(False, "InvalidSpec", _describe(exc), generation)
+        return _ready(False, Reason.INVALID_SPEC, _describe(exc), generation)
     if parsed.source is not None:
         problem = source_problem(parsed.source)
         if problem is not None:
-            return _ready(False, "SourceSyntaxError", problem, generation)
-    return _ready(True, "Valid", "the workflow can run", generation)
+            return _ready(False, Reason.SOURCE_SYNTAX_ERROR, problem, generation)
+    return _ready(True, Reason.VALID, "the workflow can run", generation)
 
 
 def source_problem(source: str) -> str | None:
@@ -84,9 +76,9 @@ def source_problem(source: str) -> str | None:
     return None
 
 
-def _ready(ok: bool, reason: str, message: str, generation: int | None) -> Condition:
+def _ready(ok: bool, reason: Reason, message: str, generation: int | None) -> Condition:
     return Condition(
-        type=READY,
+        type=ConditionType.READY,
         status=ConditionStatus.TRUE if ok else ConditionStatus.FALSE,
         reason=reason,
         message=message,
@@ -131,46 +123,6 @@ def condition_changed(conditions: Sequence[Condition], new: Condition) -> bool:
     return old is None or any(getattr(old, k) != getattr(new, k) for k in keys)
 
 
-def execution_state(history: Sequence[HistoryEvent]) -> ExecutionState:
-    """The run's state as its history records it (what replaying it would find)."""
-    if not history:
-        return ExecutionState.CREATED
-    for event in reversed(history):
-        if event.type in WORKFLOW_FINAL_EVENTS:
-            return _FINAL_STATES[event.type]
-    open_pauses: set[str] = set()
-    for event in history:
-        if event.type == EventType.TASK_PAUSED:
-            open_pauses.add(event.source_id)
-        elif event.type == EventType.TASK_RESUMED:
-            open_pauses.discard(event.source_id)
-    return ExecutionState.PAUSED if open_pauses else ExecutionState.RUNNING
-
-
-def phase_for(history: Sequence[HistoryEvent]) -> Phase:
-    return Phase(PHASES[execution_state(history)])
-
-
-def outstanding_calls(history: Sequence[HistoryEvent]) -> list[Call]:
-    """Task calls started and not yet settled, in the order they started.
-
-    Sleeps and built-ins are not among them: they need no pod. A finished run
-    has none, even if its last driver stopped before it recorded the
-    cancellation of calls the workflow left behind.
-    """
-    if execution_state(history).is_final:
-        return []
-    settled = {e.source_id for e in history if e.type in TASK_OUTCOME_EVENTS}
-    return [
-        Call.from_event(event.model_dump(mode="json", by_alias=True))
-        for event in history
-        if event.type == EventType.TASK_STARTED
-        and isinstance(event.value, dict)
-        and "task" in event.value
-        and event.source_id not in settled
-    ]
-
-
 @dataclass(frozen=True)
 class ConditionUpdate:
     """A run's conditions after a change of its Succeeded condition, and the Events saying so."""
@@ -195,32 +147,34 @@ def succeeded_update(
     conditions = [to_json(c) for c in set_condition(stored, wanted, now)]
     if wanted.reason in QUIET_REASONS:
         return ConditionUpdate(conditions)
-    kind = "Warning" if wanted.status == ConditionStatus.FALSE else "Normal"
+    kind = EventKind.WARNING if wanted.status == ConditionStatus.FALSE else EventKind.NORMAL
     return ConditionUpdate(conditions, [(kind, wanted.reason, wanted.message)])
 
 
 def succeeded_condition(status: Mapping[str, Any], generation: int | None = None) -> Condition:
-    phase = status.get("phase") or "Pending"
+    phase = status.get("phase") or Phase.PENDING
     error = status.get("error") or {}
-    if phase == "Succeeded":
-        state, reason, message = "True", "Succeeded", "the workflow completed"
-    elif phase == "Failed":
+    reason: str
+    if phase == Phase.SUCCEEDED:
+        state, reason, message = ConditionStatus.TRUE, Reason.SUCCEEDED, "the workflow completed"
+    elif phase == Phase.FAILED:
         error_type = str(error.get("type", "Failed"))
         reason = INPUT_ERRORS.get(
-            error_type, error_type if error_type in OPERATOR_REASONS else "WorkflowFailed"
+            error_type, error_type if error_type in OPERATOR_REASONS else Reason.WORKFLOW_FAILED
         )
-        state, message = "False", str(error.get("message", "the workflow failed"))
-    elif phase == "Cancelled":
-        state, reason, message = "False", "Cancelled", "the run was cancelled"
-    elif phase == "Paused":
+        state, message = ConditionStatus.FALSE, str(error.get("message", "the workflow failed"))
+    elif phase == Phase.CANCELLED:
+        state, reason, message = ConditionStatus.FALSE, Reason.CANCELLED, "the run was cancelled"
+    elif phase == Phase.PAUSED:
         pause = (status.get("pause") or {}).get("name", "")
-        state, reason = "Unknown", "Paused"
+        state, reason = ConditionStatus.UNKNOWN, Reason.PAUSED
         message = f"waiting at pause {pause!r}; resume by patching status.resume"
     else:
-        state, reason, message = "Unknown", phase, f"the run is {phase.lower()}"
+        # Pending, Running: the reason is the phase.
+        state, reason, message = ConditionStatus.UNKNOWN, phase, f"the run is {phase.lower()}"
     return Condition(
-        type=SUCCEEDED,
-        status=ConditionStatus(state),
+        type=ConditionType.SUCCEEDED,
+        status=state,
         reason=reason,
         message=message,
         observed_generation=generation,

@@ -4,18 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flux.events import ExecutionEvent, ExecutionState
-
-PHASES = {
-    ExecutionState.CREATED: "Pending",
-    ExecutionState.RUNNING: "Running",
-    ExecutionState.PAUSED: "Paused",
-    ExecutionState.COMPLETED: "Succeeded",
-    ExecutionState.FAILED: "Failed",
-    ExecutionState.CANCELLED: "Cancelled",
-}
-FINAL_PHASES = frozenset({"Succeeded", "Failed", "Cancelled"})
-FINISHED_TASK_STATES = frozenset({"Completed", "Failed", "Cancelled"})
+from flux.events import ExecutionEvent
+from flux.k8s.states import FINISHED_TASK_STATES
 
 
 def event_to_status(event: ExecutionEvent) -> dict[str, Any]:
@@ -27,10 +17,6 @@ def event_to_status(event: ExecutionEvent) -> dict[str, Any]:
 
 def event_from_status(data: dict[str, Any]) -> ExecutionEvent:
     return ExecutionEvent.from_dict({**data, "source_id": data["sourceId"]})
-
-
-def history_from_status(status: dict[str, Any]) -> list[ExecutionEvent]:
-    return [event_from_status(e) for e in status.get("history") or []]
 
 
 def finished_records(status: dict[str, Any]) -> list[dict[str, Any]]:

@@ -27,12 +27,15 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, Info
 
-from flux.k8s import names
-from flux.k8s.history import FINAL_PHASES
+from flux.engine.failures import FailureKind
+from flux.events import EventType
+from flux.k8s import labels
+from flux.k8s.states import ACTIVE_PHASES, FINAL_PHASES, PodPhase, PodRole, TaskState
 
-ACTIVE_PHASES = ("Pending", "Running", "Paused")
 RUN_OUTCOMES = tuple(sorted(phase.lower() for phase in FINAL_PHASES))
-_KNOWN_FAILURE_KINDS = frozenset({"timeout", "infrastructure", "unstartable"})
+_KNOWN_FAILURE_KINDS = frozenset(
+    {FailureKind.TIMEOUT, FailureKind.INFRASTRUCTURE, FailureKind.UNSTARTABLE}
+)
 TASK_OUTCOMES = ("succeeded", "failed", *sorted(_KNOWN_FAILURE_KINDS), "cancelled")
 RunKey = tuple[str, str]  # (namespace, name); never a label
 
@@ -117,10 +120,10 @@ TASK_PODS_PENDING_AGE = Gauge(
 )
 
 # Steps recorded in a task record (see flux.k8s.calls.with_step) that the counters follow.
-_STEP_COUNTERS = {
-    "TASK_RETRY_STARTED": "retries",
-    "TASK_FALLBACK_STARTED": "fallbacks",
-    "TASK_ROLLBACK_STARTED": "rollbacks",
+_STEP_COUNTERS: dict[str, str] = {
+    EventType.TASK_RETRY_STARTED: "retries",
+    EventType.TASK_FALLBACK_STARTED: "fallbacks",
+    EventType.TASK_ROLLBACK_STARTED: "rollbacks",
 }
 
 
@@ -216,9 +219,9 @@ def _time(value: Any) -> dt.datetime | None:
 def _step_outcome(new: Mapping[str, Any], added_steps: list[str]) -> str:
     """Outcome of the step (attempt, fallback, rollback) whose pod the record just let go."""
     state = new.get("state")
-    if "TASK_ROLLBACK_COMPLETED" in added_steps or state == "Completed":
+    if EventType.TASK_ROLLBACK_COMPLETED in added_steps or state == TaskState.COMPLETED:
         return "succeeded"
-    if state == "Cancelled" and not added_steps:
+    if state == TaskState.CANCELLED and not added_steps:
         return "cancelled"
     kind = (new.get("lastError") or {}).get("kind")
     return kind if kind in _KNOWN_FAILURE_KINDS else "failed"
@@ -246,12 +249,15 @@ def _pending_since(pods: Iterable[Mapping[str, Any]]) -> tuple[float, ...]:
     found = []
     for pod in pods:
         meta = pod.get("metadata") or {}
-        if (meta.get("labels") or {}).get(names.LABEL_ROLE) != "task" or meta.get(
+        if (meta.get("labels") or {}).get(labels.LABEL_ROLE) != PodRole.TASK or meta.get(
             "deletionTimestamp"
         ):
             continue
         created = _time(meta.get("creationTimestamp"))
-        if created is not None and (pod.get("status") or {}).get("phase", "Pending") == "Pending":
+        if (
+            created is not None
+            and (pod.get("status") or {}).get("phase", PodPhase.PENDING) == PodPhase.PENDING
+        ):
             found.append(created.timestamp())
     return tuple(sorted(found))
 
@@ -275,7 +281,7 @@ def _task_deltas(
     if old_pod and new.get("pod") != old_pod:
         outcome = _step_outcome(new, added)
         _bump(out.attempts, (task, outcome))
-        if outcome == "timeout":
+        if outcome == FailureKind.TIMEOUT:
             _bump(out.timeouts, task)
         pod = pods.get(old_pod)
         if pod is not None:
@@ -386,7 +392,7 @@ def forget_run(namespace: str, name: str) -> None:
 
 def set_active(phases: Iterable[str]) -> None:
     """Set the active-runs gauge from the phases of the runs this process tracks."""
-    counts = dict.fromkeys(ACTIVE_PHASES, 0)
+    counts: dict[str, int] = dict.fromkeys(ACTIVE_PHASES, 0)
     for phase in phases:
         if phase in counts:
             counts[phase] += 1

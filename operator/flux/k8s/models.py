@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from enum import StrEnum
 from typing import Annotated, Any, Self
 
 from pydantic import (
@@ -27,9 +26,10 @@ from pydantic_core import PydanticCustomError
 
 from flux.events import EventType, ExecutionEvent
 from flux.k8s.history import event_from_status, event_to_status
-from flux.k8s.protocol import Step
+from flux.k8s.kube.resources import RUNS
+from flux.k8s.states import ConditionStatus, DriverMode, Phase, Step, TaskState
 
-API_VERSION = "flux.dev/v1alpha1"
+API_VERSION = RUNS.api_version
 ENTRYPOINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$"
 IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # A Kubernetes resource.Quantity written as a string ("500m", "1Gi", "1e3").
@@ -70,12 +70,6 @@ WORKFLOW_SPEC_RULES: list[JsonValue] = [
     {"rule": "has(self.entrypoint) != has(self.source)", "message": ONE_OF_ENTRYPOINT_SOURCE},
     {"rule": "has(self.source) == has(self.function)", "message": FUNCTION_WITH_SOURCE},
 ]
-
-
-class ConditionStatus(StrEnum):
-    TRUE = "True"
-    FALSE = "False"
-    UNKNOWN = "Unknown"
 
 
 class Condition(_Model):
@@ -164,11 +158,6 @@ class TaskDefaults(_Model):
         default=None,
         description="Service account of task pods; its token is never mounted.",
     )
-
-
-class DriverMode(StrEnum):
-    PER_RUN = "PerRun"
-    SHARED = "Shared"
 
 
 class WorkflowSpec(_Model):
@@ -265,25 +254,6 @@ class Workflow(_Model):
 # ------------------------------------------------------------------- WorkflowRun
 
 
-class Phase(StrEnum):
-    PENDING = "Pending"
-    RUNNING = "Running"
-    PAUSED = "Paused"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    CANCELLED = "Cancelled"
-
-
-class TaskState(StrEnum):
-    RUNNING = "Running"
-    RETRYING = "Retrying"
-    FALLING_BACK = "FallingBack"
-    ROLLING_BACK = "RollingBack"
-    COMPLETED = "Completed"
-    FAILED = "Failed"
-    CANCELLED = "Cancelled"
-
-
 class WorkflowRef(_Model):
     """The Workflow a run executes."""
 
@@ -347,7 +317,7 @@ class RunError(_Model):
     )
 
 
-class TaskError(_Model):
+class LastError(_Model):
     """How a task's last attempt failed."""
 
     type: str | None = Field(default=None, description="Error type.")
@@ -388,7 +358,7 @@ class TaskRecord(_Model):
     next_attempt_at: dt.datetime | None = Field(
         default=None, description="When the next attempt starts (while Retrying)."
     )
-    last_error: TaskError | None = Field(
+    last_error: LastError | None = Field(
         default=None, description="How the last failed step failed."
     )
     infrastructure_retries: int = Field(
@@ -524,14 +494,6 @@ def plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
     return value
-
-
-def parse_workflow(body: Mapping[str, Any]) -> Workflow:
-    return Workflow.model_validate(plain(body))
-
-
-def parse_run(body: Mapping[str, Any]) -> WorkflowRun:
-    return WorkflowRun.model_validate(plain(body))
 
 
 def to_json(model: BaseModel) -> dict[str, Any]:

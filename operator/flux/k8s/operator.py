@@ -31,11 +31,11 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from flux.k8s import api, archive, metrics, runstore
 from flux.k8s.config import OperatorConfig
 from flux.k8s.decisions import condition_changed, set_condition, workflow_ready
-from flux.k8s.history import FINAL_PHASES
 from flux.k8s.models import Condition, to_json
 from flux.k8s.pods import SHARED_DRIVER_ROLE, owner_reference, source_configmap_name
 from flux.k8s.protocol import INLINE_SOURCE_MODULE, RESULT_LOG_MARKER
 from flux.k8s.reconcile import Observed, Plan, plan_run
+from flux.k8s.states import FINAL_PHASES
 
 log = logging.getLogger("flux.operator")
 # Every deadline is also a scheduled wake-up; this pass only catches those lost

@@ -6,19 +6,28 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Mapping
 from typing import Any
 
-from flux.k8s import names
+from flux.k8s import labels
+from flux.k8s.bodies import RunBody, WorkflowBody
 from flux.k8s.config import OperatorConfig
+from flux.k8s.models import API_VERSION
 from flux.k8s.protocol import (
+    HOME_ENV,
     INLINE_SOURCE_MODULE,
+    LINGER_ENV,
+    NAMESPACE_ENV,
+    RUN_ENV,
     SOURCE_DIR_ENV,
     SOURCE_MOUNT_PATH,
     TASK_ENV,
+    WORKFLOW_ENV,
+    WORKFLOW_NAME_ENV,
     BatchSpec,
-    Step,
     TaskSpec,
 )
+from flux.k8s.states import PodRole, Step
 from flux.step_runner import secret_env_name
 
 # The image's entrypoint is an init (tini) plus python; pods set only python's
@@ -52,7 +61,7 @@ def task_pod_name(run_name: str, call_id: str, start: int) -> str:
 
 
 def driver_pod_name(run_name: str, start: int) -> str:
-    return dns_label(run_name, "driver", str(start))
+    return dns_label(run_name, PodRole.DRIVER, str(start))
 
 
 SHARED_DRIVER_SUFFIX = "-shared-driver"
@@ -70,17 +79,18 @@ def shared_driver_pod_name(workflow_name: str) -> str:
     return workflow_name + SHARED_DRIVER_SUFFIX
 
 
-def workflow_reference(workflow: dict[str, Any]) -> str:
+def workflow_reference(workflow: WorkflowBody) -> str:
     spec = workflow.get("spec") or {}
     if spec.get("source"):
         return f"{INLINE_SOURCE_MODULE}:{spec['function']}"
     return str(spec["entrypoint"])
 
 
-def owner_reference(run: dict[str, Any]) -> dict[str, Any]:
+def owner_reference(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The reference that makes ``run`` (or a Workflow) own an object, so it goes with it."""
     meta = run["metadata"]
     return {
-        "apiVersion": f"{names.GROUP}/{names.VERSION}",
+        "apiVersion": API_VERSION,
         "kind": "WorkflowRun",
         "name": meta["name"],
         "uid": meta["uid"],
@@ -107,10 +117,10 @@ def _security() -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _base_pod(
     name: str,
-    run: dict[str, Any],
-    workflow: dict[str, Any],
+    run: RunBody | WorkflowBody,
+    workflow: WorkflowBody,
     config: OperatorConfig,
-    role: str,
+    role: PodRole,
     module: str,
     env: list[dict[str, Any]],
 ) -> dict[str, Any]:
@@ -122,7 +132,7 @@ def _base_pod(
         # Shared by the run's pods: file-backed output storage lives here.
         volumes.append({"name": "flux-home", **spec["homeVolume"]})
         mounts.append({"name": "flux-home", "mountPath": HOME_MOUNT_PATH})
-        env = [*env, {"name": "FLUX_HOME", "value": HOME_MOUNT_PATH}]
+        env = [*env, {"name": HOME_ENV, "value": HOME_MOUNT_PATH}]
     if spec.get("source"):
         volumes.append(
             {
@@ -138,7 +148,7 @@ def _base_pod(
         "metadata": {
             "name": name,
             "namespace": run["metadata"]["namespace"],
-            "labels": {names.LABEL_RUN: run["metadata"]["name"], names.LABEL_ROLE: role},
+            "labels": {labels.LABEL_RUN: run["metadata"]["name"], labels.LABEL_ROLE: role.value},
             "annotations": {},
             "ownerReferences": [owner_reference(run)],
         },
@@ -150,7 +160,7 @@ def _base_pod(
             "volumes": volumes,
             "containers": [
                 {
-                    "name": role,
+                    "name": role.value,
                     "image": spec.get("image") or config.default_image,
                     "imagePullPolicy": "IfNotPresent",
                     "args": [*PYTHON_ARGS, module],
@@ -165,37 +175,37 @@ def _base_pod(
 
 
 def driver_pod(
-    run: dict[str, Any], workflow: dict[str, Any], config: OperatorConfig, start: int
+    run: RunBody, workflow: WorkflowBody, config: OperatorConfig, start: int
 ) -> dict[str, Any]:
     env = [
-        {"name": "FLUX_RUN", "value": run["metadata"]["name"]},
-        {"name": "FLUX_NAMESPACE", "value": run["metadata"]["namespace"]},
-        {"name": "FLUX_WORKFLOW", "value": workflow_reference(workflow)},
-        {"name": "FLUX_DRIVER_LINGER_SECONDS", "value": f"{config.driver_linger:g}"},
+        {"name": RUN_ENV, "value": run["metadata"]["name"]},
+        {"name": NAMESPACE_ENV, "value": run["metadata"]["namespace"]},
+        {"name": WORKFLOW_ENV, "value": workflow_reference(workflow)},
+        {"name": LINGER_ENV, "value": f"{config.driver_linger:g}"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
     name = driver_pod_name(run["metadata"]["name"], start)
-    pod = _base_pod(name, run, workflow, config, "driver", DRIVER_MODULE, env)
+    pod = _base_pod(name, run, workflow, config, PodRole.DRIVER, DRIVER_MODULE, env)
     pod["spec"]["serviceAccountName"] = config.driver_service_account
     pod["spec"]["automountServiceAccountToken"] = True
     return pod
 
 
-def shared_driver_pod(workflow: dict[str, Any], config: OperatorConfig) -> dict[str, Any]:
+def shared_driver_pod(workflow: WorkflowBody, config: OperatorConfig) -> dict[str, Any]:
     """The driver pod serving every shared-mode run of ``workflow``; owned by it."""
     meta = workflow["metadata"]
     env = [
-        {"name": "FLUX_WORKFLOW_NAME", "value": meta["name"]},
-        {"name": "FLUX_NAMESPACE", "value": meta["namespace"]},
-        {"name": "FLUX_WORKFLOW", "value": workflow_reference(workflow)},
-        {"name": "FLUX_DRIVER_LINGER_SECONDS", "value": f"{config.driver_linger:g}"},
+        {"name": WORKFLOW_NAME_ENV, "value": meta["name"]},
+        {"name": NAMESPACE_ENV, "value": meta["namespace"]},
+        {"name": WORKFLOW_ENV, "value": workflow_reference(workflow)},
+        {"name": LINGER_ENV, "value": f"{config.driver_linger:g}"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
     name = shared_driver_pod_name(meta["name"])
-    pod = _base_pod(name, workflow, workflow, config, "driver", DRIVER_MODULE, env)
+    pod = _base_pod(name, workflow, workflow, config, PodRole.DRIVER, DRIVER_MODULE, env)
     pod["metadata"]["labels"] = {
-        names.LABEL_ROLE: SHARED_DRIVER_ROLE,
-        names.LABEL_WORKFLOW: meta["name"],
+        labels.LABEL_ROLE: PodRole.SHARED_DRIVER.value,
+        labels.LABEL_WORKFLOW: meta["name"],
     }
     pod["metadata"]["ownerReferences"] = [{**owner_reference(workflow), "kind": "Workflow"}]
     pod["spec"]["serviceAccountName"] = config.driver_service_account
@@ -203,12 +213,13 @@ def shared_driver_pod(workflow: dict[str, Any], config: OperatorConfig) -> dict[
     return pod
 
 
-SHARED_DRIVER_ROLE = "shared-driver"
+# The name the operator's pod handlers filter on.
+SHARED_DRIVER_ROLE = PodRole.SHARED_DRIVER.value
 
 
 def task_pod(
-    run: dict[str, Any],
-    workflow: dict[str, Any],
+    run: RunBody,
+    workflow: WorkflowBody,
     config: OperatorConfig,
     spec: TaskSpec,
     timeout: float,
@@ -217,12 +228,12 @@ def task_pod(
     env_value = json.dumps(spec.model_dump(by_alias=True, mode="json"))
     pod = _task_pod(run, workflow, config, env_value, spec.secrets, spec.step, name)
     meta, pod_spec = pod["metadata"], pod["spec"]
-    meta["labels"][names.LABEL_CALL] = short_hash(spec.call_id)
+    meta["labels"][labels.LABEL_CALL] = short_hash(spec.call_id)
     meta["annotations"].update(
         {
-            names.ANNOTATION_CALL_ID: spec.call_id,
-            names.ANNOTATION_STEP: spec.step.value,
-            names.ANNOTATION_ATTEMPT: str(spec.attempt),
+            labels.ANNOTATION_CALL_ID: spec.call_id,
+            labels.ANNOTATION_STEP: spec.step.value,
+            labels.ANNOTATION_ATTEMPT: str(spec.attempt),
         }
     )
     if timeout and spec.step == Step.ATTEMPT:
@@ -231,15 +242,15 @@ def task_pod(
 
 
 def batch_pod(
-    run: dict[str, Any],
-    workflow: dict[str, Any],
+    run: RunBody,
+    workflow: WorkflowBody,
     config: OperatorConfig,
     spec: BatchSpec,
     name: str,
 ) -> dict[str, Any]:
     """One pod running several attempts of one task's calls, one after another."""
     pod = _task_pod(run, workflow, config, spec.to_env(), spec.secrets, Step.ATTEMPT, name)
-    pod["metadata"]["annotations"][names.ANNOTATION_BATCH_SIZE] = str(len(spec.items))
+    pod["metadata"]["annotations"][labels.ANNOTATION_BATCH_SIZE] = str(len(spec.items))
     if spec.timeout:
         # The runner enforces each item's deadline; this only stops a stuck pod.
         deadline = spec.timeout * len(spec.items) + BATCH_DEADLINE_SLACK
@@ -252,8 +263,8 @@ BATCH_DEADLINE_SLACK = 30
 
 
 def _task_pod(
-    run: dict[str, Any],
-    workflow: dict[str, Any],
+    run: RunBody,
+    workflow: WorkflowBody,
     config: OperatorConfig,
     env_value: str,
     secrets: list[str],
@@ -277,7 +288,7 @@ def _task_pod(
                     "valueFrom": {"secretKeyRef": {"name": ref["secretName"], "key": ref["key"]}},
                 }
             )
-    pod = _base_pod(name, run, workflow, config, "task", TASK_MODULE, env)
+    pod = _base_pod(name, run, workflow, config, PodRole.TASK, TASK_MODULE, env)
     pod_spec = pod["spec"]
     pod_spec["automountServiceAccountToken"] = False
     defaults = wf_spec.get("taskDefaults") or {}

@@ -15,7 +15,6 @@ reported the same way.
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,7 +23,21 @@ from pydantic.alias_generators import to_camel
 from flux import codec
 from flux.errors import CodecError
 
+# The task runner reads a spec's step and writes its result's outcome by these names.
+from flux.k8s.states import Outcome as Outcome
+from flux.k8s.states import Step as Step
+
 TASK_ENV = "FLUX_TASK"
+# A driver pod's environment: the workflow (module:function), its run and namespace,
+# and how long it waits for more work before it exits.
+WORKFLOW_ENV = "FLUX_WORKFLOW"
+RUN_ENV = "FLUX_RUN"
+NAMESPACE_ENV = "FLUX_NAMESPACE"
+LINGER_ENV = "FLUX_DRIVER_LINGER_SECONDS"
+# Set instead of FLUX_RUN for a shared driver: the Workflow whose runs it serves.
+WORKFLOW_NAME_ENV = "FLUX_WORKFLOW_NAME"
+# Where file-backed output storage keeps values (mounted from spec.homeVolume).
+HOME_ENV = "FLUX_HOME"
 SOURCE_DIR_ENV = "FLUX_SOURCE_DIR"
 TERMINATION_LOG = "/dev/termination-log"
 # Where the task runner writes its termination message instead (tests, local runs).
@@ -42,12 +55,6 @@ class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
-class Step(StrEnum):
-    ATTEMPT = "attempt"
-    FALLBACK = "fallback"
-    ROLLBACK = "rollback"
-
-
 class TaskSpec(_Model):
     run: str
     call_id: str
@@ -58,11 +65,6 @@ class TaskSpec(_Model):
     positional: list[Any] = Field(default_factory=list, description="codec-encoded args")
     keywords: dict[str, Any] = Field(default_factory=dict, description="codec-encoded kwargs")
     secrets: list[str] = Field(default_factory=list)
-
-
-class Outcome(StrEnum):
-    COMPLETED = "completed"
-    FAILED = "failed"
 
 
 class TaskResult(_Model):

@@ -17,10 +17,10 @@ from typing import Any, Protocol
 from flux.engine.failures import ErrorInfo, error_info, wrap_execution
 from flux.engine.policy import (
     Fail,
-    Phase,
     RunAttempt,
     RunFallback,
     RunRollback,
+    Step,
     TaskPolicy,
     TaskProgress,
     after_attempt_failure,
@@ -63,7 +63,7 @@ class TaskCallRunner:
         return TaskPolicy.from_options(self.task.options)
 
     async def run(self, progress: TaskProgress | None = None) -> Outcome:
-        progress = progress or TaskProgress(Phase.ATTEMPT, 1, None, None)
+        progress = progress or TaskProgress(Step.ATTEMPT, 1, None, None)
         # Resolved once per call, before any step: a secret missing here fails
         # the call without using its retries.
         requested = self.task.options.secret_requests
@@ -73,11 +73,11 @@ class TaskCallRunner:
             if missing:
                 error = SecretsNotFoundError(missing, f"task {self.name!r}")
                 return Outcome(EventType.TASK_FAILED, wrap_execution(error_info(error)))
-        match progress.phase:
-            case Phase.FALLBACK:
+        match progress.step:
+            case Step.FALLBACK:
                 assert progress.error is not None
                 return await self._fallback(progress.error, announce=False)
-            case Phase.ROLLBACK:
+            case Step.ROLLBACK:
                 assert progress.error is not None
                 return await self._rollback(progress.error, announce=False)
         return await self._attempts(progress.attempt, progress.not_before, found)
@@ -91,7 +91,7 @@ class TaskCallRunner:
                 wait = (not_before - self.clock()).total_seconds()
                 if wait > 0:
                     await asyncio.sleep(wait)
-            ran = await self._step(Phase.ATTEMPT, timeout=policy.timeout, secrets=secrets)
+            ran = await self._step(Step.ATTEMPT, timeout=policy.timeout, secrets=secrets)
             if ran.error is None:
                 return self._completed(ran.value, attempt)
             failure = ran.error
@@ -120,7 +120,7 @@ class TaskCallRunner:
                     return Outcome(EventType.TASK_FAILED, wrap_execution(decision.error))
 
     async def _step(
-        self, step: Phase, timeout: float = 0, secrets: dict[str, str] | None = None
+        self, step: Step, timeout: float = 0, secrets: dict[str, str] | None = None
     ) -> StepOutcome:
         call = StepCall(self.task, step, self.call_id, self.name)
         return await run_step(call, self.args, self.kwargs, timeout=timeout, secrets=secrets)
@@ -135,7 +135,7 @@ class TaskCallRunner:
         assert fallback is not None
         if announce:
             self.log.record(EventType.TASK_FALLBACK_STARTED, {"error": error})
-        ran = await self._step(Phase.FALLBACK)
+        ran = await self._step(Step.FALLBACK)
         if ran.error is not None:
             self.log.record(EventType.TASK_FALLBACK_FAILED, {"error": ran.error})
             return Outcome(EventType.TASK_FAILED, wrap_execution(ran.error))
@@ -147,7 +147,7 @@ class TaskCallRunner:
         assert rollback is not None
         if announce:
             self.log.record(EventType.TASK_ROLLBACK_STARTED, {"error": error})
-        ran = await self._step(Phase.ROLLBACK)
+        ran = await self._step(Step.ROLLBACK)
         if ran.error is not None:
             self.log.record(EventType.TASK_ROLLBACK_FAILED, {"error": ran.error})
             return Outcome(EventType.TASK_FAILED, wrap_execution(ran.error))

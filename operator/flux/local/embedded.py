@@ -11,10 +11,10 @@ from typing import Any, TypeVar
 from flux.context import WorkflowExecutionContext
 from flux.engine import failures, values
 from flux.errors import CodecError, WorkflowInputError
-from flux.events import EventType, ExecutionState
+from flux.events import EventType, ExecutionState, utc_now
 from flux.local import runs
 from flux.local.calls import TaskCallRunner
-from flux.local.executor import LocalExecutor, new_run_id, utc_now
+from flux.local.executor import LocalExecutor, new_run_id
 from flux.local.loader import source_of
 from flux.local.open_stores import borrowed_store
 from flux.local.secrets import SecretStore

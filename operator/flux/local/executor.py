@@ -24,7 +24,7 @@ from flux.engine.commands import CancelCall, ScheduleTask, StartTimer
 from flux.engine.instance import WorkflowInstance, started_event
 from flux.engine.policy import TaskProgress
 from flux.errors import SecretsNotFoundError
-from flux.events import EventType, ExecutionEvent, ExecutionState
+from flux.events import EventType, ExecutionEvent, ExecutionState, utc_now
 from flux.local import claims
 from flux.local.calls import Outcome, TaskCallRunner
 from flux.local.runs import this_process
@@ -36,10 +36,6 @@ from flux.workflow import Workflow
 
 Observer = Callable[[list[ExecutionEvent]], None]
 CANCEL_POLL_SECONDS = 0.5
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def new_run_id() -> str:

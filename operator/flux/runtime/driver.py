@@ -32,23 +32,19 @@ from flux.errors import CodecError, WorkflowInputError
 from flux.events import EventType, ExecutionEvent, ExecutionState
 from flux.k8s import api, archive, runstore
 from flux.k8s.decisions import succeeded_update
-from flux.k8s.history import (
-    PHASES,
-    event_from_status,
-    event_to_status,
-    finished_records,
+from flux.k8s.history import event_from_status, event_to_status, finished_records
+from flux.k8s.protocol import (
+    LINGER_ENV,
+    NAMESPACE_ENV,
+    RUN_ENV,
+    WORKFLOW_ENV,
+    WORKFLOW_NAME_ENV,
 )
+from flux.k8s.states import PHASE_OF_STATE
 from flux.runtime.loading import import_object
 from flux.workflow import Workflow
 
 log = logging.getLogger("flux.driver")
-
-WORKFLOW_ENV = "FLUX_WORKFLOW"
-RUN_ENV = "FLUX_RUN"
-NAMESPACE_ENV = "FLUX_NAMESPACE"
-LINGER_ENV = "FLUX_DRIVER_LINGER_SECONDS"
-# Set instead of FLUX_RUN for a shared driver: the Workflow whose runs it serves.
-WORKFLOW_NAME_ENV = "FLUX_WORKFLOW_NAME"
 
 
 def utc_now() -> dt.datetime:
@@ -412,7 +408,7 @@ def run_summary(instance: WorkflowInstance) -> dict[str, Any]:
     first = ctx.events[0] if ctx.events else None
     last = ctx.events[-1] if ctx.events else None
     summary: dict[str, Any] = {
-        "phase": PHASES[ctx.state],
+        "phase": PHASE_OF_STATE[ctx.state],
         "startTime": first.time.isoformat() if first else None,
         "finishTime": last.time.isoformat() if last and ctx.state.is_final else None,
         "output": None,

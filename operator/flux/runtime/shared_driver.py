@@ -25,8 +25,9 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from flux.engine.instance import WorkflowInstance
 from flux.k8s import api
-from flux.k8s.history import FINAL_PHASES
-from flux.runtime.driver import WORKFLOW_NAME_ENV, Driver, utc_now
+from flux.k8s.protocol import WORKFLOW_NAME_ENV
+from flux.k8s.states import FINAL_PHASES
+from flux.runtime.driver import Driver, utc_now
 from flux.workflow import Workflow
 
 log = logging.getLogger("flux.shared_driver")

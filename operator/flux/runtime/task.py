@@ -25,7 +25,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from flux.engine.failures import error_info
-from flux.engine.policy import Phase
 from flux.k8s.protocol import (
     RESULT_LOG_MARKER,
     TASK_ENV,
@@ -60,7 +59,7 @@ def run_step(spec: TaskSpec) -> TaskResult:
     except Exception as exc:
         return _failed(exc)
     # No deadline here: the operator gives a single step's pod one of its own.
-    call = StepCall(task, Phase(spec.step), spec.call_id, spec.name)
+    call = StepCall(task, spec.step, spec.call_id, spec.name)
     ran = run_encoded_step(call, spec.positional, spec.keywords, secret_names=spec.secrets)
     return _task_result(ran)
 
@@ -79,7 +78,7 @@ def _run_item(task: Task[..., Any], spec: BatchSpec, item: BatchItem) -> TaskRes
     # The batch's timeout is per attempt: the pod's deadline cannot hold one item.
     timeout = spec.timeout if item.step == Step.ATTEMPT else 0
     try:
-        call = StepCall(task, Phase(item.step), item.call_id, item.name)
+        call = StepCall(task, item.step, item.call_id, item.name)
         ran = run_encoded_step(
             call, item.positional, item.keywords, timeout=timeout, secret_names=spec.secrets
         )

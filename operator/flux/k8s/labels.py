@@ -1,0 +1,17 @@
+"""The labels and annotations Flux puts on the objects it creates, named once.
+
+The operator finds a run's pods and ConfigMaps by these labels; a task pod's
+annotations say which call, step and attempt it runs (and, for a batch pod,
+how many calls), so that a person reading ``kubectl describe`` sees it too.
+"""
+
+from __future__ import annotations
+
+LABEL_RUN = "flux.dev/run"
+LABEL_ROLE = "flux.dev/role"  # a PodRole, or archive-<kind> on a ConfigMap
+LABEL_CALL = "flux.dev/call"
+LABEL_WORKFLOW = "flux.dev/workflow"
+ANNOTATION_CALL_ID = "flux.dev/call-id"
+ANNOTATION_STEP = "flux.dev/step"
+ANNOTATION_ATTEMPT = "flux.dev/attempt"
+ANNOTATION_BATCH_SIZE = "flux.dev/batch-size"
