@@ -213,3 +213,22 @@ def test_requests_answered_or_unreachable_are_not_errors() -> None:
     for status in (200, 201, 0, 404):
         count_request("get", "workflowruns", status)
     assert (errors._value.get(), requests._value.get()) == (before[0] + 1, before[1] + 4)
+
+
+def test_events_still_on_their_way_hold_up_a_shutdown_only_so_long() -> None:
+    class Silent:
+        """An API server that never answers an Event."""
+
+        async def create(self, *_: Any) -> dict[str, Any]:
+            await asyncio.sleep(60)
+            return {}
+
+    async def scenario() -> None:
+        events = BackgroundEvents(EventRecorder(Silent(), COMPONENT))  # type: ignore[arg-type]
+        events.post(run(), "Normal", "Succeeded", "done")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await events.drain(timeout=0.05)
+        assert loop.time() - started < 1
+
+    asyncio.run(scenario())

@@ -31,7 +31,13 @@ class BackgroundEvents:
         self._posting.add(task)
         task.add_done_callback(self._posting.discard)
 
-    async def drain(self) -> None:
-        """Wait for the Events being posted (at shutdown, and in tests)."""
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait for the Events being posted, at most ``timeout`` seconds (at shutdown,
+        and in tests)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         while self._posting:
-            await asyncio.gather(*self._posting)
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return
+            await asyncio.wait(set(self._posting), timeout=left)

@@ -28,6 +28,8 @@ from flux.k8s.operator.events import COMPONENT, BackgroundEvents
 from flux.k8s.operator.reconciler import Reconciler
 from flux.k8s.pods import SHARED_DRIVER_ROLE
 
+EVENTS_AT_SHUTDOWN_SECONDS = 5.0
+
 
 class _NoDiffBase(kopf.DiffBaseStorage):
     """Every handler here takes raw events; none reacts to what changed, so kopf
@@ -91,7 +93,9 @@ def _login(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInf
 @kopf.on.cleanup()
 async def _cleanup(memo: Any, **_: Any) -> None:
     memo["backstop"].cancel()
-    await memo["events"].drain()
+    # The Events still on their way, unless the API server does not answer:
+    # shutting down must not wait on a request's timeout.
+    await memo["events"].drain(timeout=EVENTS_AT_SHUTDOWN_SECONDS)
     await memo["kube"].close()
 
 
