@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Iterable
-from typing import Any
 
 from flux.k8s import archive
 from flux.k8s.kube import CONFIGMAPS, PODS, RUNS, Conflict, Kube, KubeError, NotFound
+from flux.k8s.kube.client import Body
 from flux.k8s.kube.objects import create_or_replace
 from flux.k8s.operator.cache import Cache
 from flux.k8s.operator.events import BackgroundEvents
@@ -34,7 +34,7 @@ class PlanApplier:
         self.shared_drivers = shared_drivers
         self.events = events
 
-    async def apply(self, run: dict[str, Any], plan: Plan) -> None:
+    async def apply(self, run: Body, plan: Plan) -> None:
         """Carry out ``plan``; ``plan.wake_at`` then says when the run wants its next pass."""
         namespace, name = run["metadata"]["namespace"], run["metadata"]["name"]
         if plan.shared_driver is not None:
@@ -55,7 +55,7 @@ class PlanApplier:
         for kind, reason, message in plan.events:
             self.events.post(run, kind, reason, message)
 
-    async def _create_pod(self, namespace: str, pod: dict[str, Any]) -> None:
+    async def _create_pod(self, namespace: str, pod: Body) -> None:
         try:
             created = await self.kube.create(PODS, namespace, pod)
         except Conflict:
@@ -72,7 +72,7 @@ class PlanApplier:
             self.cache.not_deleted(namespace, name, gone=False)
             raise
 
-    async def _move_out(self, run: dict[str, Any], plan: Plan) -> None:
+    async def _move_out(self, run: Body, plan: Plan) -> None:
         """Keep the run in budget: store large outputs and settled records in ConfigMaps."""
         name, status = run["metadata"]["name"], run.get("status") or {}
         for record in plan.status.get("tasks") or []:
@@ -97,9 +97,7 @@ class PlanApplier:
         plan.status["taskArchive"] = entries
         plan.status.setdefault("tasks", status.get("tasks") or [])
 
-    async def _put_configmap(
-        self, run: dict[str, Any], name: str, kind: str, payload: bytes
-    ) -> dict[str, Any]:
+    async def _put_configmap(self, run: Body, name: str, kind: str, payload: bytes) -> Body:
         manifest = archive.configmap(run, name, kind, payload)
         return await create_or_replace(self.kube, CONFIGMAPS, manifest)
 

@@ -9,14 +9,12 @@ run's pods are listed fresh on its first pass after a start.
 
 from __future__ import annotations
 
-from typing import Any
-
 from flux.k8s.kube import PODS, RUNS, WORKFLOWS, Kube, NotFound
+from flux.k8s.kube.client import Body
 from flux.k8s.kube.versions import newer
 from flux.k8s.names import LABEL_RUN
 
 Key = tuple[str, str]
-Body = dict[str, Any]
 
 
 class Cache:

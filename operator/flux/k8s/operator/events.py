@@ -10,8 +10,8 @@ logs a refused one instead of raising.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
+from flux.k8s.kube.client import Body
 from flux.k8s.kube.events import EventRecorder
 
 COMPONENT = "flux-operator"
@@ -22,10 +22,10 @@ class BackgroundEvents:
         self.recorder = recorder
         self._posting: set[asyncio.Task[None]] = set()
 
-    def post(self, obj: dict[str, Any], kind: str, reason: str, message: str) -> None:
+    def post(self, obj: Body, kind: str, reason: str, message: str) -> None:
         """Post an Event about ``obj`` as it is now, in the background."""
         # The Event names the object as it is now, not as a later pass may hold it.
-        about: dict[str, Any] = {k: obj[k] for k in ("apiVersion", "kind") if k in obj}
+        about: Body = {k: obj[k] for k in ("apiVersion", "kind") if k in obj}
         about["metadata"] = dict(obj["metadata"])
         task = asyncio.create_task(self.recorder.post(about, kind, reason, message))
         self._posting.add(task)

@@ -19,6 +19,7 @@ import prometheus_client
 
 from flux.k8s import metrics
 from flux.k8s.config import OperatorConfig
+from flux.k8s.kube.client import Body
 from flux.k8s.kube.events import EventRecorder
 from flux.k8s.kube.http import KUBECONFIG_ENV, KubeClient, connect
 from flux.k8s.kube.resources import GROUP, RUNS, VERSION, WORKFLOWS
@@ -123,5 +124,5 @@ async def _workflow_event(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_:
     await reconciler.workflow_event(event.get("type"), _plain(body))
 
 
-def _plain(body: kopf.Body) -> dict[str, Any]:
+def _plain(body: kopf.Body) -> Body:
     return json.loads(json.dumps(dict(body), default=dict))  # type: ignore[no-any-return]

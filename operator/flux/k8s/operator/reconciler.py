@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from typing import Any
 
 from flux.k8s import api, metrics, runstore
 from flux.k8s.config import OperatorConfig
 from flux.k8s.history import FINAL_PHASES
 from flux.k8s.kube import CONFIGMAPS, Kube, NotFound
+from flux.k8s.kube.client import Body
 from flux.k8s.kube.objects import create_or_replace
 from flux.k8s.operator.apply import PlanApplier
 from flux.k8s.operator.cache import Cache, Key
@@ -25,8 +25,6 @@ from flux.k8s.operator.shared_drivers import SharedDrivers
 from flux.k8s.operator.workflows import Workflows
 from flux.k8s.protocol import RESULT_LOG_MARKER
 from flux.k8s.reconcile import Observed, Plan, plan_run
-
-Body = dict[str, Any]
 
 
 class Reconciler:

@@ -10,11 +10,11 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from flux.k8s import metrics
 from flux.k8s.history import FINAL_PHASES
 from flux.k8s.kube import PODS, RUNS, Conflict, Kube, KubeError, NotFound
+from flux.k8s.kube.client import Body
 from flux.k8s.names import LABEL_WORKFLOW
 from flux.k8s.operator.cache import Key
 
@@ -39,7 +39,7 @@ class SharedDrivers:
     def is_up(self, namespace: str, workflow: str) -> bool:
         return (namespace, workflow) in self._up
 
-    async def ensure(self, pod: dict[str, Any]) -> dt.datetime | None:
+    async def ensure(self, pod: Body) -> dt.datetime | None:
         """Start the Workflow's shared driver unless it is up; when it must wait, until when."""
         meta = pod["metadata"]
         key = (meta["namespace"], meta["labels"][LABEL_WORKFLOW])
@@ -64,7 +64,7 @@ class SharedDrivers:
             raise
         return None
 
-    async def changed(self, event: str, pod: dict[str, Any]) -> None:
+    async def changed(self, event: str, pod: Body) -> None:
         """A shared driver pod's event: track it, clear it away when it ends."""
         meta, phase = pod["metadata"], (pod.get("status") or {}).get("phase")
         key = (meta["namespace"], (meta.get("labels") or {}).get(LABEL_WORKFLOW, ""))
@@ -108,7 +108,7 @@ class SharedDrivers:
         await asyncio.gather(*(self._reconcile(namespace, name) for name in waiting))
 
 
-def _shared_or_unclaimed(status: dict[str, Any]) -> bool:
+def _shared_or_unclaimed(status: Body) -> bool:
     if not status:
         return True
     shared = bool((status.get("driver") or {}).get("shared"))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from flux.k8s import metrics
 from flux.k8s.decisions import condition_changed, set_condition, workflow_ready
 from flux.k8s.kube import CONFIGMAPS, WORKFLOWS, Kube, NotFound
+from flux.k8s.kube.client import Body
 from flux.k8s.models import Condition, to_json
 from flux.k8s.names import LABEL_WORKFLOW
 from flux.k8s.operator.cache import Cache
@@ -22,7 +22,7 @@ class Workflows:
         self.cache = cache
         self.events = events
 
-    async def check(self, workflow: dict[str, Any]) -> None:
+    async def check(self, workflow: Body) -> None:
         """Set the Workflow's Ready condition; keep its inline source in a ConfigMap."""
         meta, spec = workflow["metadata"], workflow.get("spec") or {}
         metrics.workflow_seen(meta["name"])
@@ -48,10 +48,10 @@ class Workflows:
         kind = "Normal" if wanted.status == "True" else "Warning"
         self.events.post(workflow, kind, wanted.reason, wanted.message)
 
-    async def _ensure_source(self, workflow: dict[str, Any]) -> None:
+    async def _ensure_source(self, workflow: Body) -> None:
         meta = workflow["metadata"]
         owner = {**owner_reference(workflow), "kind": "Workflow"}
-        configmap: dict[str, Any] = {
+        configmap: Body = {
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {
