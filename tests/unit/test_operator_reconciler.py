@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from flux.k8s.kube import PODS, RUNS, WORKFLOWS, Conflict
+from flux.k8s import archive
+from flux.k8s.kube import CONFIGMAPS, PODS, RUNS, WORKFLOWS, Conflict
 from flux.k8s.kube.fake import FakeKube
 from flux.k8s.operator.reconciler import Reconciler, result_logs
 from flux.k8s.protocol import RESULT_LOG_MARKER
@@ -167,3 +168,27 @@ def test_large_results_are_read_from_the_log_s_last_line(kube: FakeKube) -> None
     pods = [pod("big", '{"inLog":true}'), pod("small", '{"ok":2}')]
     assert asyncio.run(result_logs(kube, "ns", pods)) == {"big": '{"ok":1}'}
     assert kube.count("get", "pods/log") == 1
+
+
+def test_archived_history_is_read_once_through_the_seam(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    async def scenario() -> None:
+        body = created(kube)
+        chunk = kube.put(
+            CONFIGMAPS,
+            archive.configmap(
+                {**body, "metadata": {**body["metadata"], "uid": "run-uid"}},
+                archive.chunk_name("r1", archive.HISTORY, 0),
+                archive.HISTORY,
+                archive.pack([]),
+            ),
+        )
+        status = {"phase": "Running", "historyArchive": [archive.entry(chunk, 0)]}
+        body = kube.put(RUNS, {**body, "status": status})
+        reconciler.cache.run_created("ns", "r1")
+        await reconciler.run_event("MODIFIED", body)
+        await reconciler.reconcile("ns", "r1")
+        assert kube.count("get", CONFIGMAPS) == 1
+
+    asyncio.run(scenario())
