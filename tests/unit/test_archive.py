@@ -18,7 +18,7 @@ from flux import WorkflowExecutionContext, task, workflow
 from flux.engine.instance import WorkflowInstance
 from flux.k8s import archive, runstore
 from flux.k8s.config import OperatorConfig
-from flux.k8s.operator import task_record_ops
+from flux.k8s.operator.status_patch import task_record_ops
 from flux.k8s.reconcile import Observed, plan_run
 from flux.runtime.driver import Driver
 

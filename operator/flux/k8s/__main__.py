@@ -8,8 +8,8 @@ import logging
 
 import kopf
 
-from flux.k8s import operator as _handlers  # noqa: F401  (registers the handlers)
 from flux.k8s.config import OperatorConfig
+from flux.k8s.operator import handlers as _handlers  # noqa: F401  (registers them)
 
 
 def main() -> None:

@@ -213,10 +213,6 @@ def shared_driver_pod(workflow: WorkflowBody, config: OperatorConfig) -> dict[st
     return pod
 
 
-# The name the operator's pod handlers filter on.
-SHARED_DRIVER_ROLE = PodRole.SHARED_DRIVER.value
-
-
 def task_pod(
     run: RunBody,
     workflow: WorkflowBody,

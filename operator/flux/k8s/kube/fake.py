@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jsonpatch
+import jsonpointer
 
 from flux.k8s.kube.client import Body, WatchEvent
 from flux.k8s.kube.errors import Conflict, Gone, Invalid, KubeError, NotFound, PatchTestFailed
@@ -163,7 +164,7 @@ class FakeKube:
         held = self._find(resource, namespace, name)
         if isinstance(patch, JsonPatch):
             try:
-                patched = jsonpatch.apply_patch(held, patch.ops)
+                patched = jsonpatch.apply_patch(held, _as_the_api_server_tests(held, patch.ops))
             except jsonpatch.JsonPatchTestFailed as exc:
                 raise PatchTestFailed(f"testing value failed: {exc}") from None
             except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
@@ -305,6 +306,27 @@ class FakeKube:
         if self._changed is not None:
             self._changed.set()
             self._changed = None
+
+
+_MISSING = object()
+
+
+def _as_the_api_server_tests(held: Body, ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``ops`` without the tests the API server passes and RFC 6902 would fail.
+
+    The API server's JSON patch (evanphx/json-patch) passes a ``test`` for null
+    at a path that does not exist: "no status yet" is tested that way on a run
+    created without one.
+    """
+    return [
+        op
+        for op in ops
+        if not (
+            op["op"] == "test"
+            and op.get("value") is None
+            and jsonpointer.resolve_pointer(held, op["path"], _MISSING) is _MISSING
+        )
+    ]
 
 
 def _merge(target: Any, patch: Any) -> Any:

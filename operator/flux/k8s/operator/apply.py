@@ -1,0 +1,113 @@
+"""Carrying out a pass's :class:`~flux.k8s.reconcile.Plan`: pods created and
+deleted, large outputs and settled task records moved to ConfigMaps, the status
+patch, Events.
+
+Every body is raw JSON (see :mod:`flux.k8s.kube.http`): decoding responses into
+the client's model classes, dates and all, cost more than a pod's deletion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Iterable
+
+from flux.k8s import archive
+from flux.k8s.kube import CONFIGMAPS, PODS, RUNS, Conflict, Kube, KubeError, NotFound
+from flux.k8s.kube.client import Body
+from flux.k8s.kube.objects import create_or_replace
+from flux.k8s.operator.cache import Cache
+from flux.k8s.operator.events import BackgroundEvents
+from flux.k8s.operator.shared_drivers import SharedDrivers
+from flux.k8s.operator.status_patch import status_ops
+from flux.k8s.reconcile import Plan
+
+# Pod creations or deletions of one pass in flight at once.
+API_CONCURRENCY = 16
+
+
+class PlanApplier:
+    def __init__(
+        self, kube: Kube, cache: Cache, shared_drivers: SharedDrivers, events: BackgroundEvents
+    ) -> None:
+        self.kube = kube
+        self.cache = cache
+        self.shared_drivers = shared_drivers
+        self.events = events
+
+    async def apply(self, run: Body, plan: Plan) -> None:
+        """Carry out ``plan``; ``plan.wake_at`` then says when the run wants its next pass."""
+        namespace, name = run["metadata"]["namespace"], run["metadata"]["name"]
+        if plan.shared_driver is not None:
+            # First: it counts as up from its creation on, for the passes of the
+            # other runs meanwhile too (see SharedDrivers.ensure).
+            plan.wake(await self.shared_drivers.ensure(plan.shared_driver))
+        # Pods first: their names are deterministic, so a pod created by a
+        # reconcile whose status patch then failed is found again, not doubled.
+        await _bounded(self._create_pod(namespace, pod) for pod in plan.create)
+        await self._move_out(run, plan)
+        if plan.status:
+            ops = status_ops(run.get("status"), plan.status)
+            written = await self.kube.patch(RUNS, namespace, name, ops, status=True)
+            self.cache.run_seen(written)
+        await _bounded(
+            self._delete_pod(namespace, pod_name) for pod_name in dict.fromkeys(plan.delete)
+        )
+        for kind, reason, message in plan.events:
+            self.events.post(run, kind, reason, message)
+
+    async def _create_pod(self, namespace: str, pod: Body) -> None:
+        try:
+            created = await self.kube.create(PODS, namespace, pod)
+        except Conflict:
+            return
+        self.cache.pod_seen("ADDED", created)
+
+    async def _delete_pod(self, namespace: str, name: str) -> None:
+        self.cache.deleting(namespace, name)
+        try:
+            await self.kube.delete(PODS, namespace, name, grace_period_seconds=0)
+        except NotFound:
+            self.cache.not_deleted(namespace, name, gone=True)
+        except KubeError:
+            self.cache.not_deleted(namespace, name, gone=False)
+            raise
+
+    async def _move_out(self, run: Body, plan: Plan) -> None:
+        """Keep the run in budget: store large outputs and settled records in ConfigMaps."""
+        name, status = run["metadata"]["name"], run.get("status") or {}
+        for record in plan.status.get("tasks") or []:
+            output = record.get("output")
+            if output is None or archive.encoded_size(output) <= archive.INLINE_VALUE_BYTES:
+                continue
+            stored = await self._put_configmap(
+                run,
+                archive.value_name(name, record["callId"]),
+                archive.VALUE,
+                archive.pack(output),
+            )
+            record["outputRef"] = archive.entry(stored, 1)
+            record["output"] = None
+        if not plan.archive_tasks:
+            return
+        entries = list(status.get("taskArchive") or [])
+        for payload, count in archive.split(plan.archive_tasks):
+            chunk = archive.chunk_name(name, archive.TASKS, len(entries))
+            stored = await self._put_configmap(run, chunk, archive.TASKS, payload)
+            entries.append(archive.entry(stored, count))
+        plan.status["taskArchive"] = entries
+        plan.status.setdefault("tasks", status.get("tasks") or [])
+
+    async def _put_configmap(self, run: Body, name: str, kind: str, payload: bytes) -> Body:
+        manifest = archive.configmap(run, name, kind, payload)
+        return await create_or_replace(self.kube, CONFIGMAPS, manifest)
+
+
+async def _bounded(calls: Iterable[Awaitable[None]], limit: int = API_CONCURRENCY) -> None:
+    """Await ``calls`` with at most ``limit`` in flight (a fan-out starts hundreds of pods)."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(call: Awaitable[None]) -> None:
+        async with gate:
+            await call
+
+    await asyncio.gather(*(one(c) for c in calls))

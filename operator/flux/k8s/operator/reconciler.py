@@ -1,0 +1,165 @@
+"""One pass of a run: observe (the cache, result logs, open calls) → ``plan_run``
+→ apply; and the operator assembled from its parts.
+
+The decisions are in :mod:`flux.k8s.reconcile`. Status writes that depend on
+what was read carry JSON-patch tests, so a view that turns out stale fails the
+write and the pass runs again on a fresh read (see :mod:`.queue`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+from flux.k8s import api, metrics, runstore
+from flux.k8s.config import OperatorConfig
+from flux.k8s.kube import CONFIGMAPS, Kube, NotFound
+from flux.k8s.kube.client import Body
+from flux.k8s.kube.objects import create_or_replace
+from flux.k8s.operator.apply import PlanApplier
+from flux.k8s.operator.cache import Cache, Key
+from flux.k8s.operator.events import BackgroundEvents
+from flux.k8s.operator.queue import BACKSTOP_SECONDS, Requeue, WorkQueue
+from flux.k8s.operator.shared_drivers import SharedDrivers
+from flux.k8s.operator.workflows import Workflows
+from flux.k8s.protocol import RESULT_LOG_MARKER
+from flux.k8s.reconcile import Observed, Plan, plan_run
+from flux.k8s.states import FINAL_PHASES
+
+
+class Reconciler:
+    """The operator: what its watch events call, and the pass they lead to."""
+
+    def __init__(self, kube: Kube, config: OperatorConfig, events: BackgroundEvents) -> None:
+        self.kube = kube
+        self.config = config
+        self.events = events
+        self.cache = Cache(kube)
+        self.open_calls = runstore.OpenCallsCache(_ConfigMapsOnKube(kube))
+        self.queue = WorkQueue(
+            self._pass, stale=lambda key: self.cache.stale(*key), finished=self._finished
+        )
+        self.shared_drivers = SharedDrivers(kube, self.queue.reconcile)
+        self.applier = PlanApplier(kube, self.cache, self.shared_drivers, events)
+        self.workflows = Workflows(kube, self.cache, events)
+        self._rng = random.Random()
+        # Last phase seen per run, for the metrics only; never used for decisions.
+        self._phases: dict[Key, str] = {}
+
+    # -- watch events ----------------------------------------------------------
+
+    async def run_event(self, event: str | None, run: Body) -> None:
+        """A WorkflowRun's watch event (None: listed when the watch started)."""
+        meta = run["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        if event == "DELETED":
+            self.forget(namespace, name)
+            return
+        if event == "ADDED":  # not listed at start
+            self.cache.run_created(namespace, name)
+        if self.cache.run_seen(run):
+            await self.queue.reconcile(namespace, name)
+
+    async def pod_event(self, event: str, pod: Body, run_name: str) -> None:
+        """A task or driver pod's watch event; ``run_name`` is its run label."""
+        if self.cache.pod_seen(event, pod):
+            await self.queue.reconcile(pod["metadata"]["namespace"], run_name)
+
+    async def shared_driver_event(self, event: str, pod: Body) -> None:
+        await self.shared_drivers.changed(event, pod)
+
+    async def workflow_event(self, event: str | None, workflow: Body) -> None:
+        if event == "DELETED":
+            meta = workflow["metadata"]
+            self.cache.forget_workflow(meta["namespace"], meta["name"])
+        else:
+            await self.workflows.check(workflow)
+
+    async def reconcile(self, namespace: str, name: str) -> None:
+        await self.queue.reconcile(namespace, name)
+
+    async def backstop(self, interval: float = BACKSTOP_SECONDS) -> None:
+        await self.queue.backstop(interval)
+
+    def forget(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        self.queue.forget(key)
+        self.cache.forget_run(namespace, name)
+        self.open_calls.forget(namespace, name)
+        metrics.forget_run(namespace, name)
+        if self._phases.pop(key, None) is not None:
+            metrics.set_active(self._phases.values())
+
+    # -- one pass ----------------------------------------------------------------
+
+    async def _pass(self, key: Key) -> Requeue | None:
+        namespace, name = key
+        try:
+            run = await self.cache.run(namespace, name)
+        except NotFound:
+            self.forget(namespace, name)
+            return None
+        if run["metadata"].get("deletionTimestamp"):
+            return None
+        workflow = await self.cache.workflow_of(run)
+        pods = await self.cache.pods_of(namespace, name)
+        logs = await result_logs(self.kube, namespace, pods)
+        open_calls = None
+        if (run.get("status") or {}).get("historyArchive"):
+            open_calls = await self.open_calls.open_calls(run)
+        now = dt.datetime.now(dt.UTC)
+        workflow_name = (run.get("spec") or {}).get("workflowRef", {}).get("name", "")
+        shared_up = self.shared_drivers.is_up(namespace, workflow_name)
+        observed = Observed(run, workflow, pods, now, logs, open_calls, shared_up)
+        plan = plan_run(observed, self.config, self._rng.random())
+        await self.applier.apply(run, plan)
+        self._observe(run, plan, now, pods)
+        return Requeue(plan.wake_at)
+
+    def _finished(self, key: Key) -> bool:
+        return self._phases.get(key) in FINAL_PHASES
+
+    def _observe(self, run: Body, plan: Plan, now: dt.datetime, pods: list[Body]) -> None:
+        """Metrics of a pass whose plan was carried out."""
+        key = (run["metadata"]["namespace"], run["metadata"]["name"])
+        metrics.record(metrics.deltas(run, plan.status, now, self._phases.get(key), pods))
+        phase = plan.status.get("phase") or (run.get("status") or {}).get("phase")
+        if phase and self._phases.get(key) != phase:
+            self._phases[key] = phase
+            metrics.set_active(self._phases.values())
+        if phase in FINAL_PHASES:
+            self.queue.finished(key)
+            if not pods and not plan.delete:
+                # Finished and cleared away: rarely looked at again, and then read.
+                self.cache.forget_run(*key)
+
+
+async def result_logs(kube: Kube, namespace: str, pods: list[Body]) -> dict[str, str]:
+    """Results too large for a termination message are on the log's last line."""
+    found: dict[str, str] = {}
+    for pod in pods:
+        statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        terminated = (statuses[0].get("state") or {}).get("terminated") if statuses else None
+        if not terminated or '"inLog":true' not in (terminated.get("message") or ""):
+            continue
+        name = pod["metadata"]["name"]
+        text = await kube.pod_log(namespace, name, tail_lines=5)
+        for line in reversed(text.splitlines()):
+            if line.startswith(RESULT_LOG_MARKER):
+                found[name] = line[len(RESULT_LOG_MARKER) :]
+                break
+    return found
+
+
+class _ConfigMapsOnKube(api.ConfigMaps):
+    """``runstore.OpenCallsCache`` reads archive chunks through an ``api.ConfigMaps``;
+    this one goes through the operator's :class:`Kube` (until the cache takes a Kube)."""
+
+    def __init__(self, kube: Kube) -> None:  # no kubernetes-asyncio client of its own
+        self.kube = kube
+
+    async def get(self, namespace: str, name: str) -> Body:
+        return await self.kube.get(CONFIGMAPS, namespace, name)
+
+    async def put(self, manifest: Body) -> Body:
+        return await create_or_replace(self.kube, CONFIGMAPS, manifest)
