@@ -1,15 +1,14 @@
-"""Talking to the Kubernetes API: names of our resources and the few calls we make.
+"""The operator's old way to the Kubernetes API; only flux.k8s.operator uses it.
 
-Every write goes through the async client (kubernetes-asyncio) so that no
-handler ever blocks the event loop.
+Everything else (drivers, run store, ``flux kube``, the console) goes through
+the seam in :mod:`flux.k8s.kube`. This file goes when the operator moves onto
+that seam too.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
-import socket
 from typing import Any
 
 from kubernetes_asyncio import client, config
@@ -126,53 +125,6 @@ class ConfigMaps:
         return await read_json(
             await self.core.replace_namespaced_config_map(
                 name, namespace, manifest, _preload_content=False
-            )
-        )
-
-
-def problem(exc: ApiException) -> str:
-    """What the API server said was wrong, for a log line or a message."""
-    try:
-        said = json.loads(exc.body).get("message") if exc.body else None
-    except (ValueError, AttributeError):
-        said = None
-    return f"{exc.status} {exc.reason}: {said}" if said else f"{exc.status} {exc.reason}"
-
-
-class Events:
-    """Events about our objects, posted by whoever made the change they report."""
-
-    def __init__(self, api: client.ApiClient, component: str):
-        self.core: Any = client.CoreV1Api(api)
-        self.component = component
-        self.instance = socket.gethostname()
-
-    async def post(self, obj: dict[str, Any], kind: str, reason: str, message: str) -> None:
-        meta = obj["metadata"]
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        event = {
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {
-                "apiVersion": obj.get("apiVersion", f"{GROUP}/{VERSION}"),
-                "kind": obj.get("kind", "WorkflowRun"),
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta.get("uid"),
-                "resourceVersion": meta.get("resourceVersion"),
-            },
-            "type": kind,
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": self.component},
-            "reportingComponent": self.component,
-            "reportingInstance": self.instance,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
-        await read_json(
-            await self.core.create_namespaced_event(
-                meta["namespace"], event, _preload_content=False
             )
         )
 

@@ -32,6 +32,7 @@ from flux.k8s import api, archive, metrics, runstore
 from flux.k8s.config import OperatorConfig
 from flux.k8s.decisions import condition_changed, set_condition, workflow_ready
 from flux.k8s.history import FINAL_PHASES
+from flux.k8s.kube.http import KubeClient
 from flux.k8s.models import Condition, to_json
 from flux.k8s.pods import SHARED_DRIVER_ROLE, owner_reference, source_configmap_name
 from flux.k8s.protocol import INLINE_SOURCE_MODULE, RESULT_LOG_MARKER
@@ -57,7 +58,7 @@ class Reconciler:
         self.core: Any = client.CoreV1Api(api_client)
         self.runs = api.Runs(api_client)
         self.configmaps = api.ConfigMaps(api_client)
-        self.open_calls = runstore.OpenCallsCache(self.configmaps)
+        self.open_calls = runstore.OpenCallsCache(KubeClient(api_client))
         self._locks: dict[Key, asyncio.Lock] = {}
         self._again: set[Key] = set()
         self._wakers: dict[Key, asyncio.TimerHandle] = {}

@@ -10,6 +10,7 @@ from typing import Any
 
 from flux.k8s import names
 from flux.k8s.config import OperatorConfig
+from flux.k8s.driver_env import LINGER_ENV, NAMESPACE_ENV, RUN_ENV, WORKFLOW_ENV, WORKFLOW_NAME_ENV
 from flux.k8s.protocol import (
     INLINE_SOURCE_MODULE,
     SOURCE_DIR_ENV,
@@ -23,7 +24,7 @@ from flux.k8s.protocol import (
 # The image's entrypoint is an init (tini) plus python; pods set only python's
 # arguments, so that the init stays PID 1 and SIGTERM ends the pod at once.
 PYTHON_ARGS = ["-m"]
-DRIVER_MODULE = "flux.runtime.driver"
+DRIVER_MODULE = "flux.runtime.driver_main"
 TASK_MODULE = "flux.runtime.task"
 RUN_AS_USER = 10001
 HOME_MOUNT_PATH = "/flux/home"
@@ -167,10 +168,10 @@ def driver_pod(
     run: dict[str, Any], workflow: dict[str, Any], config: OperatorConfig, start: int
 ) -> dict[str, Any]:
     env = [
-        {"name": "FLUX_RUN", "value": run["metadata"]["name"]},
-        {"name": "FLUX_NAMESPACE", "value": run["metadata"]["namespace"]},
-        {"name": "FLUX_WORKFLOW", "value": workflow_reference(workflow)},
-        {"name": "FLUX_DRIVER_LINGER_SECONDS", "value": f"{config.driver_linger:g}"},
+        {"name": RUN_ENV, "value": run["metadata"]["name"]},
+        {"name": NAMESPACE_ENV, "value": run["metadata"]["namespace"]},
+        {"name": WORKFLOW_ENV, "value": workflow_reference(workflow)},
+        {"name": LINGER_ENV, "value": f"{config.driver_linger:g}"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
     name = driver_pod_name(run["metadata"]["name"], start)
@@ -184,10 +185,10 @@ def shared_driver_pod(workflow: dict[str, Any], config: OperatorConfig) -> dict[
     """The driver pod serving every shared-mode run of ``workflow``; owned by it."""
     meta = workflow["metadata"]
     env = [
-        {"name": "FLUX_WORKFLOW_NAME", "value": meta["name"]},
-        {"name": "FLUX_NAMESPACE", "value": meta["namespace"]},
-        {"name": "FLUX_WORKFLOW", "value": workflow_reference(workflow)},
-        {"name": "FLUX_DRIVER_LINGER_SECONDS", "value": f"{config.driver_linger:g}"},
+        {"name": WORKFLOW_NAME_ENV, "value": meta["name"]},
+        {"name": NAMESPACE_ENV, "value": meta["namespace"]},
+        {"name": WORKFLOW_ENV, "value": workflow_reference(workflow)},
+        {"name": LINGER_ENV, "value": f"{config.driver_linger:g}"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
     name = shared_driver_pod_name(meta["name"])

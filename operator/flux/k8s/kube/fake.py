@@ -163,7 +163,7 @@ class FakeKube:
         held = self._find(resource, namespace, name)
         if isinstance(patch, JsonPatch):
             try:
-                patched = jsonpatch.apply_patch(held, patch.ops)
+                patched = _apply_json_patch(held, patch.ops)
             except jsonpatch.JsonPatchTestFailed as exc:
                 raise PatchTestFailed(f"testing value failed: {exc}") from None
             except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
@@ -305,6 +305,25 @@ class FakeKube:
         if self._changed is not None:
             self._changed.set()
             self._changed = None
+
+
+def _apply_json_patch(held: Body, ops: list[dict[str, Any]]) -> Body:
+    """``ops`` applied to a copy of ``held``, one at a time, as the API server's
+    json-patch does: a ``test`` for null passes on a missing member."""
+    doc = copy.deepcopy(held)
+    for op in ops:
+        if op["op"] == "test" and op.get("value") is None and _missing(doc, op["path"]):
+            continue
+        doc = jsonpatch.apply_patch(doc, [op], in_place=True)
+    return doc
+
+
+def _missing(doc: Any, path: str) -> bool:
+    try:
+        jsonpatch.JsonPointer(path).resolve(doc)
+    except jsonpatch.JsonPointerException:
+        return True
+    return False
 
 
 def _merge(target: Any, patch: Any) -> Any:
