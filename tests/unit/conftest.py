@@ -32,17 +32,11 @@ class DriverKube(FakeKube):
     merge_allowed: bool = False
 
     async def patch(
-        self,
-        resource: Resource,
-        namespace: str,
-        name: str,
-        patch: JsonPatch | Body,
-        *,
-        status: bool = False,
+        self, resource: Resource, namespace: str, name: str, patch: JsonPatch | Body, **kw: Any
     ) -> Body:
         if resource == RUNS and not isinstance(patch, JsonPatch):
             assert self.merge_allowed, "the driver appends with JSON patch, never rewrites"
-        return await super().patch(resource, namespace, name, patch, status=status)
+        return await super().patch(resource, namespace, name, patch, **kw)
 
 
 class Runs:

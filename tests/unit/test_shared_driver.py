@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from test_k8s_reconcile import CONFIG, NOW, WF_STARTED, plan, run, started, workflow
 
-from flux.k8s.kube import RUNS, Conflict, Gone, NotFound, PatchTestFailed
+from flux.k8s.kube import RUNS, Conflict, Gone, KubeError, NotFound, PatchTestFailed
 from flux.k8s.kube.events import EventRecorder
 from flux.k8s.reconcile import Observed, plan_run
 from flux.runtime.driver import Driver
@@ -272,26 +272,22 @@ def test_the_shared_driver_serves_through_its_watch_and_lists_again_after_a_410(
     assert kube.count("watch", RUNS) >= 2
 
 
-def test_a_run_deleted_under_the_shared_driver_is_let_go_for_good(
-    kube: DriverKube, runs: Runs, pipeline_wf: Workflow[Any]
+@pytest.mark.parametrize(
+    ("refusal", "taken_up_again"),
+    [
+        (Conflict("the object has been modified"), True),  # read again, as it is now
+        (NotFound('workflowruns "a" not found'), False),  # deleted: let go for good
+    ],
+)
+def test_a_refused_write_lets_the_run_go(
+    kube: DriverKube,
+    runs: Runs,
+    pipeline_wf: Workflow[Any],
+    refusal: KubeError,
+    taken_up_again: bool,
 ) -> None:
     body = runs.new(1, "a")
-    kube.fail("patch", "workflowruns/status", NotFound('workflowruns "a" not found'))
-    driver = SharedDriver(kube, "ns", "wf", pipeline_wf)
-
-    async def scenario() -> None:
-        driver.offer("ADDED", body)
-        await driver.drain()
-
-    asyncio.run(scenario())
-    assert driver.held == {} and not driver._refetches  # nothing to take up again
-
-
-def test_a_conflict_lets_the_run_go_and_takes_it_up_again_as_it_is_now(
-    kube: DriverKube, runs: Runs, pipeline_wf: Workflow[Any]
-) -> None:
-    body = runs.new(1, "a")
-    kube.fail("patch", "workflowruns/status", Conflict("the object has been modified"))
+    kube.fail("patch", "workflowruns/status", refusal)
     driver = SharedDriver(kube, "ns", "wf", pipeline_wf)
     driver.retry_delay = 0
 
@@ -299,11 +295,14 @@ def test_a_conflict_lets_the_run_go_and_takes_it_up_again_as_it_is_now(
         driver.offer("ADDED", body)
         await driver.drain()
         assert "a" not in driver.held and runs.body("a").get("status") is None
+        assert bool(driver._refetches) == taken_up_again
         await _pump(driver)
 
     asyncio.run(scenario())
-    assert runs.status("a")["phase"] == "Running"
-    assert "a" in driver.held
+    assert ("a" in driver.held) == taken_up_again
+    assert (runs.body("a").get("status") or {}).get("phase") == (
+        "Running" if taken_up_again else None
+    )
 
 
 def test_a_claim_that_loses_to_the_operator_is_a_failed_patch_test(
