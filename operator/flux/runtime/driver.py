@@ -57,7 +57,7 @@ class Driver:
     cancels: set[str] = field(default_factory=set)
     # Task outputs kept in their own ConfigMap, by ConfigMap name, once read.
     values: dict[str, Any] = field(default_factory=dict)
-    # Where the Events announcing the run's outcome go (none in unit tests).
+    # Posts the Events announcing the run's outcome (None: announce nothing).
     events: EventRecorder | None = None
     # A shared driver claims the runs it takes up before the operator says whose they are.
     shared: bool = False
