@@ -3,14 +3,12 @@ cannot be loaded failing the runs it was to drive."""
 
 from __future__ import annotations
 
-import ast
 import asyncio
-import inspect
 from typing import TYPE_CHECKING
 
 from flux.k8s import driver_env, pods
 from flux.k8s.config import OperatorConfig
-from flux.runtime import driver, driver_main, shared_driver
+from flux.runtime import driver_main
 
 if TYPE_CHECKING:
     from conftest import DriverKube, Runs
@@ -68,18 +66,3 @@ def test_driver_pods_run_this_program_with_the_environment_it_reads() -> None:
         names = {e["name"] for e in container["env"]}
         assert {driver_env.NAMESPACE_ENV, driver_env.WORKFLOW_ENV, driver_env.LINGER_ENV} <= names
         assert len(names & {driver_env.RUN_ENV, driver_env.WORKFLOW_NAME_ENV}) == 1
-
-
-def test_the_driver_does_not_import_the_shared_driver() -> None:
-    """One direction only: the shared driver holds Drivers; the program picks one."""
-    for module in (driver, shared_driver):
-        tree = ast.parse(inspect.getsource(module))
-        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)} | {
-            alias.name
-            for node in ast.walk(tree)
-            if isinstance(node, ast.Import)
-            for alias in node.names
-        }
-        assert "flux.runtime.driver_main" not in imported
-        if module is driver:
-            assert "flux.runtime.shared_driver" not in imported
