@@ -8,12 +8,13 @@ that seam too.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from flux.k8s.kube.http import KUBECONFIG_ENV as KUBECONFIG_ENV
+from flux.k8s.kube.http import connect as connect
 from flux.k8s.kube.versions import newer as newer
 
 # Re-exported until every caller imports flux.k8s.names.
@@ -51,16 +52,6 @@ from flux.k8s.names import (
 WORKFLOWS = "workflows"
 RUNS = "workflowruns"
 MERGE_PATCH = "application/merge-patch+json"
-KUBECONFIG_ENV = "FLUX_KUBECONFIG"
-
-
-async def connect() -> client.ApiClient:
-    """In a pod, its service account; elsewhere FLUX_KUBECONFIG or the usual kubeconfig."""
-    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get(KUBECONFIG_ENV):
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    else:
-        await config.load_kube_config(config_file=os.environ.get(KUBECONFIG_ENV))
-    return client.ApiClient()
 
 
 class Runs:
