@@ -9,18 +9,23 @@ import gzip
 import json
 import random
 import tracemalloc
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from test_driver import FakeRuns, new_run
 
 from flux import WorkflowExecutionContext, task, workflow
 from flux.engine.instance import WorkflowInstance
 from flux.k8s import archive, runstore
 from flux.k8s.config import OperatorConfig
+from flux.k8s.kube import CONFIGMAPS
+from flux.k8s.kube.fake import FakeKube
+from flux.k8s.kube.objects import create_or_replace
 from flux.k8s.operator.status_patch import task_record_ops
 from flux.k8s.reconcile import Observed, plan_run
 from flux.runtime.driver import Driver
+
+if TYPE_CHECKING:
+    from conftest import DriverKube, Runs
 
 
 def started(call_id: str) -> dict[str, Any]:
@@ -182,25 +187,24 @@ def test_a_layer_changes_while_what_it_is_layered_on_stays() -> None:
     assert list(layer) == ["b#0", "c#0"]
 
 
-def test_the_cache_reads_each_chunk_once_and_layers_the_inline_history() -> None:
-    configmaps = FakeConfigMaps()
+def test_the_cache_reads_each_chunk_once_and_layers_the_inline_history(kube: FakeKube) -> None:
     run = {"metadata": {"name": "r", "namespace": "ns", "uid": "u"}, "status": {}}
     reads: list[str] = []
-    stored_get = configmaps.get
+    stored_get = kube.get
 
-    async def get(namespace: str, name: str) -> dict[str, Any]:
+    async def get(resource: Any, namespace: str, name: str) -> dict[str, Any]:
         reads.append(name)
-        return await stored_get(namespace, name)
+        return await stored_get(resource, namespace, name)
 
-    configmaps.get = get  # type: ignore[method-assign]
+    kube.get = get  # type: ignore[method-assign]
 
     async def archived(index: int, events: list[dict[str, Any]]) -> dict[str, Any]:
         name = archive.chunk_name("r", archive.HISTORY, index)
         cm = archive.configmap(run, name, archive.HISTORY, archive.pack(events))
-        return archive.entry(await configmaps.put(cm), len(events))
+        return archive.entry(await create_or_replace(kube, CONFIGMAPS, cm), len(events))
 
     async def scenario() -> None:
-        cache = runstore.OpenCallsCache(configmaps)  # type: ignore[arg-type]
+        cache = runstore.OpenCallsCache(kube)
         first = await archived(0, [started("a#0"), started("b#0")])
         run["status"] = {"historyArchive": [first], "history": [completed("a#0")]}
         one = await cache.open_calls(run)
@@ -280,22 +284,6 @@ def test_open_calls_given_by_the_operator_replace_the_inline_history() -> None:
     assert len([p for p in plan.create if p["metadata"]["labels"]["flux.dev/role"] == "task"]) == 1
 
 
-class FakeConfigMaps:
-    def __init__(self) -> None:
-        self.stored: dict[str, dict[str, Any]] = {}
-        self.version = 100
-
-    async def get(self, namespace: str, name: str) -> dict[str, Any]:
-        return copy.deepcopy(self.stored[name])
-
-    async def put(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        self.version += 1
-        stored = copy.deepcopy(manifest)
-        stored["metadata"]["resourceVersion"] = str(self.version)
-        self.stored[stored["metadata"]["name"]] = stored
-        return copy.deepcopy(stored)
-
-
 @task
 def big(i: int) -> str:
     return "x" * 20_000
@@ -310,33 +298,35 @@ def _clock() -> dt.datetime:
     return dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
-def test_the_driver_seals_history_into_chunks_and_stores_a_large_output() -> None:
-    runs = FakeRuns(new_run(8))
-    runs.body["metadata"]["uid"] = "u1"
-    configmaps = FakeConfigMaps()
-    driver = Driver(runs, "ns", "r1", many_big, configmaps=configmaps)  # type: ignore[arg-type]
+def test_the_driver_seals_history_into_chunks_and_stores_a_large_output(
+    kube: DriverKube, runs: Runs
+) -> None:
+    runs.new(8)
+    driver = Driver(kube, "ns", "r1", many_big)
 
     async def scenario() -> None:
         instance = WorkflowInstance(many_big, "r1", [], clock=_clock, rng=random.Random(0), input=8)
         instance.start()
         while True:
-            await driver._load_values(runs.body.get("status") or {})
-            driver.observe(instance, runs.body.get("status") or {})
-            runs.body = await driver.publish(instance, runs.body)
+            body = runs.body()
+            await driver._load_values(body.get("status") or {})
+            driver.observe(instance, body.get("status") or {})
+            await driver.publish(instance, body)
             if instance.state.is_final:
                 return
-            _complete_big(runs, configmaps, instance.in_flight())
+            _complete_big(kube, runs, instance.in_flight())
 
     asyncio.run(scenario())
-    status = runs.body["status"]
+    status = runs.status()
     assert status["phase"] == "Succeeded"
     assert status["historyArchive"], "the history outgrew its inline budget"
-    assert "output" not in status and status["outputRef"]["configMap"] in configmaps.stored
-    assert len(json.dumps(runs.body)) < archive.RUN_BUDGET
+    assert "output" not in status
+    assert kube.stored(CONFIGMAPS, "ns", status["outputRef"]["configMap"]) is not None
+    assert len(json.dumps(runs.body())) < archive.RUN_BUDGET
 
     async def read_back() -> tuple[list[dict[str, Any]], Any]:
-        history = await runstore.load_history(configmaps, "ns", status)  # type: ignore[arg-type]
-        output = await runstore.load_output(configmaps, "ns", status)  # type: ignore[arg-type]
+        history = await runstore.load_history(kube, "ns", status)
+        output = await runstore.load_output(kube, "ns", status)
         return history, output
 
     history, output = asyncio.run(read_back())
@@ -345,18 +335,19 @@ def test_the_driver_seals_history_into_chunks_and_stores_a_large_output() -> Non
     assert output == ["x" * 20_000] * 8
 
 
-def _complete_big(runs: FakeRuns, configmaps: FakeConfigMaps, in_flight: Any) -> None:
+def _complete_big(kube: FakeKube, runs: Runs, in_flight: Any) -> None:
     """Play the operator for ``big``, giving large outputs by reference as it does."""
-    status = runs.body["status"]
-    records = status.setdefault("tasks", [])
+    body = runs.body()
+    records = body["status"].setdefault("tasks", [])
     known = {r["callId"] for r in records}
     for call_id in in_flight:
         if call_id in known:
             continue
         name = archive.value_name("r1", call_id)
-        configmaps.stored[name] = {
-            **archive.configmap(runs.body, name, archive.VALUE, archive.pack("x" * 20_000)),
-        }
-        configmaps.stored[name]["metadata"]["resourceVersion"] = "7"
-        ref = {"configMap": name, "count": 1, "resourceVersion": "7"}
+        stored = kube.put(
+            CONFIGMAPS, archive.configmap(body, name, archive.VALUE, archive.pack("x" * 20_000))
+        )
+        version = stored["metadata"]["resourceVersion"]
+        ref = {"configMap": name, "count": 1, "resourceVersion": version}
         records.append({"callId": call_id, "name": "big", "state": "Completed", "outputRef": ref})
+    runs.set_status(tasks=records)

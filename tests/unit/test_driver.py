@@ -3,129 +3,58 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import datetime as dt
 import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kubernetes_asyncio.client.exceptions import ApiException
+import pytest
 
 from flux import WorkflowExecutionContext, task, workflow
 from flux.engine.instance import WorkflowInstance
 from flux.events import ExecutionEvent
 from flux.k8s.calls import Call, next_move
 from flux.k8s.history import event_from_status
+from flux.k8s.kube import CONFIGMAPS, RUNS, Gone
 from flux.k8s.pod_view import PodView
 from flux.k8s.protocol import Outcome, TaskResult
 from flux.runtime.driver import Driver, status_patch, step_time
 from flux.tasks import pause
 from flux.ui.source import Step
 from flux.ui.timeline import build_timeline
+from flux.workflow import Workflow
+
+if TYPE_CHECKING:
+    from conftest import DriverKube, Runs
 
 
-@task
-def double(x: int) -> int:
-    return 2 * x
+async def step(driver: Driver, runs: Runs, instance: Any) -> None:
+    body = runs.body()
+    driver.observe(instance, body.get("status") or {})
+    await driver.publish(instance, body)
 
 
-@workflow
-async def pipeline_wf(ctx: WorkflowExecutionContext[int]) -> dict[str, Any]:
-    a = await double(ctx.input)
-    b = await double(a)
-    decision = await pause("approve", output=b)
-    return {"b": b, "decision": decision}
-
-
-class FakeRuns:
-    """Applies the driver's JSON patches to one stored WorkflowRun."""
-
-    def __init__(self, body: dict[str, Any]):
-        self.body = body
-        self.patches = 0
-
-    async def get(self, namespace: str, name: str) -> dict[str, Any]:
-        return copy.deepcopy(self.body)
-
-    async def patch_status(self, namespace: str, name: str, ops: Any) -> dict[str, Any]:
-        assert isinstance(ops, list), "the driver appends with JSON patch, never rewrites"
-        self.patches += 1
-        for op in ops:
-            parts = op["path"].strip("/").split("/")
-            parent = self.body
-            for part in parts[:-1]:
-                parent = parent[part]
-            last = parts[-1]
-            if op["op"] == "test":
-                # As the API server's json-patch does: null matches a missing member.
-                if parent.get(last) != op["value"]:
-                    raise ApiException(status=422, reason=f"test of {op['path']} failed")
-            elif op["op"] == "add" and last == "-":
-                parent.append(op["value"])
-            elif op["op"] == "add":
-                parent[last] = op["value"]
-            elif op["op"] == "remove":
-                del parent[last]
-        self.body["metadata"]["resourceVersion"] = str(self.patches)
-        return copy.deepcopy(self.body)
-
-
-def new_run(input: Any) -> dict[str, Any]:
-    return {
-        "metadata": {"name": "r1", "namespace": "ns", "resourceVersion": "0"},
-        "spec": {"workflowRef": {"name": "wf"}, "input": input},
-    }
-
-
-def complete_outstanding(runs: FakeRuns) -> list[str]:
-    """Play the operator: run every recorded task call and record its outcome."""
-    status = runs.body["status"]
-    settled = {e["sourceId"] for e in status["history"] if e["type"] == "TASK_COMPLETED"}
-    records = status.setdefault("tasks", [])
-    done = []
-    for event in status["history"]:
-        value = event.get("value") or {}
-        if event["type"] != "TASK_STARTED" or "task" not in value:
-            continue
-        if event["sourceId"] in settled or any(r["callId"] == event["sourceId"] for r in records):
-            continue
-        assert value["task"].endswith(":double")
-        records.append(
-            {
-                "callId": event["sourceId"],
-                "name": event["name"],
-                "state": "Completed",
-                "output": 2 * value["args"][0],
-            }
-        )
-        done.append(event["sourceId"])
-    return done
-
-
-async def step(driver: Driver, runs: FakeRuns, instance: Any) -> None:
-    driver.observe(instance, runs.body.get("status") or {})
-    await driver.publish(instance, runs.body)
-
-
-def test_driver_records_calls_delivers_outcomes_and_pauses() -> None:
-    runs = FakeRuns(new_run(3))
-    driver = Driver(runs, "ns", "r1", pipeline_wf)  # type: ignore[arg-type]
+def test_driver_records_calls_delivers_outcomes_and_pauses(
+    kube: DriverKube, runs: Runs, pipeline_wf: Workflow[Any]
+) -> None:
+    runs.new(3)
+    driver = Driver(kube, "ns", "r1", pipeline_wf)
 
     async def scenario() -> None:
         instance = WorkflowInstance(pipeline_wf, "r1", [], clock=_clock, rng=_rng(), input=3)
         instance.start()
         await step(driver, runs, instance)
-        assert runs.body["status"]["phase"] == "Running"
-        assert complete_outstanding(runs) == ["double#0"]
+        assert runs.status()["phase"] == "Running"
+        assert runs.complete_outstanding() == ["double#0"]
         await step(driver, runs, instance)
-        assert complete_outstanding(runs) == ["double#1"]
+        assert runs.complete_outstanding() == ["double#1"]
         await step(driver, runs, instance)
-        status = runs.body["status"]
+        status = runs.status()
         assert status["phase"] == "Paused"
         assert status["pause"] == {"name": "approve", "output": 12}
 
         # A new driver (the old one exited while paused) replays, then resumes.
-        status["resume"] = {"input": "ok"}
+        runs.set_status(resume={"input": "ok"})
         replayed = WorkflowInstance(
             pipeline_wf, "r1", history_from_status(status), clock=_clock, rng=_rng()
         )
@@ -134,7 +63,7 @@ def test_driver_records_calls_delivers_outcomes_and_pauses() -> None:
         await step(driver, runs, replayed)
 
     asyncio.run(scenario())
-    status = runs.body["status"]
+    status = runs.status()
     assert status["phase"] == "Succeeded"
     assert status["output"] == {"b": 12, "decision": "ok"}
     assert "resume" not in status and "pause" not in status
@@ -142,19 +71,21 @@ def test_driver_records_calls_delivers_outcomes_and_pauses() -> None:
     assert ids == list(range(1, len(ids) + 1))
 
 
-def test_status_patch_appends_and_is_empty_when_nothing_changed() -> None:
+def test_status_patch_appends_and_is_empty_when_nothing_changed(
+    kube: DriverKube, runs: Runs, pipeline_wf: Workflow[Any]
+) -> None:
     instance = WorkflowInstance(pipeline_wf, "r1", [], clock=_clock, rng=_rng(), input=1)
     instance.start()
     ops = status_patch(instance, {}, instance.take_events())
     # Only onto a run without status: the operator may have written first.
-    assert ops[:2] == [
+    assert ops.ops[:2] == [
         {"op": "test", "path": "/status", "value": None},
         {"op": "add", "path": "/status", "value": {}},
     ]
     assert [o["path"] for o in ops if o["path"] == "/status/history/-"]
-    runs = FakeRuns(new_run(1))
-    asyncio.run(runs.patch_status("ns", "r1", ops))
-    assert status_patch(instance, runs.body["status"], []) == []
+    runs.new(1)
+    asyncio.run(kube.patch(RUNS, "ns", "r1", ops, status=True))
+    assert status_patch(instance, runs.status(), []) == []
 
 
 def history_from_status(status: dict[str, Any]) -> list[ExecutionEvent]:
@@ -183,31 +114,26 @@ def os_system(target: Path) -> dict[str, Any]:
     return {"$flux": "dataclass", "type": "os:system", "v": {"command": f"touch {target}"}}
 
 
-def test_a_spec_input_naming_os_system_is_plain_data(tmp_path: Path) -> None:
+def test_a_spec_input_naming_os_system_is_plain_data(
+    tmp_path: Path, kube: DriverKube, runs: Runs
+) -> None:
     target = tmp_path / "pwned"
-    runs = FakeRuns(new_run(os_system(target)))
-    driver = Driver(runs, "ns", "r1", echo_wf)  # type: ignore[arg-type]
-    instance = asyncio.run(driver.begin(runs.body))
+    body = runs.new(os_system(target))
+    driver = Driver(kube, "ns", "r1", echo_wf)
+    instance = asyncio.run(driver.begin(body))
     assert instance is not None
     assert not target.exists()
     assert instance.ctx.input == {"command": f"touch {target}"}
 
 
-class MergingRuns(FakeRuns):
-    """Also takes the merge patch that fails a run whose input cannot be read."""
-
-    async def patch_status(self, namespace: str, name: str, ops: Any) -> dict[str, Any]:
-        if isinstance(ops, list):
-            return await super().patch_status(namespace, name, ops)
-        self.body.setdefault("status", {}).update(ops["status"])
-        return copy.deepcopy(self.body)
-
-
-def test_a_malformed_spec_input_fails_the_run_with_one_message() -> None:
-    runs = MergingRuns(new_run({"$flux": "bytes", "v": "%%%"}))
-    driver = Driver(runs, "ns", "r1", echo_wf)  # type: ignore[arg-type]
-    assert asyncio.run(driver.begin(runs.body)) is None
-    status = runs.body["status"]
+def test_a_malformed_spec_input_fails_the_run_with_one_message(
+    kube: DriverKube, runs: Runs
+) -> None:
+    kube.merge_allowed = True  # failing a run whose input cannot be read
+    body = runs.new({"$flux": "bytes", "v": "%%%"})
+    driver = Driver(kube, "ns", "r1", echo_wf)
+    assert asyncio.run(driver.begin(body)) is None
+    status = runs.status()
     assert status["phase"] == "Failed"
     assert status["error"]["type"] == "WorkflowInputError"  # condition InvalidInput
     assert "spec.input cannot be decoded: " in status["error"]["message"]
@@ -215,28 +141,29 @@ def test_a_malformed_spec_input_fails_the_run_with_one_message() -> None:
     assert "history" not in status
 
 
-def test_resume_inputs_are_plain_and_a_malformed_one_is_refused(tmp_path: Path) -> None:
+def test_resume_inputs_are_plain_and_a_malformed_one_is_refused(
+    tmp_path: Path, kube: DriverKube, runs: Runs
+) -> None:
     target = tmp_path / "pwned"
-    runs = FakeRuns(new_run(1))
-    driver = Driver(runs, "ns", "r1", echo_wf)  # type: ignore[arg-type]
+    body = runs.new(1)
+    driver = Driver(kube, "ns", "r1", echo_wf)
 
     async def scenario() -> None:
-        instance = await driver.begin(runs.body)
+        instance = await driver.begin(body)
         assert instance is not None
         await step(driver, runs, instance)
-        status = runs.body["status"]
-        assert status["phase"] == "Paused"
-        status["resume"] = {"input": {"$flux": "dataclass", "type": "os:system", "value": {}}}
+        assert runs.status()["phase"] == "Paused"
+        runs.set_status(resume={"input": {"$flux": "dataclass", "type": "os:system", "value": {}}})
         await step(driver, runs, instance)
         # Refused: removed, the run still waits at its pause, nothing else written.
-        assert "resume" not in runs.body["status"]
-        assert runs.body["status"]["phase"] == "Paused"
-        runs.body["status"]["resume"] = {"input": os_system(target)}
+        assert "resume" not in runs.status()
+        assert runs.status()["phase"] == "Paused"
+        runs.set_status(resume={"input": os_system(target)})
         await step(driver, runs, instance)
 
     asyncio.run(scenario())
     assert not target.exists()
-    status = runs.body["status"]
+    status = runs.status()
     assert status["phase"] == "Succeeded"
     assert status["output"] == {"input": 1, "decision": {"command": f"touch {target}"}}
 
@@ -285,23 +212,25 @@ def _operator_moves(started: dict[str, Any]) -> dict[str, Any]:
     return move.record
 
 
-def test_policy_steps_enter_history_at_the_time_the_operator_recorded_them() -> None:
-    runs = FakeRuns(new_run(None))
-    driver = Driver(runs, "ns", "r1", flaky_wf)  # type: ignore[arg-type]
+def test_policy_steps_enter_history_at_the_time_the_operator_recorded_them(
+    kube: DriverKube, runs: Runs
+) -> None:
+    runs.new(None)
+    driver = Driver(kube, "ns", "r1", flaky_wf)
     late = _after(100)  # the driver learns of the call's outcome long after
 
     async def scenario() -> None:
         instance = WorkflowInstance(flaky_wf, "r1", [], clock=lambda: T0, rng=_rng(), input=None)
         instance.start()
         await step(driver, runs, instance)
-        status = runs.body["status"]
+        status = runs.status()
         [started] = [e for e in status["history"] if e["type"] == "TASK_STARTED"]
-        status["tasks"] = [_operator_moves(started)]
+        runs.set_status(tasks=[_operator_moves(started)])
         instance._clock = lambda: late
         await step(driver, runs, instance)
 
     asyncio.run(scenario())
-    history = history_from_status(runs.body["status"])
+    history = history_from_status(runs.status())
     times = {e.type.value: e.time for e in history if e.source_id == "flaky#0"}
     assert times["TASK_RETRY_STARTED"] == _after(3)
     assert times["TASK_RETRY_COMPLETED"] == _after(7)
@@ -320,28 +249,30 @@ def test_policy_steps_enter_history_at_the_time_the_operator_recorded_them() -> 
     assert bar.attempts == 2
 
 
-def test_a_step_recorded_without_a_time_enters_history_at_the_driver_clock() -> None:
-    runs = FakeRuns(new_run(None))
-    driver = Driver(runs, "ns", "r1", flaky_wf)  # type: ignore[arg-type]
+def test_a_step_recorded_without_a_time_enters_history_at_the_driver_clock(
+    kube: DriverKube, runs: Runs
+) -> None:
+    runs.new(None)
+    driver = Driver(kube, "ns", "r1", flaky_wf)
     late = _after(100)
 
     async def scenario() -> None:
         instance = WorkflowInstance(flaky_wf, "r1", [], clock=lambda: T0, rng=_rng(), input=None)
         instance.start()
         await step(driver, runs, instance)
-        status = runs.body["status"]
+        status = runs.status()
         [started] = [e for e in status["history"] if e["type"] == "TASK_STARTED"]
         record = _operator_moves(started)
         # A record written by an operator from before steps had a time, and one
         # whose time is not a time with a zone: both fall back to the driver's clock.
         record["steps"][0].pop("time")
         record["steps"][1]["time"] = "2026-01-01T00:00:07"
-        status["tasks"] = [record]
+        runs.set_status(tasks=[record])
         instance._clock = lambda: late
         await step(driver, runs, instance)
 
     asyncio.run(scenario())
-    history = history_from_status(runs.body["status"])
+    history = history_from_status(runs.status())
     steps = [e for e in history if e.type.value.startswith("TASK_RETRY")]
     assert [e.time for e in steps] == [late, late]
 
@@ -351,3 +282,76 @@ def test_step_time_reads_only_a_zoned_iso_time() -> None:
     for bad in (None, 3, "", "yesterday", "2026-01-01T00:00:03"):
         assert step_time({"time": bad}) is None
     assert step_time({}) is None
+
+
+# ------------------------------------------------ the driver's watch of its run
+
+
+async def _play_operator(runs: Runs, until: str) -> None:
+    while runs.body().get("status", {}).get("phase") != until:
+        if runs.body().get("status", {}).get("history"):
+            runs.complete_outstanding()
+        await asyncio.sleep(0.01)
+
+
+def test_the_driver_follows_its_run_and_keeps_going_after_a_410(
+    kube: DriverKube, runs: Runs, pipeline_wf: Workflow[Any]
+) -> None:
+    runs.new(3)
+    kube.fail("watch", RUNS, Gone("too old resource version"))
+    driver = Driver(kube, "ns", "r1", pipeline_wf, linger=5)
+
+    async def scenario() -> int:
+        driving = asyncio.create_task(driver.run())
+        await asyncio.wait_for(_play_operator(runs, "Paused"), 10)
+        return await asyncio.wait_for(driving, 10)  # paused: the driver exits
+
+    assert asyncio.run(scenario()) == 0
+    assert runs.status()["pause"] == {"name": "approve", "output": 12}
+    assert kube.count("list", RUNS) == 1  # the run as it was after the 410
+    assert kube.count("watch", RUNS) >= 2
+
+
+def test_a_driver_whose_run_is_deleted_exits(kube: DriverKube, runs: Runs) -> None:
+    body = runs.new(1)
+
+    async def scenario() -> None:
+        waiting = asyncio.create_task(Driver(kube, "ns", "r1", echo_wf).wait_for_change(body, 5))
+        await asyncio.sleep(0.01)
+        await kube.delete(RUNS, "ns", "r1")
+        await waiting
+
+    with pytest.raises(SystemExit) as exited:
+        asyncio.run(scenario())
+    assert exited.value.code == 0
+
+
+def test_a_driver_waits_no_longer_than_it_was_told(kube: DriverKube, runs: Runs) -> None:
+    body = runs.new(1)
+    driver = Driver(kube, "ns", "r1", echo_wf)
+    assert asyncio.run(driver.wait_for_change(body, 0.05)) is None
+    runs.set_status(phase="Running")
+    changed = asyncio.run(driver.wait_for_change(body, 5))
+    assert changed is not None and changed["status"] == {"phase": "Running"}
+
+
+def test_an_input_from_a_missing_configmap_fails_the_run(kube: DriverKube, runs: Runs) -> None:
+    kube.merge_allowed = True
+    body = runs.add(
+        {
+            "metadata": {"name": "r1", "namespace": "ns"},
+            "spec": {
+                "workflowRef": {"name": "wf"},
+                "inputFrom": {"configMapKeyRef": {"name": "big-input", "key": "input"}},
+            },
+        }
+    )
+    assert asyncio.run(Driver(kube, "ns", "r1", echo_wf).begin(body)) is None
+    assert runs.status()["phase"] == "Failed"
+    assert "spec.inputFrom: ConfigMap 'big-input' not found" in runs.status()["error"]["message"]
+    kube.put(
+        CONFIGMAPS,
+        {"metadata": {"name": "big-input", "namespace": "ns"}, "data": {"input": '"hello"'}},
+    )
+    instance = asyncio.run(Driver(kube, "ns", "r1", echo_wf).begin(body))
+    assert instance is not None and instance.ctx.input == "hello"

@@ -10,33 +10,22 @@ every other run of its Workflow.
 from __future__ import annotations
 
 import asyncio
-import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from test_driver import FakeRuns, complete_outstanding, new_run, pipeline_wf
-
+from flux.k8s.kube.events import EventRecorder
 from flux.runtime.driver import Driver
 from flux.runtime.shared_driver import SharedDriver
+from flux.workflow import Workflow
+
+if TYPE_CHECKING:
+    from conftest import DriverKube, Runs
 
 # A tag the codec does not know: refused by the codec of every version.
 UNKNOWN_TAG = {"$flux": "no-such-tag", "v": 1}
 
 
-class MergingRuns(FakeRuns):
-    """FakeRuns that also takes a merge patch, as the API server does."""
-
-    async def patch_status(self, namespace: str, name: str, ops: Any) -> dict[str, Any]:
-        if isinstance(ops, list):
-            return await super().patch_status(namespace, name, ops)
-        self.patches += 1
-        status = self.body.setdefault("status", {})
-        status.update(ops["status"])
-        self.body["metadata"]["resourceVersion"] = str(self.patches)
-        return copy.deepcopy(self.body)
-
-
-def _error(runs: FakeRuns) -> dict[str, Any]:
-    status = runs.body["status"]
+def _error(runs: Runs) -> dict[str, Any]:
+    status = runs.status()
     assert status["phase"] == "Failed", status
     error: dict[str, Any] = status["error"]
     # WorkflowInputError: the operator's condition says InvalidInput.
@@ -44,62 +33,67 @@ def _error(runs: FakeRuns) -> dict[str, Any]:
     return error
 
 
-def test_spec_input_the_codec_refuses_fails_the_run() -> None:
-    runs = MergingRuns(new_run(UNKNOWN_TAG))
-    driver = Driver(runs, "ns", "r1", pipeline_wf)  # type: ignore[arg-type]
+def test_spec_input_the_codec_refuses_fails_the_run(
+    kube: DriverKube, runs: Runs, pipeline_wf: Workflow[Any]
+) -> None:
+    kube.merge_allowed = True
+    runs.new(UNKNOWN_TAG)
+    driver = Driver(kube, "ns", "r1", pipeline_wf)
     assert asyncio.run(driver.run()) == 1
     error = _error(runs)
     assert "WorkflowInputError: spec.input cannot be decoded: " in error["message"]
     assert "no-such-tag" in error["message"]
-    assert "history" not in runs.body["status"]  # nothing ran
+    assert "history" not in runs.status()  # nothing ran
 
 
-def _paused_run() -> MergingRuns:
+def _paused_run(kube: DriverKube, runs: Runs, workflow: Workflow[Any]) -> None:
     """A run of pipeline_wf driven to its pause, as the cluster would hold it."""
-    runs = MergingRuns(new_run(3))
-    driver = Driver(runs, "ns", "r1", pipeline_wf, linger=0)  # type: ignore[arg-type]
+    runs.new(3)
+    driver = Driver(kube, "ns", "r1", workflow, linger=0)
 
     async def to_pause() -> None:
-        instance = await driver.begin(copy.deepcopy(runs.body))
+        instance = await driver.begin(runs.body())
         assert instance is not None
-        await driver.advance(instance, copy.deepcopy(runs.body))
+        await driver.advance(instance, runs.body())
         for _ in range(2):
-            assert complete_outstanding(runs)
-            await driver.advance(instance, copy.deepcopy(runs.body))
+            assert runs.complete_outstanding()
+            await driver.advance(instance, runs.body())
 
     asyncio.run(to_pause())
-    assert runs.body["status"]["phase"] == "Paused"
-    return runs
+    assert runs.status()["phase"] == "Paused"
 
 
-def _refused(runs: FakeRuns) -> None:
+def _refused(runs: Runs) -> None:
     """A refused resume: removed, the run still paused, nothing failed or written."""
-    status = runs.body["status"]
+    status = runs.status()
     assert status["phase"] == "Paused", status
     assert "resume" not in status
     assert "error" not in status and "output" not in status
 
 
-def test_resume_input_the_codec_refuses_is_removed_and_the_run_stays_paused() -> None:
-    runs = _paused_run()
-    runs.body["status"]["resume"] = {"input": UNKNOWN_TAG}
-    events = FakeEvents()
-    driver = Driver(runs, "ns", "r1", pipeline_wf, linger=0, events=events)  # type: ignore[arg-type]
+def test_resume_input_the_codec_refuses_is_removed_and_the_run_stays_paused(
+    kube: DriverKube, runs: Runs, pipeline_wf: Workflow[Any]
+) -> None:
+    _paused_run(kube, runs, pipeline_wf)
+    runs.set_status(resume={"input": UNKNOWN_TAG})
+    events = EventRecorder(kube, "flux-driver")
+    driver = Driver(kube, "ns", "r1", pipeline_wf, linger=0, events=events)
     assert asyncio.run(driver.run()) == 0  # the driver ends as for any pause, not a crash
     _refused(runs)
-    [(kind, reason, message)] = events.posted
+    [(_, kind, reason, message)] = runs.events()
     assert (kind, reason) == ("Warning", "ResumeRefused")
     assert "status.resume.input refused: " in message and "no-such-tag" in message
 
 
-def test_bad_resume_input_of_one_run_leaves_the_shared_driver_serving() -> None:
-    runs = _paused_run()
-    runs.body["status"]["resume"] = {"input": UNKNOWN_TAG}
-    runs.body["status"]["driver"] = {"shared": True}
-    driver = SharedDriver(runs, None, "ns", "wf", pipeline_wf)  # type: ignore[arg-type]
+def test_bad_resume_input_of_one_run_leaves_the_shared_driver_serving(
+    kube: DriverKube, runs: Runs, pipeline_wf: Workflow[Any]
+) -> None:
+    _paused_run(kube, runs, pipeline_wf)
+    runs.set_status(resume={"input": UNKNOWN_TAG}, driver={"shared": True})
+    driver = SharedDriver(kube, "ns", "wf", pipeline_wf)
 
     async def scenario() -> None:
-        driver.offer("MODIFIED", copy.deepcopy(runs.body))
+        driver.offer("MODIFIED", runs.body())
         await driver.drain()  # raises what would end the shared driver
 
     asyncio.run(scenario())
@@ -107,39 +101,35 @@ def test_bad_resume_input_of_one_run_leaves_the_shared_driver_serving() -> None:
     assert driver.held == {}
 
 
-class FakeEvents:
-    def __init__(self) -> None:
-        self.posted: list[tuple[str, str, str]] = []
-
-    async def post(self, obj: dict[str, Any], kind: str, reason: str, message: str) -> None:
-        self.posted.append((kind, reason, message))
-
-
-def test_resume_input_on_a_run_that_is_not_paused_is_removed_with_a_warning() -> None:
-    runs = MergingRuns(new_run(3))
-    events = FakeEvents()
-    driver = Driver(runs, "ns", "r1", pipeline_wf, events=events)  # type: ignore[arg-type]
+def test_resume_input_on_a_run_that_is_not_paused_is_removed_with_a_warning(
+    kube: DriverKube, runs: Runs, pipeline_wf: Workflow[Any]
+) -> None:
+    runs.new(3)
+    events = EventRecorder(kube, "flux-driver")
+    driver = Driver(kube, "ns", "r1", pipeline_wf, events=events)
 
     async def scenario() -> None:
-        instance = await driver.begin(copy.deepcopy(runs.body))
+        instance = await driver.begin(runs.body())
         assert instance is not None
-        await driver.advance(instance, copy.deepcopy(runs.body))  # its first task runs
-        runs.body["status"]["resume"] = {"input": "too early"}
-        await driver.advance(instance, copy.deepcopy(runs.body))
+        await driver.advance(instance, runs.body())  # its first task runs
+        runs.set_status(resume={"input": "too early"})
+        await driver.advance(instance, runs.body())
 
     asyncio.run(scenario())
-    status = runs.body["status"]
+    status = runs.status()
     assert status["phase"] == "Running" and "resume" not in status
-    (warning,) = [e for e in events.posted if e[1] == "ResumeIgnored"]
-    assert warning[0] == "Warning"
-    assert warning[2].startswith("status.resume was set while the run was Running, not paused")
+    (warning,) = [e for e in runs.events() if e[2] == "ResumeIgnored"]
+    assert warning[1] == "Warning"
+    assert warning[3].startswith("status.resume was set while the run was Running, not paused")
 
 
-def test_a_resume_that_is_delivered_is_no_warning() -> None:
-    runs = _paused_run()
-    runs.body["status"]["resume"] = {"input": "ok"}
-    events = FakeEvents()
-    driver = Driver(runs, "ns", "r1", pipeline_wf, linger=0, events=events)  # type: ignore[arg-type]
+def test_a_resume_that_is_delivered_is_no_warning(
+    kube: DriverKube, runs: Runs, pipeline_wf: Workflow[Any]
+) -> None:
+    _paused_run(kube, runs, pipeline_wf)
+    runs.set_status(resume={"input": "ok"})
+    events = EventRecorder(kube, "flux-driver")
+    driver = Driver(kube, "ns", "r1", pipeline_wf, linger=0, events=events)
     assert asyncio.run(driver.run()) == 0
-    assert runs.body["status"]["phase"] == "Succeeded"
-    assert [e[1] for e in events.posted] == ["Succeeded"]
+    assert runs.status()["phase"] == "Succeeded"
+    assert [e[2] for e in runs.events()] == ["Succeeded"]

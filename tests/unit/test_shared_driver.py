@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from test_driver import FakeRuns, complete_outstanding, new_run, pipeline_wf
+import pytest
 from test_k8s_reconcile import CONFIG, NOW, WF_STARTED, plan, run, started, workflow
 
+from flux.k8s.kube import RUNS, Conflict, Gone, KubeError, NotFound, PatchTestFailed
+from flux.k8s.kube.events import EventRecorder
 from flux.k8s.reconcile import Observed, plan_run
+from flux.runtime.driver import Driver
 from flux.runtime.shared_driver import SharedDriver, serves
+from flux.workflow import Workflow
+
+if TYPE_CHECKING:
+    from conftest import DriverKube, Runs
 
 
 def shared_workflow() -> dict[str, Any]:
@@ -59,114 +66,88 @@ def test_a_run_keeps_the_driver_mode_it_started_with() -> None:
     assert "shared" not in result.status.get("driver", {})
 
 
-def _shared(body: dict[str, Any], name: str) -> dict[str, Any]:
-    body = copy.deepcopy(body)
-    body["metadata"]["name"] = name
-    body["status"] = {"driver": {"shared": True}}
-    return body
+def _shared(runs: Runs, name: str, input: int) -> None:
+    """A run the operator has already given to the shared driver."""
+    runs.new(input, name)
+    runs.set_status(name, driver={"shared": True})
 
 
-class ManyRuns:
-    """FakeRuns for several runs, by name."""
-
-    def __init__(self, bodies: dict[str, dict[str, Any]]):
-        self.by_name = {name: FakeRuns(body) for name, body in bodies.items()}
-
-    async def get(self, namespace: str, name: str) -> dict[str, Any]:
-        return await self.by_name[name].get(namespace, name)
-
-    async def patch_status(self, namespace: str, name: str, ops: Any) -> dict[str, Any]:
-        return await self.by_name[name].patch_status(namespace, name, ops)
-
-
-def test_one_shared_driver_advances_several_runs_to_their_end() -> None:
-    bodies = {n: _shared(new_run(i + 1), n) for i, n in enumerate(["a", "b"])}
-    runs = ManyRuns(bodies)
-    driver = SharedDriver(runs, None, "ns", "wf", pipeline_wf)  # type: ignore[arg-type]
+def test_one_shared_driver_advances_several_runs_to_their_end(
+    kube: DriverKube, runs: Runs, pipeline_wf: Workflow[Any]
+) -> None:
+    names = ["a", "b"]
+    for i, name in enumerate(names):
+        _shared(runs, name, i + 1)
+    driver = SharedDriver(kube, "ns", "wf", pipeline_wf)
 
     async def scenario() -> None:
-        for name in bodies:
-            await driver.consider("ADDED", copy.deepcopy(runs.by_name[name].body))
+        for name in names:
+            await driver.consider("ADDED", runs.body(name))
         for _ in range(2):
-            for name, fake in runs.by_name.items():
-                stale = copy.deepcopy(fake.body)
+            for name in names:
+                stale = runs.body(name)
                 stale["metadata"]["resourceVersion"] = "0"
                 await driver.consider("MODIFIED", stale)  # older than its own write
-                assert driver.held[name].awaiting == fake.body["metadata"]["resourceVersion"]
-                assert complete_outstanding(fake)
-                fake.patches += 1
-                fake.body["metadata"]["resourceVersion"] = str(fake.patches)
-                await driver.consider("MODIFIED", copy.deepcopy(fake.body))
-        for name, fake in runs.by_name.items():
-            assert fake.body["status"]["phase"] == "Paused", name
-            assert not serves(fake.body)
-            fake.body["status"]["resume"] = {"input": f"ok-{name}"}
-            fake.patches += 1
-            fake.body["metadata"]["resourceVersion"] = str(fake.patches)
-            assert serves(fake.body)
-            await driver.consider("MODIFIED", copy.deepcopy(fake.body))
+                assert driver.held[name].awaiting == runs.body(name)["metadata"]["resourceVersion"]
+                assert runs.complete_outstanding(name)
+                await driver.consider("MODIFIED", runs.body(name))
+        for name in names:
+            assert runs.status(name)["phase"] == "Paused", name
+            assert not serves(runs.body(name))
+            runs.set_status(name, resume={"input": f"ok-{name}"})
+            assert serves(runs.body(name))
+            await driver.consider("MODIFIED", runs.body(name))
 
     asyncio.run(scenario())
-    for name, fake in runs.by_name.items():
-        status = fake.body["status"]
+    for name in names:
+        status = runs.status(name)
         assert status["phase"] == "Succeeded"
         assert status["output"]["decision"] == f"ok-{name}"
     assert driver.held == {}  # finished runs are let go
-    assert runs.by_name["a"].body["status"]["output"]["b"] == 4
-    assert runs.by_name["b"].body["status"]["output"]["b"] == 8
+    assert runs.status("a")["output"]["b"] == 4
+    assert runs.status("b")["output"]["b"] == 8
 
 
-class FakeEvents:
-    def __init__(self) -> None:
-        self.posted: list[tuple[str, str, str]] = []
-
-    async def post(self, obj: dict[str, Any], kind: str, reason: str, message: str) -> None:
-        self.posted.append((obj["metadata"]["name"], kind, reason))
-
-
-def _new(name: str, input: int) -> dict[str, Any]:
-    body = new_run(input)
-    body["metadata"]["name"] = name
-    return body
-
-
-def test_the_shared_driver_claims_new_runs_and_announces_their_outcome() -> None:
-    runs = ManyRuns({n: _new(n, i + 1) for i, n in enumerate(["a", "b", "c"])})
-    events = FakeEvents()
-    driver = SharedDriver(runs, None, "ns", "wf", pipeline_wf, events=events)  # type: ignore[arg-type]
+def test_the_shared_driver_claims_new_runs_and_announces_their_outcome(
+    kube: DriverKube, runs: Runs, pipeline_wf: Workflow[Any]
+) -> None:
+    names = ["a", "b", "c"]
+    for i, name in enumerate(names):
+        runs.new(i + 1, name)
+    events = EventRecorder(kube, "flux-driver")
+    driver = SharedDriver(kube, "ns", "wf", pipeline_wf, events=events)
 
     async def scenario() -> None:
-        for fake in runs.by_name.values():
-            driver.offer("ADDED", copy.deepcopy(fake.body))
+        for name in names:
+            driver.offer("ADDED", runs.body(name))
         await driver.drain()
-        for fake in runs.by_name.values():
-            status = fake.body["status"]
+        for name in names:
+            status = runs.status(name)
             assert status["driver"] == {"shared": True}
             assert status["phase"] == "Running"
             assert [c["reason"] for c in status["conditions"]] == ["Running"]
-        assert events.posted == []  # running is routine: no Event
+        assert runs.events() == []  # running is routine: no Event
         for _ in range(2):
-            for fake in runs.by_name.values():
-                complete_outstanding(fake)
-                fake.patches += 1
-                fake.body["metadata"]["resourceVersion"] = str(fake.patches)
-                driver.offer("MODIFIED", copy.deepcopy(fake.body))
+            for name in names:
+                runs.complete_outstanding(name)
+                driver.offer("MODIFIED", runs.body(name))
             await driver.drain()
 
     asyncio.run(scenario())
-    for name, fake in runs.by_name.items():
-        assert fake.body["status"]["phase"] == "Paused"
-        assert fake.body["status"]["conditions"][0]["reason"] == "Paused"
-        assert (name, "Normal", "Paused") in events.posted
-    assert len(events.posted) == 3
+    posted = [(name, kind, reason) for name, kind, reason, _ in runs.events()]
+    for name in names:
+        assert runs.status(name)["phase"] == "Paused"
+        assert runs.status(name)["conditions"][0]["reason"] == "Paused"
+        assert (name, "Normal", "Paused") in posted
+    assert len(posted) == 3
 
 
-def test_a_claim_loses_to_the_operator_and_leaves_its_write_alone() -> None:
-    fake = FakeRuns(_new("a", 1))
-    seen = copy.deepcopy(fake.body)  # before the operator's first write
-    fake.body["status"] = {"phase": "Pending", "driver": {"starts": 1, "pod": "a-driver-1"}}
-    driver = SharedDriver(ManyRuns({}), None, "ns", "wf", pipeline_wf)  # type: ignore[arg-type]
-    driver.runs.by_name["a"] = fake  # type: ignore[attr-defined]
+def test_a_claim_loses_to_the_operator_and_leaves_its_write_alone(
+    kube: DriverKube, runs: Runs, pipeline_wf: Workflow[Any]
+) -> None:
+    seen = runs.new(1, "a")  # before the operator's first write
+    runs.set_status("a", phase="Pending", driver={"starts": 1, "pod": "a-driver-1"})
+    driver = SharedDriver(kube, "ns", "wf", pipeline_wf)
     driver.retry_delay = 0
 
     async def scenario() -> None:
@@ -175,9 +156,9 @@ def test_a_claim_loses_to_the_operator_and_leaves_its_write_alone() -> None:
         await _pump(driver)  # the run as it is now: a per-run driver's
 
     asyncio.run(scenario())
-    assert fake.body["status"] == {"phase": "Pending", "driver": {"starts": 1, "pod": "a-driver-1"}}
+    assert runs.status("a") == {"phase": "Pending", "driver": {"starts": 1, "pod": "a-driver-1"}}
     assert driver.held == {}
-    assert not serves(fake.body)
+    assert not serves(runs.body("a"))
 
 
 async def _pump(driver: SharedDriver) -> None:
@@ -188,70 +169,154 @@ async def _pump(driver: SharedDriver) -> None:
     await driver.drain()
 
 
-def test_a_run_whose_claim_lost_to_a_shared_pending_is_taken_up_without_a_new_event() -> None:
-    fake = FakeRuns(_new("a", 1))
-    seen = copy.deepcopy(fake.body)
+def test_a_run_whose_claim_lost_to_a_shared_pending_is_taken_up_without_a_new_event(
+    kube: DriverKube, runs: Runs, pipeline_wf: Workflow[Any]
+) -> None:
+    seen = runs.new(1, "a")
     # The operator wrote first: Pending, shared (its driver was not up yet).
-    fake.body["status"] = {"phase": "Pending", "driver": {"shared": True}}
-    runs = ManyRuns({})
-    runs.by_name["a"] = fake
-    driver = SharedDriver(runs, None, "ns", "wf", pipeline_wf)  # type: ignore[arg-type]
+    runs.set_status("a", phase="Pending", driver={"shared": True})
+    driver = SharedDriver(kube, "ns", "wf", pipeline_wf)
     driver.retry_delay = 0
 
     async def scenario() -> None:
         driver.offer("ADDED", seen)
         await driver.drain()
-        assert "a" not in driver.held and "history" not in fake.body["status"]
+        assert "a" not in driver.held and "history" not in runs.status("a")
         await _pump(driver)
 
     asyncio.run(scenario())
-    assert fake.body["status"]["phase"] == "Running"
-    assert fake.body["status"]["history"][0]["type"] == "WORKFLOW_STARTED"
+    assert runs.status("a")["phase"] == "Running"
+    assert runs.status("a")["history"][0]["type"] == "WORKFLOW_STARTED"
     assert "a" in driver.held
 
 
-def test_runs_are_advanced_concurrently() -> None:
+def test_runs_are_advanced_concurrently(
+    kube: DriverKube, runs: Runs, pipeline_wf: Workflow[Any]
+) -> None:
     names = ["a", "b", "c", "d"]
-    runs = ManyRuns({n: _new(n, 1) for n in names})
+    for name in names:
+        runs.new(1, name)
     in_flight, most = 0, 0
+    patch = kube.patch
 
-    class Slow:
-        async def patch_status(self, namespace: str, name: str, ops: Any) -> dict[str, Any]:
-            nonlocal in_flight, most
-            in_flight += 1
-            most = max(most, in_flight)
-            await asyncio.sleep(0.05)
-            in_flight -= 1
-            return await runs.patch_status(namespace, name, ops)
+    async def slow(*args: Any, **kwargs: Any) -> Any:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.05)
+        in_flight -= 1
+        return await patch(*args, **kwargs)
 
-    driver = SharedDriver(Slow(), None, "ns", "wf", pipeline_wf)  # type: ignore[arg-type]
+    kube.patch = slow  # type: ignore[method-assign]
+    driver = SharedDriver(kube, "ns", "wf", pipeline_wf)
 
     async def scenario() -> None:
-        for fake in runs.by_name.values():
-            driver.offer("ADDED", copy.deepcopy(fake.body))
+        for name in names:
+            driver.offer("ADDED", runs.body(name))
         await driver.drain()
 
     asyncio.run(scenario())
     assert most == len(names)
-    assert all(f.body["status"]["phase"] == "Running" for f in runs.by_name.values())
+    assert all(runs.status(name)["phase"] == "Running" for name in names)
 
 
-def test_a_relist_older_than_the_claim_does_not_claim_again() -> None:
-    fake = FakeRuns(_new("a", 1))
-    listed = copy.deepcopy(fake.body)  # listed before the claim landed
-    runs = ManyRuns({})
-    runs.by_name["a"] = fake
-    driver = SharedDriver(runs, None, "ns", "wf", pipeline_wf)  # type: ignore[arg-type]
+def test_a_relist_older_than_the_claim_does_not_claim_again(
+    kube: DriverKube, runs: Runs, pipeline_wf: Workflow[Any]
+) -> None:
+    listed = runs.new(1, "a")  # listed before the claim landed
+    driver = SharedDriver(kube, "ns", "wf", pipeline_wf)
 
     async def scenario() -> None:
-        driver.offer("ADDED", copy.deepcopy(fake.body))
+        driver.offer("ADDED", copy.deepcopy(listed))
         await driver.drain()
-        claimed = fake.patches
+        claimed = runs.writes()
         driver.relisted([listed])  # the watch broke and the runs were listed again
         while not driver._queue.empty():
             driver.offer(*driver._queue.get_nowait())  # as serve() does
         await driver.drain()
-        assert fake.patches == claimed  # no second claim, refused or not
+        assert runs.writes() == claimed  # no second claim, refused or not
         assert "a" in driver.held
 
     asyncio.run(scenario())
+
+
+async def _operator(runs: Runs, names: list[str], until: str) -> None:
+    """Play the operator for ``names`` until each run's phase is ``until``."""
+    while any(runs.body(n).get("status", {}).get("phase") != until for n in names):
+        for name in names:
+            if runs.body(name).get("status", {}).get("history"):
+                runs.complete_outstanding(name)
+        await asyncio.sleep(0.01)
+
+
+def test_the_shared_driver_serves_through_its_watch_and_lists_again_after_a_410(
+    kube: DriverKube, runs: Runs, pipeline_wf: Workflow[Any]
+) -> None:
+    runs.new(1, "a")
+    runs.new(2, "b")
+    runs.new(3, "other")
+    runs.set_status("other", phase="Running", driver={"starts": 1})  # a per-run driver's
+    kube.fail("watch", RUNS, Gone("too old resource version"))
+    driver = SharedDriver(kube, "ns", "wf", pipeline_wf, linger=0.2)
+
+    async def scenario() -> int:
+        serving = asyncio.create_task(driver.serve())
+        await asyncio.wait_for(_operator(runs, ["a", "b"], "Paused"), 10)
+        return await asyncio.wait_for(serving, 10)  # every run let go: the pod ends
+
+    assert asyncio.run(scenario()) == 0
+    assert runs.status("a")["pause"] == {"name": "approve", "output": 4}
+    assert runs.status("b")["pause"] == {"name": "approve", "output": 8}
+    assert runs.status("other") == {"phase": "Running", "driver": {"starts": 1}}
+    assert kube.count("list", RUNS) == 2  # listed again after the 410
+    assert kube.count("watch", RUNS) >= 2
+
+
+@pytest.mark.parametrize(
+    ("refusal", "taken_up_again"),
+    [
+        (Conflict("the object has been modified"), True),  # read again, as it is now
+        (NotFound('workflowruns "a" not found'), False),  # deleted: let go for good
+    ],
+)
+def test_a_refused_write_lets_the_run_go(
+    kube: DriverKube,
+    runs: Runs,
+    pipeline_wf: Workflow[Any],
+    refusal: KubeError,
+    taken_up_again: bool,
+) -> None:
+    body = runs.new(1, "a")
+    kube.fail("patch", "workflowruns/status", refusal)
+    driver = SharedDriver(kube, "ns", "wf", pipeline_wf)
+    driver.retry_delay = 0
+
+    async def scenario() -> None:
+        driver.offer("ADDED", body)
+        await driver.drain()
+        assert "a" not in driver.held and runs.body("a").get("status") is None
+        assert bool(driver._refetches) == taken_up_again
+        await _pump(driver)
+
+    asyncio.run(scenario())
+    assert ("a" in driver.held) == taken_up_again
+    assert (runs.body("a").get("status") or {}).get("phase") == (
+        "Running" if taken_up_again else None
+    )
+
+
+def test_a_claim_that_loses_to_the_operator_is_a_failed_patch_test(
+    kube: DriverKube, runs: Runs, pipeline_wf: Workflow[Any]
+) -> None:
+    seen = runs.new(1, "a")
+    runs.set_status("a", phase="Pending", driver={"shared": True})  # the operator's write
+    held = Driver(kube, "ns", "a", pipeline_wf, shared=True)
+
+    async def claim() -> None:
+        instance = await held.begin(seen)
+        assert instance is not None
+        await held.advance(instance, seen)
+
+    with pytest.raises(PatchTestFailed):
+        asyncio.run(claim())
+    assert runs.status("a") == {"phase": "Pending", "driver": {"shared": True}}

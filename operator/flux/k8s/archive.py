@@ -8,8 +8,8 @@ inline (a task's output, the workflow's output) get a ConfigMap of their own
 and a reference. Each archive entry records the ConfigMap's resourceVersion, so
 a reader can tell the chunk it reads is the one the status points to.
 
-Pure: building ConfigMaps, splitting into chunks and reading them back. The
-API calls are in :mod:`flux.k8s.api`.
+Pure: building ConfigMaps, splitting into chunks and reading them back; the
+requests are in :mod:`flux.k8s.runstore` and the operator.
 """
 
 from __future__ import annotations

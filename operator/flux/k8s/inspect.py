@@ -10,11 +10,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import aiohttp
-from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.config import ConfigException
-
-from flux.k8s import api, runstore
+from flux.k8s import runstore
+from flux.k8s.kube import RUNS, Forbidden, Kube, KubeError, NoCredentials, NotFound
+from flux.k8s.kube.http import KUBECONFIG_ENV, KubeClient, connect
 
 
 class RunNotFoundError(LookupError):
@@ -25,31 +23,39 @@ class KubeAccessError(Exception):
     """The cluster cannot be reached or refuses us: a problem of set-up, said in one line."""
 
 
-async def read_run(namespace: str, name: str) -> dict[str, Any]:
-    """The run's summary, whole history, every task record and its output."""
-    missing = _missing_kubeconfig()
-    if missing is not None:
-        raise KubeAccessError(missing)
+async def read_run(namespace: str, name: str, kube: Kube | None = None) -> dict[str, Any]:
+    """The run's summary, whole history, every task record and its output; through
+    ``kube``, or the cluster the kubeconfig names."""
     try:
-        return await _read_run(namespace, name)
-    except ConfigException as exc:
+        if kube is not None:
+            return await _read_run(kube, namespace, name)
+        missing = _missing_kubeconfig()
+        if missing is not None:
+            raise KubeAccessError(missing)
+        client = KubeClient(await connect())
+        try:
+            return await _read_run(client, namespace, name)
+        finally:
+            await client.close()
+    except NoCredentials as exc:
         raise KubeAccessError(
-            f"no usable kubeconfig ({exc}); set FLUX_KUBECONFIG or KUBECONFIG, or run inside a pod"
+            f"{exc.message}; set FLUX_KUBECONFIG or KUBECONFIG, or run inside a pod"
         ) from None
-    except (aiohttp.ClientError, OSError) as exc:
+    except OSError as exc:
         raise KubeAccessError(f"cannot reach the Kubernetes API server: {exc}") from None
-    except ApiException as exc:
-        if exc.status in (401, 403):
-            raise KubeAccessError(
-                f"the Kubernetes API server refused to show WorkflowRun {namespace}/{name}: "
-                f"{api.problem(exc)}"
-            ) from None
-        raise
+    except Forbidden as exc:
+        raise KubeAccessError(
+            f"the Kubernetes API server refused to show WorkflowRun {namespace}/{name}: {exc}"
+        ) from None
+    except KubeError as exc:
+        if exc.status:
+            raise
+        raise KubeAccessError(f"cannot reach the Kubernetes API server: {exc.message}") from None
 
 
 def _missing_kubeconfig() -> str | None:
     """Why no kubeconfig will be found, or None (the client would log and then fail)."""
-    if os.environ.get("KUBERNETES_SERVICE_HOST") or os.environ.get(api.KUBECONFIG_ENV):
+    if os.environ.get("KUBERNETES_SERVICE_HOST") or os.environ.get(KUBECONFIG_ENV):
         return None
     paths = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
     paths = paths or [os.path.expanduser("~/.kube/config")]
@@ -57,32 +63,28 @@ def _missing_kubeconfig() -> str | None:
         return None
     return (
         f"no kubeconfig: {', '.join(paths)} does not exist; "
-        f"set {api.KUBECONFIG_ENV} or KUBECONFIG, or run inside a pod"
+        f"set {KUBECONFIG_ENV} or KUBECONFIG, or run inside a pod"
     )
 
 
-async def _read_run(namespace: str, name: str) -> dict[str, Any]:
-    async with await api.connect() as client:
-        runs, configmaps = api.Runs(client), api.ConfigMaps(client)
-        try:
-            body = await runs.get(namespace, name)
-        except ApiException as exc:
-            if exc.status == 404:
-                raise RunNotFoundError(
-                    f"WorkflowRun {name!r} not found in namespace {namespace!r}"
-                ) from None
-            raise
-        status = body.get("status") or {}
-        return {
-            "name": name,
-            "namespace": namespace,
-            "workflow": ((body.get("spec") or {}).get("workflowRef") or {}).get("name"),
-            "phase": status.get("phase", "Pending"),
-            "startTime": status.get("startTime"),
-            "finishTime": status.get("finishTime"),
-            "output": await runstore.load_output(configmaps, namespace, status),
-            "error": status.get("error"),
-            "pause": status.get("pause"),
-            "history": await runstore.load_history(configmaps, namespace, status),
-            "tasks": await runstore.load_task_records(configmaps, namespace, status),
-        }
+async def _read_run(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    try:
+        body = await kube.get(RUNS, namespace, name)
+    except NotFound:
+        raise RunNotFoundError(
+            f"WorkflowRun {name!r} not found in namespace {namespace!r}"
+        ) from None
+    status = body.get("status") or {}
+    return {
+        "name": name,
+        "namespace": namespace,
+        "workflow": ((body.get("spec") or {}).get("workflowRef") or {}).get("name"),
+        "phase": status.get("phase", "Pending"),
+        "startTime": status.get("startTime"),
+        "finishTime": status.get("finishTime"),
+        "output": await runstore.load_output(kube, namespace, status),
+        "error": status.get("error"),
+        "pause": status.get("pause"),
+        "history": await runstore.load_history(kube, namespace, status),
+        "tasks": await runstore.load_task_records(kube, namespace, status),
+    }

@@ -33,7 +33,7 @@ from flux.step_runner import secret_env_name
 # The image's entrypoint is an init (tini) plus python; pods set only python's
 # arguments, so that the init stays PID 1 and SIGTERM ends the pod at once.
 PYTHON_ARGS = ["-m"]
-DRIVER_MODULE = "flux.runtime.driver"
+DRIVER_MODULE = "flux.runtime.driver_main"
 TASK_MODULE = "flux.runtime.task"
 RUN_AS_USER = 10001
 HOME_MOUNT_PATH = "/flux/home"

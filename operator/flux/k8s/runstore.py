@@ -1,7 +1,8 @@
-"""Reading a WorkflowRun's archived parts back: history, task records, large values.
+"""A WorkflowRun's archived parts in their ConfigMaps: stored, and read back
+(history, task records, large values).
 
-What :mod:`flux.k8s.archive` moved out of the object is read back here, for
-the driver, the operator, the CLI and the tests alike, so the run reads as if
+What :mod:`flux.k8s.archive` moves out of the object is read back here, for
+the driver, the operator, the CLI and the console alike, so the run reads as if
 nothing had moved.
 """
 
@@ -11,61 +12,56 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
-from flux.k8s import api, archive
+from flux.k8s import archive
+from flux.k8s.kube import CONFIGMAPS, Kube
 
 
-async def load_chunk(
-    configmaps: api.ConfigMaps, namespace: str, item: dict[str, Any]
-) -> list[dict[str, Any]]:
-    found = await configmaps.get(namespace, item["configMap"])
+async def load_chunk(kube: Kube, namespace: str, item: dict[str, Any]) -> list[dict[str, Any]]:
+    found = await kube.get(CONFIGMAPS, namespace, item["configMap"])
     archive.check_entry(found, item)
     items: list[dict[str, Any]] = archive.read_payload(found)
     return items
 
 
-async def open_chunk(
-    configmaps: api.ConfigMaps, namespace: str, item: dict[str, Any]
-) -> Iterator[dict[str, Any]]:
+async def open_chunk(kube: Kube, namespace: str, item: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """A chunk's items, decoded one at a time as they are iterated."""
-    found = await configmaps.get(namespace, item["configMap"])
+    found = await kube.get(CONFIGMAPS, namespace, item["configMap"])
     archive.check_entry(found, item)
     return archive.read_items(found)
 
 
-async def load_history(
-    configmaps: api.ConfigMaps, namespace: str, status: dict[str, Any]
-) -> list[dict[str, Any]]:
+async def load_history(kube: Kube, namespace: str, status: dict[str, Any]) -> list[dict[str, Any]]:
     """The run's whole history, archived chunks first, as status events."""
     events: list[dict[str, Any]] = []
     for item in status.get("historyArchive") or []:
-        events.extend(await load_chunk(configmaps, namespace, item))
+        events.extend(await load_chunk(kube, namespace, item))
     events.extend(status.get("history") or [])
     return events
 
 
 async def load_task_records(
-    configmaps: api.ConfigMaps, namespace: str, status: dict[str, Any]
+    kube: Kube, namespace: str, status: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """Every task record of the run: the archived ones, then those in status."""
     records: list[dict[str, Any]] = []
     for item in status.get("taskArchive") or []:
-        records.extend(await load_chunk(configmaps, namespace, item))
+        records.extend(await load_chunk(kube, namespace, item))
     records.extend(status.get("tasks") or [])
     return records
 
 
-async def load_value(configmaps: api.ConfigMaps, namespace: str, ref: dict[str, Any]) -> Any:
+async def load_value(kube: Kube, namespace: str, ref: dict[str, Any]) -> Any:
     """A value kept in its own ConfigMap (``outputRef``)."""
-    found = await configmaps.get(namespace, ref["configMap"])
+    found = await kube.get(CONFIGMAPS, namespace, ref["configMap"])
     archive.check_entry(found, ref)
     return archive.read_payload(found)
 
 
-async def load_output(configmaps: api.ConfigMaps, namespace: str, status: dict[str, Any]) -> Any:
+async def load_output(kube: Kube, namespace: str, status: dict[str, Any]) -> Any:
     """The workflow's output, wherever it is kept."""
     ref = status.get("outputRef")
     if ref:
-        return await load_value(configmaps, namespace, ref)
+        return await load_value(kube, namespace, ref)
     return status.get("output")
 
 
@@ -79,8 +75,8 @@ class OpenCallsCache:
     a fresh operator rebuilds it from the ConfigMaps.
     """
 
-    def __init__(self, configmaps: api.ConfigMaps, max_runs: int = 256):
-        self.configmaps = configmaps
+    def __init__(self, kube: Kube, max_runs: int = 256):
+        self.kube = kube
         self.max_runs = max_runs
         self._runs: OrderedDict[tuple[str, str], tuple[tuple[str, ...], archive.OpenCalls]] = (
             OrderedDict()
@@ -102,7 +98,7 @@ class OpenCallsCache:
             # fails to load leaves the cached calls as they were.
             calls = calls.copy()
             for item in entries[len(done) :]:
-                calls.apply(await open_chunk(self.configmaps, meta["namespace"], item))
+                calls.apply(await open_chunk(self.kube, meta["namespace"], item))
         if entries:
             self._runs[key] = (versions, calls)
             self._runs.move_to_end(key)

@@ -14,14 +14,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import os
 import random
-import sys
 from dataclasses import dataclass, field
 from typing import Any
-
-from kubernetes_asyncio import watch
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from flux import codec
 from flux.engine import values
@@ -29,42 +24,34 @@ from flux.engine.commands import CancelCall, StartTimer
 from flux.engine.failures import ErrorInfo, describe, error_info
 from flux.engine.instance import WorkflowInstance
 from flux.errors import CodecError, WorkflowInputError
-from flux.events import EventType, ExecutionEvent, ExecutionState
-from flux.k8s import api, archive, runstore
+from flux.events import EventType, ExecutionEvent, ExecutionState, utc_now
+from flux.k8s import archive, runstore
 from flux.k8s.decisions import succeeded_update
 from flux.k8s.history import event_from_status, event_to_status, finished_records
-from flux.k8s.protocol import (
-    LINGER_ENV,
-    NAMESPACE_ENV,
-    RUN_ENV,
-    WORKFLOW_ENV,
-    WORKFLOW_NAME_ENV,
-)
+from flux.k8s.kube import CONFIGMAPS, RUNS, JsonPatch, Kube, NotFound
+from flux.k8s.kube.events import EventRecorder
+from flux.k8s.kube.objects import create_or_replace
+from flux.k8s.kube.patch import pointer
+from flux.k8s.kube.watch import Listed, follow
 from flux.k8s.states import PHASE_OF_STATE
-from flux.runtime.loading import import_object
 from flux.workflow import Workflow
 
 log = logging.getLogger("flux.driver")
 
 
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 @dataclass
 class Driver:
-    runs: api.Runs
+    kube: Kube
     namespace: str
     name: str
     workflow: Workflow[Any]
     linger: float = 30.0
-    configmaps: api.ConfigMaps | None = None
     timers: dict[str, dt.datetime] = field(default_factory=dict)
     cancels: set[str] = field(default_factory=set)
     # Task outputs kept in their own ConfigMap, by ConfigMap name, once read.
     values: dict[str, Any] = field(default_factory=dict)
-    # Where the Events announcing the run's outcome go (none in unit tests).
-    events: api.Events | None = None
+    # Posts the Events announcing the run's outcome (None: announce nothing).
+    events: EventRecorder | None = None
     # A shared driver claims the runs it takes up before the operator says whose they are.
     shared: bool = False
     # Why the resume input in status.resume was refused; it is removed at the next write.
@@ -73,7 +60,7 @@ class Driver:
     took_resume: bool = False
 
     async def run(self) -> int:
-        body = await self.runs.get(self.namespace, self.name)
+        body = await self.kube.get(RUNS, self.namespace, self.name)
         if ((body.get("status") or {}).get("driver") or {}).get("shared"):
             log.info("run %s is served by its Workflow's shared driver", self.name)
             return 0  # started by a pass whose claim lost; the operator removes this pod
@@ -103,7 +90,7 @@ class Driver:
                 # An input error (condition InvalidInput), not a crash the driver repeats.
                 raise WorkflowInputError(f"spec.input cannot be decoded: {exc}") from None
         except WorkflowInputError as exc:
-            await _fail_to_load(self.runs, self.namespace, self.name, exc)
+            await fail_to_load(self.kube, self.namespace, self.name, exc)
             return None
         instance = WorkflowInstance(
             self.workflow,
@@ -222,9 +209,9 @@ class Driver:
             claim=self.shared,
         )
         refused, self.refused_resume = self.refused_resume, None
-        resume_kept = not any(op["path"] == "/status/resume" for op in ops)
+        resume_kept = not ops.touches("/status/resume")
         if refused is not None and status.get("resume") is not None and resume_kept:
-            ops.append({"op": "remove", "path": "/status/resume"})
+            ops.remove("/status/resume")
         if not ops:
             return body
         announce = list(update.events) if update else []
@@ -234,13 +221,11 @@ class Driver:
             announce.append(("Warning", "ResumeIgnored", _resume_ignored(status)))
         if refused is not None:
             announce.append(("Warning", "ResumeRefused", refused))
-        written = await self.runs.patch_status(self.namespace, self.name, ops)
+        written = await self.kube.patch(RUNS, self.namespace, self.name, ops, status=True)
         self.took_resume = False
-        for kind, reason, message in announce if self.events else ():
-            try:
-                await self.events.post(written, kind, reason, message)  # type: ignore[union-attr]
-            except ApiException as exc:
-                log.warning("run %s: event %s not posted: %s", self.name, reason, api.problem(exc))
+        if self.events is not None:
+            for kind, reason, message in announce:
+                await self.events.post(written, kind, reason, message)
         return written
 
     async def _seal(
@@ -252,8 +237,8 @@ class Driver:
         for payload, count in archive.split(events):
             index = len(archived) + len(entries)
             name = archive.chunk_name(self.name, archive.HISTORY, index)
-            stored = await self._configmaps().put(
-                archive.configmap(body, name, archive.HISTORY, payload)
+            stored = await create_or_replace(
+                self.kube, CONFIGMAPS, archive.configmap(body, name, archive.HISTORY, payload)
             )
             entries.append(archive.entry(stored, count))
         return entries
@@ -270,15 +255,17 @@ class Driver:
             ref: dict[str, Any] = status["outputRef"]
             return ref
         name = archive.value_name(self.name, "output")
-        stored = await self._configmaps().put(
-            archive.configmap(body, name, archive.VALUE, archive.pack(output))
+        stored = await create_or_replace(
+            self.kube,
+            CONFIGMAPS,
+            archive.configmap(body, name, archive.VALUE, archive.pack(output)),
         )
         return archive.entry(stored, 1)
 
     async def _load_history(self, status: dict[str, Any]) -> list[dict[str, Any]]:
         if not status.get("historyArchive"):
             return list(status.get("history") or [])
-        return await runstore.load_history(self._configmaps(), self.namespace, status)
+        return await runstore.load_history(self.kube, self.namespace, status)
 
     async def _load_input(self, spec: dict[str, Any]) -> Any:
         """spec.input, or the ConfigMap key spec.inputFrom names (for large inputs)."""
@@ -289,11 +276,9 @@ class Driver:
             raise WorkflowInputError("set spec.input or spec.inputFrom, not both")
         where = f"spec.inputFrom: ConfigMap {ref.get('name')!r}"
         try:
-            found = await self._configmaps().get(self.namespace, ref["name"])
-        except ApiException as exc:
-            if exc.status == 404:
-                raise WorkflowInputError(f"{where} not found") from None
-            raise
+            found = await self.kube.get(CONFIGMAPS, self.namespace, ref["name"])
+        except NotFound:
+            raise WorkflowInputError(f"{where} not found") from None
         text = (found.get("data") or {}).get(ref.get("key"))
         if text is None:
             raise WorkflowInputError(f"{where} has no key {ref.get('key')!r}")
@@ -307,15 +292,11 @@ class Driver:
             ref = record.get("outputRef")
             if ref and ref["configMap"] not in self.values:
                 self.values[ref["configMap"]] = await runstore.load_value(
-                    self._configmaps(), self.namespace, ref
+                    self.kube, self.namespace, ref
                 )
 
-    def _configmaps(self) -> api.ConfigMaps:
-        if self.configmaps is None:
-            raise RuntimeError("this driver was given no ConfigMap access")
-        return self.configmaps
-
     async def wait_for_change(self, body: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+        """The run as it next changes after ``body``, or None after ``timeout`` seconds."""
         version = body["metadata"]["resourceVersion"]
         try:
             return await asyncio.wait_for(self._next_modification(version), timeout)
@@ -323,24 +304,25 @@ class Driver:
             return None
 
     async def _next_modification(self, version: str) -> dict[str, Any]:
-        stream = watch.Watch()
-        async with stream.stream(
-            self.runs.custom.list_namespaced_custom_object,
-            api.GROUP,
-            api.VERSION,
+        changes = follow(
+            self.kube,
+            RUNS,
             self.namespace,
-            api.RUNS,
             field_selector=f"metadata.name={self.name}",
-            resource_version=version,
-            timeout_seconds=300,
-        ) as events:
-            async for event in events:
-                if event["type"] in ("MODIFIED", "ADDED"):
-                    found: dict[str, Any] = event["object"]
-                    return found
-                if event["type"] == "DELETED":
+            since=version,
+        )
+        async for change in changes:
+            if isinstance(change, Listed):
+                # Listed again after a 410: changes in between are lost, the run as
+                # it is now is the news (and no run means it was deleted).
+                if not change.items:
                     raise SystemExit(0)
-        return await self.runs.get(self.namespace, self.name)
+                return change.items[0]
+            if change["type"] == "DELETED":
+                raise SystemExit(0)
+            if change["type"] in ("MODIFIED", "ADDED"):
+                return change["object"]
+        raise AssertionError("follow() ends only when its caller stops reading")
 
 
 def status_patch(
@@ -353,7 +335,7 @@ def status_patch(
     *,
     conditions: list[dict[str, Any]] | None = None,
     claim: bool = False,
-) -> list[dict[str, Any]]:
+) -> JsonPatch:
     """JSON-patch operations that append ``events`` and refresh the run's summary.
 
     With ``sealed`` (archive entries of chunks now holding the inline history
@@ -361,24 +343,22 @@ def status_patch(
     ``conditions`` go with the phase they describe. With ``claim``, a run
     without status becomes a shared driver's.
     """
-    ops: list[dict[str, Any]] = []
+    ops = JsonPatch()
     if not status:
         # Only onto a run still without status: if the operator wrote first, the
         # test fails the write and the run is seen again as the operator left it.
-        ops.append({"op": "test", "path": "/status", "value": None})
-        ops.append({"op": "add", "path": "/status", "value": {}})
+        ops.test("/status", None).add("/status", {})
         if claim:
-            ops.append({"op": "add", "path": "/status/driver", "value": {"shared": True}})
+            ops.add("/status/driver", {"shared": True})
     if sealed:
         archived = status.get("historyArchive") or []
-        ops.append({"op": "add", "path": "/status/history", "value": []})
-        ops.append({"op": "add", "path": "/status/historyArchive", "value": [*archived, *sealed]})
+        ops.add("/status/history", [])
+        ops.add("/status/historyArchive", [*archived, *sealed])
     else:
         if "history" not in status:
-            ops.append({"op": "add", "path": "/status/history", "value": []})
-        ops.extend(
-            {"op": "add", "path": "/status/history/-", "value": event_to_status(e)} for e in events
-        )
+            ops.add("/status/history", [])
+        for event in events:
+            ops.add("/status/history/-", event_to_status(event))
     summary = run_summary(instance)
     if output_ref is not None:
         summary["output"] = None
@@ -391,14 +371,14 @@ def status_patch(
         if status.get(key) != value:
             if value is None:
                 if key in status:
-                    ops.append({"op": "remove", "path": f"/status/{key}"})
+                    ops.remove(pointer("status", key))
             else:
-                ops.append({"op": "add", "path": f"/status/{key}", "value": value})
+                ops.add(pointer("status", key), value)
     if status.get("resume") is not None and instance.pending_pause_name() is None:
-        ops.append({"op": "remove", "path": "/status/resume"})
+        ops.remove("/status/resume")
     skeleton = 3 if not status and claim else 2 if not status else 0
     if not events and len(ops) == skeleton + int("history" not in status):
-        return []  # nothing but the skeleton: no need to write
+        return JsonPatch()  # nothing but the skeleton: no need to write
     return ops
 
 
@@ -460,71 +440,14 @@ def _resume_ignored(status: dict[str, Any]) -> str:
     )
 
 
-async def _fail_to_load(
-    runs: api.Runs, namespace: str, name: str, exc: Exception
-) -> dict[str, Any]:
+async def fail_to_load(kube: Kube, namespace: str, name: str, exc: Exception) -> dict[str, Any]:
+    """Fail a run whose workflow or input cannot be loaded (a merge patch: it
+    needs no history and may come before any other write)."""
     info = error_info(exc)
-    return await runs.patch_status(
-        namespace,
-        name,
-        {
-            "status": {
-                "phase": "Failed",
-                "error": {"type": info["type"], "message": describe(info), "kind": "code"},
-            }
-        },
+    error = {"type": info["type"], "message": describe(info), "kind": "code"}
+    return await kube.patch(
+        RUNS, namespace, name, {"status": {"phase": "Failed", "error": error}}, status=True
     )
 
 
-async def main_async() -> int:
-    namespace = os.environ[NAMESPACE_ENV]
-    linger = float(os.environ.get(LINGER_ENV, "30"))
-    api_client = await api.connect()
-    async with api_client:
-        runs = api.Runs(api_client)
-        configmaps = api.ConfigMaps(api_client)
-        shared_for = os.environ.get(WORKFLOW_NAME_ENV)
-        try:
-            workflow = import_object(os.environ[WORKFLOW_ENV])
-            if not isinstance(workflow, Workflow):
-                raise TypeError(f"{os.environ[WORKFLOW_ENV]} is not a @workflow")
-        except Exception as exc:
-            names = [os.environ[RUN_ENV]] if not shared_for else await _served(runs, namespace)
-            for name in names:
-                await _fail_to_load(runs, namespace, name, exc)
-            return 1
-        events = api.Events(api_client, "flux-driver")
-        if shared_for:
-            from flux.runtime.shared_driver import SharedDriver
-
-            return await SharedDriver(
-                runs, configmaps, namespace, shared_for, workflow, linger, events
-            ).serve()
-        name = os.environ[RUN_ENV]
-        driver = Driver(runs, namespace, name, workflow, linger, configmaps, events=events)
-        return await driver.run()
-
-
-async def _served(runs: api.Runs, namespace: str) -> list[str]:
-    """The runs a shared driver would serve now."""
-    from flux.runtime.shared_driver import serves
-
-    listed = await runs.custom.list_namespaced_custom_object(
-        api.GROUP,
-        api.VERSION,
-        namespace,
-        api.RUNS,
-        field_selector=f"spec.workflowRef.name={os.environ[WORKFLOW_NAME_ENV]}",
-    )
-    return [r["metadata"]["name"] for r in listed.get("items") or [] if serves(r)]
-
-
-def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    return asyncio.run(main_async())
-
-
-__all__ = ["Driver", "event_from_status", "main", "run_summary", "status_patch"]
-
-if __name__ == "__main__":
-    sys.exit(main())
+__all__ = ["Driver", "event_from_status", "fail_to_load", "run_summary", "status_patch"]

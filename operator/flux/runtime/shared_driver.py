@@ -20,20 +20,18 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes_asyncio import watch
-from kubernetes_asyncio.client.exceptions import ApiException
-
 from flux.engine.instance import WorkflowInstance
-from flux.k8s import api
-from flux.k8s.protocol import WORKFLOW_NAME_ENV
+from flux.events import utc_now
+from flux.k8s.kube import RUNS, Kube, KubeError, NotFound
+from flux.k8s.kube.events import EventRecorder
+from flux.k8s.kube.versions import newer
+from flux.k8s.kube.watch import Listed, follow
 from flux.k8s.states import FINAL_PHASES
-from flux.runtime.driver import Driver, utc_now
+from flux.runtime.driver import Driver
 from flux.workflow import Workflow
 
 log = logging.getLogger("flux.shared_driver")
-__all__ = ["WORKFLOW_NAME_ENV", "SharedDriver", "serves"]
-# The watch is restarted this often, so a silently broken connection cannot last.
-WATCH_SECONDS = 240
+__all__ = ["SharedDriver", "serves"]
 # Runs advanced at once: each advance waits on the API server, not on this process.
 CONCURRENCY = 32
 
@@ -65,16 +63,14 @@ class _Held:
 class SharedDriver:
     def __init__(
         self,
-        runs: api.Runs,
-        configmaps: api.ConfigMaps,
+        kube: Kube,
         namespace: str,
         workflow_name: str,
         workflow: Workflow[Any],
         linger: float = 30.0,
-        events: api.Events | None = None,
+        events: EventRecorder | None = None,
     ):
-        self.runs = runs
-        self.configmaps = configmaps
+        self.kube = kube
         self.namespace = namespace
         self.workflow_name = workflow_name
         self.workflow = workflow
@@ -159,7 +155,7 @@ class SharedDriver:
         held = self.held.get(name)
         if held is not None and held.awaiting is not None:
             version = body["metadata"]["resourceVersion"]
-            if version != held.awaiting and not api.newer(version, held.awaiting):
+            if version != held.awaiting and not newer(version, held.awaiting):
                 return
             held.awaiting = None
         if kind == "DELETED" or not serves(body):
@@ -167,18 +163,17 @@ class SharedDriver:
             return
         if held is None:
             driver = Driver(
-                self.runs,
+                self.kube,
                 self.namespace,
                 name,
                 self.workflow,
                 self.linger,
-                self.configmaps,
                 events=self.events,
                 shared=True,
             )
             try:
                 instance = await driver.begin(body)
-            except ApiException as exc:
+            except KubeError as exc:
                 self._let_go(name, exc)
                 return
             if instance is None:
@@ -190,7 +185,7 @@ class SharedDriver:
     async def _advance(self, name: str, held: _Held, body: dict[str, Any]) -> None:
         try:
             written, changed = await held.driver.advance(held.instance, body)
-        except ApiException as exc:
+        except KubeError as exc:
             self._let_go(name, exc)
             return
         version = written["metadata"]["resourceVersion"]
@@ -205,13 +200,13 @@ class SharedDriver:
         else:
             held.wake_at = utc_now() + dt.timedelta(seconds=wait)
 
-    def _let_go(self, name: str, exc: ApiException) -> None:
+    def _let_go(self, name: str, exc: KubeError) -> None:
         """Another writer got there first (a failed JSON-patch test, a conflict) or
         the run went away: let it go and take it up again, replayed, from the run
         as it is now. Not from the next watch event: there may be none."""
-        log.warning("run %s: %s; taking it up again as it is now", name, api.problem(exc))
+        log.warning("run %s: %s; taking it up again as it is now", name, exc)
         self.held.pop(name, None)
-        if exc.status != 404:
+        if not isinstance(exc, NotFound):
             task = asyncio.create_task(self._refetch(name))
             self._refetches.add(task)
             task.add_done_callback(self._refetches.discard)
@@ -219,9 +214,9 @@ class SharedDriver:
     async def _refetch(self, name: str) -> None:
         await asyncio.sleep(self.retry_delay)
         try:
-            body = await self.runs.get(self.namespace, name)
-        except ApiException as exc:
-            log.warning("run %s: %s; waiting for its next event", name, api.problem(exc))
+            body = await self.kube.get(RUNS, self.namespace, name)
+        except KubeError as exc:
+            log.warning("run %s: %s; waiting for its next event", name, exc)
             return
         self._queue.put_nowait(("REFETCHED", body))
 
@@ -242,34 +237,14 @@ class SharedDriver:
             self._queue.put_nowait(("LISTED", item))
 
     async def _watch(self) -> None:
-        selector = f"spec.workflowRef.name={self.workflow_name}"
-        while True:
-            listed = await self.runs.custom.list_namespaced_custom_object(
-                api.GROUP, api.VERSION, self.namespace, api.RUNS, field_selector=selector
-            )
-            self.relisted(listed.get("items") or [])
-            version = listed["metadata"]["resourceVersion"]
-            try:
-                await self._follow(selector, version)
-            except ApiException as exc:
-                if exc.status != 410:
-                    raise
-                # Expired resourceVersion: list again.
-
-    async def _follow(self, selector: str, version: str) -> None:
-        stream = watch.Watch()
-        async with stream.stream(
-            self.runs.custom.list_namespaced_custom_object,
-            api.GROUP,
-            api.VERSION,
+        changes = follow(
+            self.kube,
+            RUNS,
             self.namespace,
-            api.RUNS,
-            field_selector=selector,
-            resource_version=version,
-            timeout_seconds=WATCH_SECONDS,
-        ) as events:
-            async for event in events:
-                if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
-                    await self._queue.put((event["type"], event["object"]))
-                elif event["type"] == "ERROR":
-                    return  # e.g. an expired resourceVersion: list again
+            field_selector=f"spec.workflowRef.name={self.workflow_name}",
+        )
+        async for change in changes:
+            if isinstance(change, Listed):
+                self.relisted(change.items)
+            elif change["type"] in ("ADDED", "MODIFIED", "DELETED"):
+                await self._queue.put((change["type"], change["object"]))

@@ -16,10 +16,11 @@ import time
 from collections.abc import Coroutine, Generator
 from typing import Any, TypeVar
 
-from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
-
-from flux.k8s import api, runstore
+from flux.k8s import runstore
+from flux.k8s.kube import PODS, RUNS, Kube, NotFound, Resource
+from flux.k8s.kube.errors import BadRequest
+from flux.k8s.kube.http import KubeClient, connect
+from flux.k8s.labels import LABEL_RUN
 from flux.ui.memory_run import MemoryRun
 from flux.ui.pods import CALL_ID_ANNOTATION, PodStage, pod_stages
 from flux.ui.source import (
@@ -58,13 +59,14 @@ RESUME_COMMAND = (
 
 class KubeSource:
     """A :class:`flux.ui.source.RunSource` over WorkflowRuns in ``namespaces``
-    (empty: every namespace, which needs cluster-wide read access)."""
+    (empty: every namespace, which needs cluster-wide read access), through
+    ``kube`` or the cluster the kubeconfig names."""
 
-    def __init__(self, namespaces: list[str]):
+    def __init__(self, namespaces: list[str], kube: Kube | None = None):
         self.namespaces = namespaces
         self._loop = asyncio.new_event_loop()
         threading.Thread(target=self._loop.run_forever, name="kube-source", daemon=True).start()
-        self._client: client.ApiClient = self._wait(api.connect())
+        self.kube: Kube = kube if kube is not None else KubeClient(self._wait(connect()))
         self._cache: dict[str, tuple[float, RunRow, MemoryRun]] = {}
         self._lock = threading.Lock()
 
@@ -73,21 +75,17 @@ class KubeSource:
 
     # ----------------------------------------------------------------- lists
 
-    async def _list(self, plural: str) -> list[dict[str, Any]]:
-        custom: Any = client.CustomObjectsApi(self._client)
-        if not self.namespaces:
-            found = await custom.list_cluster_custom_object(api.GROUP, api.VERSION, plural)
-            return list(found.get("items") or [])
+    async def _list(self, resource: Resource) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
-        for namespace in self.namespaces:
-            found = await custom.list_namespaced_custom_object(
-                api.GROUP, api.VERSION, namespace, plural
-            )
+        # None: every namespace, in one request.
+        wanted: list[str | None] = [*self.namespaces] or [None]
+        for namespace in wanted:
+            found = await self.kube.list(resource, namespace)
             items += found.get("items") or []
         return items
 
     def _all_runs(self) -> list[RunRow]:
-        rows = [run_row(body) for body in self._wait(self._list(api.RUNS))]
+        rows = [run_row(body) for body in self._wait(self._list(RUNS))]
         return sorted(rows, key=lambda r: (r.created, r.id), reverse=True)
 
     def list_runs(self, query: RunQuery) -> RunPage:
@@ -119,14 +117,11 @@ class KubeSource:
     # ------------------------------------------------------------------ runs
 
     async def _read(self, namespace: str, name: str) -> tuple[RunRow, MemoryRun]:
-        runs, configmaps = api.Runs(self._client), api.ConfigMaps(self._client)
         try:
-            body = await runs.get(namespace, name)
-        except ApiException as exc:
-            if exc.status == 404:
-                raise RunNotFound(f"no WorkflowRun {name!r} in namespace {namespace!r}") from None
-            raise
-        history = await runstore.load_history(configmaps, namespace, body.get("status") or {})
+            body = await self.kube.get(RUNS, namespace, name)
+        except NotFound:
+            raise RunNotFound(f"no WorkflowRun {name!r} in namespace {namespace!r}") from None
+        history = await runstore.load_history(self.kube, namespace, body.get("status") or {})
         return run_row(body), MemoryRun([event_row(e) for e in history])
 
     def _run(self, run_id: str) -> tuple[RunRow, MemoryRun]:
@@ -170,12 +165,7 @@ class KubeSource:
         return self._run(run_id)[1].call_steps(offset, limit)
 
     async def _pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
-        core: Any = client.CoreV1Api(self._client)
-        found = await api.read_json(
-            await core.list_namespaced_pod(
-                namespace, label_selector=f"{api.LABEL_RUN}={name}", _preload_content=False
-            )
-        )
+        found = await self.kube.list(PODS, namespace, label_selector=f"{LABEL_RUN}={name}")
         return list(found.get("items") or [])
 
     def pod_stages(self, run_id: str) -> dict[str, list[PodStage]]:
@@ -192,16 +182,12 @@ class KubeSource:
         if not pods:
             return None
         newest = max(pods, key=lambda p: str(p["metadata"].get("creationTimestamp")))
-        core: Any = client.CoreV1Api(self._client)
         try:
-            text: str = await core.read_namespaced_pod_log(
-                newest["metadata"]["name"], namespace, tail_lines=LOG_LINES
+            return await self.kube.pod_log(
+                namespace, newest["metadata"]["name"], tail_lines=LOG_LINES
             )
-        except ApiException as exc:
-            if exc.status in (400, 404):  # not started yet, or already gone
-                return None
-            raise
-        return text
+        except (BadRequest, NotFound):  # not started yet, or already gone
+            return None
 
     def call_logs(self, run_id: str, call_id: str) -> str | None:
         row, _ = self._run(run_id)

@@ -14,6 +14,7 @@ from flux.k8s.kube.errors import (
     Gone,
     Invalid,
     KubeError,
+    NoCredentials,
     NotFound,
     PatchTestFailed,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "JsonPatch",
     "Kube",
     "KubeError",
+    "NoCredentials",
     "NotFound",
     "PatchTestFailed",
     "Resource",

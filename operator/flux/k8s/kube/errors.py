@@ -24,6 +24,12 @@ class KubeError(Exception):
         return f"{head}: {self.message}" if self.message else head
 
 
+class BadRequest(KubeError):
+    """400: e.g. the log of a pod whose container has not started."""
+
+    status = 400
+
+
 class NotFound(KubeError):
     """404: the object (or its namespace) does not exist."""
 
@@ -58,7 +64,12 @@ class Forbidden(KubeError):
     status = 403
 
 
+class NoCredentials(KubeError):
+    """No usable kubeconfig or in-cluster service account: nothing was sent."""
+
+
 _BY_STATUS: dict[int, type[KubeError]] = {
+    400: BadRequest,
     401: Forbidden,
     403: Forbidden,
     404: NotFound,

@@ -20,7 +20,7 @@ from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from flux.k8s.kube.client import Body, WatchEvent
-from flux.k8s.kube.errors import KubeError, error_for
+from flux.k8s.kube.errors import KubeError, NoCredentials, error_for
 from flux.k8s.kube.patch import JsonPatch
 from flux.k8s.kube.resources import Resource
 
@@ -34,10 +34,13 @@ Query = list[tuple[str, Any]]
 
 async def connect() -> client.ApiClient:
     """In a pod, its service account; elsewhere FLUX_KUBECONFIG or the usual kubeconfig."""
-    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get(KUBECONFIG_ENV):
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    else:
-        await config.load_kube_config(config_file=os.environ.get(KUBECONFIG_ENV))
+    try:
+        if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get(KUBECONFIG_ENV):
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+        else:
+            await config.load_kube_config(config_file=os.environ.get(KUBECONFIG_ENV))
+    except config.ConfigException as exc:
+        raise NoCredentials(f"no usable kubeconfig ({exc})") from None
     return client.ApiClient()
 
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import random
 
-from flux.k8s import api, metrics, runstore
+from flux.k8s import metrics, runstore
 from flux.k8s.config import OperatorConfig
-from flux.k8s.kube import CONFIGMAPS, Kube, NotFound
+from flux.k8s.kube import Kube, NotFound
 from flux.k8s.kube.client import Body
-from flux.k8s.kube.objects import create_or_replace
 from flux.k8s.operator.apply import PlanApplier
 from flux.k8s.operator.cache import Cache, Key
 from flux.k8s.operator.events import BackgroundEvents
@@ -35,7 +34,7 @@ class Reconciler:
         self.config = config
         self.events = events
         self.cache = Cache(kube)
-        self.open_calls = runstore.OpenCallsCache(_ConfigMapsOnKube(kube))
+        self.open_calls = runstore.OpenCallsCache(kube)
         self.queue = WorkQueue(
             self._pass, stale=lambda key: self.cache.stale(*key), finished=self._finished
         )
@@ -149,17 +148,3 @@ async def result_logs(kube: Kube, namespace: str, pods: list[Body]) -> dict[str,
                 found[name] = line[len(RESULT_LOG_MARKER) :]
                 break
     return found
-
-
-class _ConfigMapsOnKube(api.ConfigMaps):
-    """``runstore.OpenCallsCache`` reads archive chunks through an ``api.ConfigMaps``;
-    this one goes through the operator's :class:`Kube` (until the cache takes a Kube)."""
-
-    def __init__(self, kube: Kube) -> None:  # no kubernetes-asyncio client of its own
-        self.kube = kube
-
-    async def get(self, namespace: str, name: str) -> Body:
-        return await self.kube.get(CONFIGMAPS, namespace, name)
-
-    async def put(self, manifest: Body) -> Body:
-        return await create_or_replace(self.kube, CONFIGMAPS, manifest)
