@@ -48,7 +48,7 @@ chromium:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
 # helm (built from its Go module into the cluster's cached bin directory) renders
-# the chart in tests/unit/test_chart_ui.py; the e2e suite uses the same binary.
+# the chart in tests/unit/deploy/test_chart_ui.py; the e2e suite uses the same binary.
 helm:
 	@bash cluster/scripts/build-binaries.sh helm
 

@@ -3,7 +3,7 @@
 Every test runs real workflows through the inline API (``wf.run``/``wf.resume``)
 against a fresh store. Retry delays are kept short here; the 1 s/2 s/4 s
 arithmetic and the 600 s cap are checked on the policy itself in
-tests/unit/test_policy.py. Concurrency is proven without timing: tasks that
+tests/unit/engine/test_policy.py. Concurrency is proven without timing: tasks that
 must overlap wait for each other at a barrier, which fails (after a generous
 guard timeout) when they do not.
 """

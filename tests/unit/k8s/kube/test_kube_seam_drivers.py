@@ -1,5 +1,5 @@
 """What the drivers and the run store need of the Kubernetes seam, beyond
-tests/unit/test_kube_seam.py: a JSON-patch test for null on a missing member,
+tests/unit/k8s/kube/test_kube_seam.py: a JSON-patch test for null on a missing member,
 400 as a typed error, ConfigMaps written again after a retried write."""
 
 from __future__ import annotations

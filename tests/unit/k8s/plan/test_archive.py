@@ -25,7 +25,7 @@ from flux.k8s.reconcile import Observed, plan_run
 from flux.runtime.driver import Driver
 
 if TYPE_CHECKING:
-    from conftest import DriverKube, Runs
+    from support.drivers import DriverKube, Runs
 
 
 def started(call_id: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from flux.k8s.config import OperatorConfig
 from flux.runtime import driver_main
 
 if TYPE_CHECKING:
-    from conftest import DriverKube, Runs
+    from support.drivers import DriverKube, Runs
 
 ENV = {
     driver_env.NAMESPACE_ENV: "ns",

@@ -4,22 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from test_k8s_reconcile import NOW, WF_STARTED, plan, pod, run, started, workflow
-
 from flux.k8s.config import OperatorConfig
 from flux.k8s.protocol import TASK_ENV, BatchResult, Outcome, TaskResult, parse_task_spec
 from flux.k8s.reconcile import Observed, plan_run
-
-
-def batched(i: int, size: int = 3, **policy: Any) -> dict[str, Any]:
-    event = {**started(f"say#{i}", **policy), "id": 2 + i}
-    event["value"] = {
-        **event["value"],
-        "args": [i],
-        "secrets": [],
-        "batch": {"group": "say#0", "size": size},
-    }
-    return event
+from support.k8s_bodies import NOW, WF_STARTED, batched, plan, pod, run, started, workflow
 
 
 def _status(calls: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).parents[2] / "benchmarks" / "local_engine.py"
+SCRIPT = Path(__file__).parents[3] / "benchmarks" / "local_engine.py"
 
 
 def load() -> ModuleType:

@@ -18,7 +18,7 @@ from flux.runtime.shared_driver import SharedDriver
 from flux.workflow import Workflow
 
 if TYPE_CHECKING:
-    from conftest import DriverKube, Runs
+    from support.drivers import DriverKube, Runs
 
 # A tag the codec does not know: refused by the codec of every version.
 UNKNOWN_TAG = {"$flux": "no-such-tag", "v": 1}

@@ -19,7 +19,7 @@ from flux.k8s.pods import shared_driver_pod, task_pod
 from flux.k8s.protocol import Step, TaskSpec
 from flux.k8s.reconcile import Observed, plan_run
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DEPLOY = REPO / "deploy/driver-isolation-policy.yaml"
 TEMPLATE = REPO / "charts/flux/templates/driver-isolation-policy.yaml"
 POD_NAME_KEY = "authentication.kubernetes.io/pod-name"

@@ -7,7 +7,6 @@ import copy
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from test_k8s_reconcile import CONFIG, NOW, WF_STARTED, plan, run, started, workflow
 
 from flux.k8s.kube import RUNS, Conflict, Gone, KubeError, NotFound, PatchTestFailed
 from flux.k8s.kube.events import EventRecorder
@@ -15,9 +14,10 @@ from flux.k8s.reconcile import Observed, plan_run
 from flux.runtime.driver import Driver
 from flux.runtime.shared_driver import SharedDriver, serves
 from flux.workflow import Workflow
+from support.k8s_bodies import CONFIG, NOW, WF_STARTED, plan, run, started, workflow
 
 if TYPE_CHECKING:
-    from conftest import DriverKube, Runs
+    from support.drivers import DriverKube, Runs
 
 
 def shared_workflow() -> dict[str, Any]:

@@ -10,14 +10,13 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from test_batch_pods import batched
-from test_k8s_reconcile import CONFIG, NOW, WF_STARTED, pod, run, started, workflow
 
 from flux.k8s.archive import OpenCalls
 from flux.k8s.calls import next_move
 from flux.k8s.protocol import Outcome, TaskResult
 from flux.k8s.reconcile import Observed, Plan, plan_run
 from flux.k8s.reconcile import tasks as task_pass
+from support.k8s_bodies import CONFIG, NOW, WF_STARTED, batched, pod, run, started, workflow
 
 MANY = 100_000
 CAP = CONFIG.max_task_pods_per_run

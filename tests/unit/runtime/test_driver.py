@@ -20,12 +20,12 @@ from flux.k8s.pod_view import PodView
 from flux.k8s.protocol import Outcome, TaskResult
 from flux.runtime.driver import Driver, status_patch, step_time
 from flux.tasks import pause
-from flux.ui.source import Step
+from flux.ui.source import HistoryItem
 from flux.ui.timeline import build_timeline
 from flux.workflow import Workflow
 
 if TYPE_CHECKING:
-    from conftest import DriverKube, Runs
+    from support.drivers import DriverKube, Runs
 
 
 async def step(driver: Driver, runs: Runs, instance: Any) -> None:
@@ -242,7 +242,7 @@ def test_policy_steps_enter_history_at_the_time_the_operator_recorded_them(
     assert replayed.ctx.output == "ok"
 
     # The console draws the retry wait between the two attempts, not at the bar's end.
-    steps = [Step(e.id, e.type.value, e.source_id, e.name, e.time, e.value) for e in history]
+    steps = [HistoryItem(e.id, e.type.value, e.source_id, e.name, e.time, e.value) for e in history]
     [bar] = build_timeline(steps).bars
     [wait] = [m for m in bar.marks if m.kind == "retry-wait"]
     assert (wait.start, wait.end) == (3.0, 5.0)

@@ -11,9 +11,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from test_k8s_reconcile import NOW, WF_STARTED, plan, pod, started
-
 from flux.k8s.reconcile import DRIVER_EXIT_GRACE
+from support.k8s_bodies import NOW, WF_STARTED, plan, pod, started
 
 ENDED = {"id": 2, "type": "WORKFLOW_FAILED", "sourceId": "r1", "time": NOW.isoformat()}
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from flux.k8s import crds
 from flux.k8s.states import Phase
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 BY_KIND = {r.kind: r for r in crds.RESOURCES}
 FREE_FORM = {
     "Workflow": {"spec.taskDefaults.tolerations[]", "spec.homeVolume"},

@@ -2,7 +2,7 @@
 
 Batching only adds ``"batch": {"group", "size"}`` to each item's TASK_STARTED
 value (the operator packs items of one group into shared pods); every item
-stays its own call. The tests play the executor as tests/unit/test_instance.py does.
+stays its own call. The tests play the executor as tests/unit/engine/test_instance.py does.
 """
 
 from __future__ import annotations

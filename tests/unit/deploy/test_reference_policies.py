@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DEPLOY = REPO / "deploy/reference-policies.yaml"
 TEMPLATE = REPO / "charts/flux/templates/reference-policies.yaml"
 

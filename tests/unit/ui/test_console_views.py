@@ -18,7 +18,7 @@ from flux.ui.kube_source import event_row, resume_command
 from flux.ui.kube_source import run_row as kube_run_row
 from flux.ui.memory_run import MemoryRun
 from flux.ui.pods import pod_stages
-from flux.ui.source import RunQuery, RunRow, Step
+from flux.ui.source import HistoryItem, RunQuery, RunRow
 from flux.ui.sqlite_source import SqliteSource, StoreMissing
 from flux.ui.summary import summarize
 from flux.ui.timeline import build_timeline
@@ -31,11 +31,13 @@ OOPS = {"type": "RuntimeError", "module": "builtins", "message": "oops", "kind":
 
 class History:
     def __init__(self) -> None:
-        self.steps: list[Step] = []
+        self.steps: list[HistoryItem] = []
 
     def add(self, type_: str, call: str, name: str, at: float, value: Any = None) -> History:
         self.steps.append(
-            Step(len(self.steps) + 1, type_, call, name, T0 + dt.timedelta(seconds=at), value)
+            HistoryItem(
+                len(self.steps) + 1, type_, call, name, T0 + dt.timedelta(seconds=at), value
+            )
         )
         return self
 
@@ -173,7 +175,7 @@ def test_a_long_sequential_run_keeps_its_first_layers_and_its_end() -> None:
     h.add("WORKFLOW_COMPLETED", "r1", "wf", 999)
     read = 0
 
-    def counted() -> Iterator[Step]:
+    def counted() -> Iterator[HistoryItem]:
         nonlocal read
         for step in h.steps:
             read += 1
