@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from flux.k8s import runstore
-from flux.k8s.kube import RUNS, Forbidden, Kube, KubeError, NoCredentials, NotFound
+from flux.k8s.kube import RUNS, Forbidden, Kube, NoCredentials, NotFound, Unreachable
 from flux.k8s.kube.http import KUBECONFIG_ENV, KubeClient, connect
 
 
@@ -47,9 +47,7 @@ async def read_run(namespace: str, name: str, kube: Kube | None = None) -> dict[
         raise KubeAccessError(
             f"the Kubernetes API server refused to show WorkflowRun {namespace}/{name}: {exc}"
         ) from None
-    except KubeError as exc:
-        if exc.status:
-            raise
+    except Unreachable as exc:
         raise KubeAccessError(f"cannot reach the Kubernetes API server: {exc.message}") from None
 
 

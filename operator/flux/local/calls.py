@@ -41,7 +41,7 @@ SecretResolver = Callable[[tuple[str, ...]], tuple[dict[str, str], list[str]]]
 
 
 @dataclass(frozen=True)
-class Outcome:
+class CallOutcome:
     event_type: EventType  # TASK_COMPLETED or TASK_FAILED
     value: Any  # encoded output, or the final ErrorInfo
 
@@ -62,7 +62,7 @@ class TaskCallRunner:
     def policy(self) -> TaskPolicy:
         return TaskPolicy.from_options(self.task.options)
 
-    async def run(self, progress: TaskProgress | None = None) -> Outcome:
+    async def run(self, progress: TaskProgress | None = None) -> CallOutcome:
         progress = progress or TaskProgress(Step.ATTEMPT, 1, None, None)
         # Resolved once per call, before any step: a secret missing here fails
         # the call without using its retries.
@@ -72,7 +72,7 @@ class TaskCallRunner:
             found, missing = self.secrets(requested)
             if missing:
                 error = SecretsNotFoundError(missing, f"task {self.name!r}")
-                return Outcome(EventType.TASK_FAILED, wrap_execution(error_info(error)))
+                return CallOutcome(EventType.TASK_FAILED, wrap_execution(error_info(error)))
         match progress.step:
             case Step.FALLBACK:
                 assert progress.error is not None
@@ -84,7 +84,7 @@ class TaskCallRunner:
 
     async def _attempts(
         self, attempt: int, not_before: dt.datetime | None, secrets: dict[str, str] | None
-    ) -> Outcome:
+    ) -> CallOutcome:
         policy = self.policy
         while True:
             if not_before is not None:
@@ -117,7 +117,7 @@ class TaskCallRunner:
                 case RunRollback():
                     return await self._rollback(decision.error)
                 case Fail():
-                    return Outcome(EventType.TASK_FAILED, wrap_execution(decision.error))
+                    return CallOutcome(EventType.TASK_FAILED, wrap_execution(decision.error))
 
     async def _step(
         self, step: Step, timeout: float = 0, secrets: dict[str, str] | None = None
@@ -125,12 +125,12 @@ class TaskCallRunner:
         call = StepCall(self.task, step, self.call_id, self.name)
         return await run_step(call, self.args, self.kwargs, timeout=timeout, secrets=secrets)
 
-    def _completed(self, stored: Any, attempt: int) -> Outcome:
+    def _completed(self, stored: Any, attempt: int) -> CallOutcome:
         if attempt > 1:
             self.log.record(EventType.TASK_RETRY_COMPLETED, {"attempt": attempt})
-        return Outcome(EventType.TASK_COMPLETED, stored)
+        return CallOutcome(EventType.TASK_COMPLETED, stored)
 
-    async def _fallback(self, error: ErrorInfo, announce: bool = True) -> Outcome:
+    async def _fallback(self, error: ErrorInfo, announce: bool = True) -> CallOutcome:
         fallback = self.task.options.fallback
         assert fallback is not None
         if announce:
@@ -138,11 +138,11 @@ class TaskCallRunner:
         ran = await self._step(Step.FALLBACK)
         if ran.error is not None:
             self.log.record(EventType.TASK_FALLBACK_FAILED, {"error": ran.error})
-            return Outcome(EventType.TASK_FAILED, wrap_execution(ran.error))
+            return CallOutcome(EventType.TASK_FAILED, wrap_execution(ran.error))
         self.log.record(EventType.TASK_FALLBACK_COMPLETED)
-        return Outcome(EventType.TASK_COMPLETED, ran.value)
+        return CallOutcome(EventType.TASK_COMPLETED, ran.value)
 
-    async def _rollback(self, error: ErrorInfo, announce: bool = True) -> Outcome:
+    async def _rollback(self, error: ErrorInfo, announce: bool = True) -> CallOutcome:
         rollback = self.task.options.rollback
         assert rollback is not None
         if announce:
@@ -150,9 +150,9 @@ class TaskCallRunner:
         ran = await self._step(Step.ROLLBACK)
         if ran.error is not None:
             self.log.record(EventType.TASK_ROLLBACK_FAILED, {"error": ran.error})
-            return Outcome(EventType.TASK_FAILED, wrap_execution(ran.error))
+            return CallOutcome(EventType.TASK_FAILED, wrap_execution(ran.error))
         self.log.record(EventType.TASK_ROLLBACK_COMPLETED)
-        return Outcome(EventType.TASK_FAILED, wrap_execution(error))
+        return CallOutcome(EventType.TASK_FAILED, wrap_execution(error))
 
     async def rollback_after_cancel(self) -> None:
         """A cancelled call runs its rollback (when it has one and no fallback)."""

@@ -26,7 +26,7 @@ from flux.engine.policy import TaskProgress
 from flux.errors import SecretsNotFoundError
 from flux.events import EventType, ExecutionEvent, ExecutionState, utc_now
 from flux.local import claims
-from flux.local.calls import Outcome, TaskCallRunner
+from flux.local.calls import CallOutcome, TaskCallRunner
 from flux.local.runs import this_process
 from flux.local.secrets import SecretStore
 from flux.local.store import Keep, Store, StoreError
@@ -314,7 +314,7 @@ class LocalExecutor:
             else None
         )
         try:
-            outcome: Outcome = await call_runner.run(progress)
+            outcome: CallOutcome = await call_runner.run(progress)
         except asyncio.CancelledError:
             await asyncio.shield(self._cancelled(run, call_runner))
             return

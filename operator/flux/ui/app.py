@@ -27,7 +27,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from flux.ui.graph import build_graph
-from flux.ui.source import RunNotFound, RunQuery, RunRow, RunSource, Step, WorkflowCount
+from flux.ui.source import HistoryItem, RunNotFound, RunQuery, RunRow, RunSource, WorkflowCount
 from flux.ui.sqlite_source import StoreMissing
 from flux.ui.summary import local_resume, summarize
 from flux.ui.timeline import build_timeline
@@ -175,7 +175,7 @@ def create_app(
         rows = source.call_events(run_id, call_id)
         if not rows:
             raise HTTPException(404, f"run {run_id} has no call {call_id!r}")
-        steps = [Step(e.id, e.type, e.call, e.name, e.time, e.value) for e in rows]
+        steps = [HistoryItem(e.id, e.type, e.call, e.name, e.time, e.value) for e in rows]
         bars = build_timeline(steps, pods=source.pod_stages(run_id)).bars
         logs = source.call_logs(run_id, call_id)
         return page(

@@ -42,7 +42,7 @@ _RUN_ENDS = {
 
 
 class Event(Protocol):
-    """What the graph reads of an event (a :class:`flux.ui.source.Step` or ``Move``)."""
+    """What the graph reads of an event (a :class:`flux.ui.source.HistoryItem` or ``Move``)."""
 
     @property
     def type(self) -> str: ...

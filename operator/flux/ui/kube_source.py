@@ -27,12 +27,12 @@ from flux.ui.source import (
     PAGE_SIZE,
     Counts,
     EventRow,
+    HistoryItem,
     Move,
     RunNotFound,
     RunPage,
     RunQuery,
     RunRow,
-    Step,
     WorkflowCount,
 )
 from flux.ui.timeline import TaskGroup
@@ -143,13 +143,13 @@ class KubeSource:
     def get_run(self, run_id: str) -> RunRow:
         return self._run(run_id)[0]
 
-    def steps(self, run_id: str) -> list[Step]:
+    def steps(self, run_id: str) -> list[HistoryItem]:
         return self._run(run_id)[1].steps()
 
     def counts(self, run_id: str) -> Counts:
         return self._run(run_id)[1].counts()
 
-    def summary_steps(self, run_id: str) -> list[Step]:
+    def summary_steps(self, run_id: str) -> list[HistoryItem]:
         return self._run(run_id)[1].summary_steps()
 
     def moves(self, run_id: str) -> Generator[Move, None, None]:
@@ -161,7 +161,7 @@ class KubeSource:
     def task_groups(self, run_id: str) -> list[TaskGroup]:
         return self._run(run_id)[1].task_groups()
 
-    def call_steps(self, run_id: str, offset: int, limit: int) -> list[Step]:
+    def call_steps(self, run_id: str, offset: int, limit: int) -> list[HistoryItem]:
         return self._run(run_id)[1].call_steps(offset, limit)
 
     async def _pods(self, namespace: str, name: str) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from dataclasses import dataclass, field
 
-from flux.ui.source import MOVE_TYPES, OUTCOME_TYPES, Counts, EventRow, Move, Step
+from flux.ui.source import MOVE_TYPES, OUTCOME_TYPES, Counts, EventRow, HistoryItem, Move
 from flux.ui.timeline import TaskGroup, build_timeline, groups_of
 
 _SUMMARY_TASK_TYPES = {"TASK_PAUSED", "TASK_RESUMED", "TASK_CANCELLED"}
@@ -21,12 +21,14 @@ _MOVES = set(MOVE_TYPES)
 @dataclass
 class MemoryRun:
     events: list[EventRow]
-    _steps: list[Step] = field(default_factory=list)
+    _steps: list[HistoryItem] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._steps = [Step(e.id, e.type, e.call, e.name, e.time, e.value) for e in self.events]
+        self._steps = [
+            HistoryItem(e.id, e.type, e.call, e.name, e.time, e.value) for e in self.events
+        ]
 
-    def steps(self) -> list[Step]:
+    def steps(self) -> list[HistoryItem]:
         return self._steps
 
     def counts(self) -> Counts:
@@ -40,7 +42,7 @@ class MemoryRun:
             last=self._steps[-1].time if self._steps else None,
         )
 
-    def summary_steps(self) -> list[Step]:
+    def summary_steps(self) -> list[HistoryItem]:
         return [
             s
             for s in self._steps
@@ -63,7 +65,7 @@ class MemoryRun:
     def task_groups(self) -> list[TaskGroup]:
         return groups_of(build_timeline(self._steps).bars)
 
-    def call_steps(self, offset: int, limit: int) -> list[Step]:
+    def call_steps(self, offset: int, limit: int) -> list[HistoryItem]:
         starts = [s.call for s in self._steps if s.type in ("TASK_STARTED", "TASK_PAUSED")]
         page = set(starts[offset : offset + limit])
         return [s for s in self._steps if s.call in page and s.type.startswith("TASK_")]

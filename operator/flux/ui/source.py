@@ -27,7 +27,7 @@ class RunRow:
     revision: str | None = None
 
 
-class Step(NamedTuple):
+class HistoryItem(NamedTuple):
     """One history event, light: ``value`` is loaded only for the types that the
     summary, timeline and graph read (never the arguments of every task call).
     A tuple, because a run may have 100,000 of them to build per page."""
@@ -130,11 +130,11 @@ class RunSource(Protocol):
 
     def get_run(self, run_id: str) -> RunRow: ...
 
-    def steps(self, run_id: str) -> list[Step]: ...
+    def steps(self, run_id: str) -> list[HistoryItem]: ...
 
     def counts(self, run_id: str) -> Counts: ...
 
-    def summary_steps(self, run_id: str) -> list[Step]:
+    def summary_steps(self, run_id: str) -> list[HistoryItem]:
         """The workflow's own events and its pause points: what the summary reads."""
         ...
 
@@ -149,7 +149,7 @@ class RunSource(Protocol):
 
     def task_groups(self, run_id: str) -> list[TaskGroup]: ...
 
-    def call_steps(self, run_id: str, offset: int, limit: int) -> list[Step]:
+    def call_steps(self, run_id: str, offset: int, limit: int) -> list[HistoryItem]:
         """Every event of the calls ``offset`` to ``offset + limit`` in start order."""
         ...
 

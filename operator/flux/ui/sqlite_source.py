@@ -24,12 +24,12 @@ from flux.ui.source import (
     PAGE_SIZE,
     Counts,
     EventRow,
+    HistoryItem,
     Move,
     RunNotFound,
     RunPage,
     RunQuery,
     RunRow,
-    Step,
     WorkflowCount,
 )
 from flux.ui.timeline import TaskGroup
@@ -109,7 +109,7 @@ class SqliteSource:
             raise RunNotFound(f"no run with id {run_id!r}")
         return _run_row(row)
 
-    def steps(self, run_id: str) -> list[Step]:
+    def steps(self, run_id: str) -> list[HistoryItem]:
         return self._steps(run_id, "")
 
     def counts(self, run_id: str) -> Counts:
@@ -123,7 +123,7 @@ class SqliteSource:
             ).fetchone()
         return Counts(events, calls, pauses, retries, _maybe_time(first), _maybe_time(last))
 
-    def summary_steps(self, run_id: str) -> list[Step]:
+    def summary_steps(self, run_id: str) -> list[HistoryItem]:
         return self._steps(
             run_id,
             "AND (type LIKE 'WORKFLOW\\_%' ESCAPE '\\' "
@@ -169,7 +169,7 @@ class SqliteSource:
             group.longest = max(group.longest, longest)
         return list(groups.values())
 
-    def call_steps(self, run_id: str, offset: int, limit: int) -> list[Step]:
+    def call_steps(self, run_id: str, offset: int, limit: int) -> list[HistoryItem]:
         with self._read() as db:
             calls = [
                 row[0]
@@ -184,7 +184,7 @@ class SqliteSource:
         marks = ",".join("?" * len(calls))
         return self._steps(run_id, f"AND source_id IN ({marks})", calls)
 
-    def _steps(self, run_id: str, where: str, params: list[str] | None = None) -> list[Step]:
+    def _steps(self, run_id: str, where: str, params: list[str] | None = None) -> list[HistoryItem]:
         with self._read() as db:
             rows = db.execute(
                 "SELECT id, type, source_id, name, time, "
@@ -194,7 +194,7 @@ class SqliteSource:
             ).fetchall()
         parse = dt.datetime.fromisoformat
         return [
-            Step(i, t, s, n, parse(tm), None if v is None else _json(v))
+            HistoryItem(i, t, s, n, parse(tm), None if v is None else _json(v))
             for i, t, s, n, tm, v in rows
         ]
 

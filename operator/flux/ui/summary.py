@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flux.ui.source import Counts, RunRow, Step
+from flux.ui.source import Counts, HistoryItem, RunRow
 from flux.ui.values import error_text
 
 
@@ -58,7 +58,7 @@ def local_resume(run: RunRow, pause: str | None) -> str:
 
 def summarize(
     run: RunRow,
-    steps: list[Step],
+    steps: list[HistoryItem],
     resume: Callable[[RunRow, str | None], str] = local_resume,
     counts: Counts | None = None,
     now: dt.datetime | None = None,
@@ -70,7 +70,7 @@ def summarize(
     output = error = None
     completed = False
     started = finished = None
-    open_pauses: dict[str, Step] = {}
+    open_pauses: dict[str, HistoryItem] = {}
     calls: set[str] = set()
     retries = 0
     for step in steps:

@@ -1,6 +1,6 @@
 """A run's timeline: each task call as a bar, with what happened inside it.
 
-Built in one pass over history (:class:`flux.ui.source.Step`). A big run's page
+Built in one pass over history (:class:`flux.ui.source.HistoryItem`). A big run's page
 passes only the events of the calls it shows (one page of bars) with the run's
 own start and end, and the per-task aggregate of every call summed by the store
 (``task_groups`` of a source: the rules of :func:`groups_of`, in SQL).
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flux.ui.pods import PodStage
-from flux.ui.source import Step
+from flux.ui.source import HistoryItem
 from flux.ui.values import error_text, is_timeout
 
 
@@ -99,7 +99,7 @@ _OUTCOMES = {
 
 
 def build_timeline(
-    steps: list[Step],
+    steps: list[HistoryItem],
     now: dt.datetime | None = None,
     *,
     origin: dt.datetime | None = None,
@@ -150,7 +150,7 @@ def _pod_marks(stages: list[PodStage], origin: dt.datetime, end: float) -> list[
 
 
 def _apply(
-    bar: CallBar, step: Step, at: float, open_side: dict[str, tuple[str, float, str]]
+    bar: CallBar, step: HistoryItem, at: float, open_side: dict[str, tuple[str, float, str]]
 ) -> None:
     value: Any = step.value
     kind = step.type

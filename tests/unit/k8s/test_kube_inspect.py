@@ -8,7 +8,7 @@ import pytest
 
 from flux.k8s import archive
 from flux.k8s.inspect import KubeAccessError, RunNotFoundError, read_run
-from flux.k8s.kube import CONFIGMAPS, RUNS, Forbidden, KubeError
+from flux.k8s.kube import CONFIGMAPS, RUNS, Forbidden, KubeError, Unreachable
 from flux.k8s.kube.fake import FakeKube
 
 
@@ -53,7 +53,7 @@ def test_a_refusal_and_an_unreachable_server_are_one_line_each() -> None:
     kube.fail("get", RUNS, Forbidden("workflowruns is forbidden", reason="Forbidden"))
     with pytest.raises(KubeAccessError, match="refused to show WorkflowRun ns/r1: 403 Forbidden"):
         asyncio.run(read_run("ns", "r1", kube))
-    kube.fail("get", RUNS, KubeError("GET /apis/flux.dev: Cannot connect to host"))
+    kube.fail("get", RUNS, Unreachable("GET /apis/flux.dev: Cannot connect to host"))
     with pytest.raises(KubeAccessError, match="cannot reach the Kubernetes API server: GET"):
         asyncio.run(read_run("ns", "r1", kube))
     kube.fail("get", RUNS, KubeError("etcdserver: request timed out", status=500))

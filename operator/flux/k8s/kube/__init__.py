@@ -17,6 +17,7 @@ from flux.k8s.kube.errors import (
     NoCredentials,
     NotFound,
     PatchTestFailed,
+    Unreachable,
 )
 from flux.k8s.kube.patch import JsonPatch
 from flux.k8s.kube.resources import CONFIGMAPS, EVENTS, PODS, RUNS, WORKFLOWS, Resource
@@ -38,5 +39,6 @@ __all__ = [
     "NotFound",
     "PatchTestFailed",
     "Resource",
+    "Unreachable",
     "WatchEvent",
 ]

@@ -64,6 +64,10 @@ class Forbidden(KubeError):
     status = 403
 
 
+class Unreachable(KubeError):
+    """The request got no answer: no connection, a timeout, a watch cut off."""
+
+
 class NoCredentials(KubeError):
     """No usable kubeconfig or in-cluster service account: nothing was sent."""
 

@@ -20,7 +20,7 @@ from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from flux.k8s.kube.client import Body, WatchEvent
-from flux.k8s.kube.errors import KubeError, NoCredentials, error_for
+from flux.k8s.kube.errors import KubeError, NoCredentials, Unreachable, error_for
 from flux.k8s.kube.patch import JsonPatch
 from flux.k8s.kube.resources import Resource
 
@@ -166,7 +166,7 @@ class KubeClient:
         except ApiException as exc:
             raise kube_error(exc) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise KubeError(f"watch of {resource.plural} ended: {exc}") from None
+            raise Unreachable(f"watch of {resource.plural} ended: {exc}") from None
 
     def _list_function(self, resource: Resource, namespace: str) -> tuple[Any, tuple[Any, ...]]:
         if resource.group:
@@ -224,7 +224,7 @@ class KubeClient:
             status = int(exc.status or 0)
             raise kube_error(exc) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise KubeError(f"{method} {path}: {exc}") from None
+            raise Unreachable(f"{method} {path}: {exc}") from None
         finally:
             if self._observe is not None:
                 self._observe(verb, resource, status)
