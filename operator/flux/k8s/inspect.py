@@ -13,6 +13,7 @@ from typing import Any
 from flux.k8s import runstore
 from flux.k8s.kube import RUNS, Forbidden, Kube, NoCredentials, NotFound, Unreachable
 from flux.k8s.kube.http import KUBECONFIG_ENV, KubeClient, connect
+from flux.k8s.states import Phase
 
 
 class RunNotFoundError(LookupError):
@@ -77,7 +78,7 @@ async def _read_run(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
         "name": name,
         "namespace": namespace,
         "workflow": ((body.get("spec") or {}).get("workflowRef") or {}).get("name"),
-        "phase": status.get("phase", "Pending"),
+        "phase": status.get("phase", Phase.PENDING),
         "startTime": status.get("startTime"),
         "finishTime": status.get("finishTime"),
         "output": await runstore.load_output(kube, namespace, status),

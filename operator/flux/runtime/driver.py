@@ -33,7 +33,7 @@ from flux.k8s.kube.events import EventRecorder
 from flux.k8s.kube.objects import create_or_replace
 from flux.k8s.kube.patch import pointer
 from flux.k8s.kube.watch import Listed, follow
-from flux.k8s.states import PHASE_OF_STATE
+from flux.k8s.states import PHASE_OF_STATE, Phase, TaskState
 from flux.workflow import Workflow
 
 log = logging.getLogger("flux.driver")
@@ -137,11 +137,11 @@ class Driver:
                 instance.record(
                     EventType(step["type"]), call_id, step.get("value"), at=step_time(step)
                 )
-            if record["state"] == "Completed":
+            if record["state"] == TaskState.COMPLETED:
                 ref = record.get("outputRef")
                 output = self.values[ref["configMap"]] if ref else record.get("output")
                 instance.deliver(EventType.TASK_COMPLETED, call_id, output)
-            elif record["state"] == "Cancelled":
+            elif record["state"] == TaskState.CANCELLED:
                 instance.deliver(EventType.TASK_CANCELLED, call_id)
             else:
                 instance.deliver(EventType.TASK_FAILED, call_id, record.get("error"))
@@ -433,7 +433,7 @@ def _tasks_in_flight(instance: WorkflowInstance, timers: dict[str, dt.datetime])
 
 
 def _resume_ignored(status: dict[str, Any]) -> str:
-    phase = status.get("phase") or "Pending"
+    phase = status.get("phase") or Phase.PENDING
     return (
         f"status.resume was set while the run was {phase}, not paused: it was removed "
         "and changed nothing; set it once the run's phase is Paused"
@@ -446,7 +446,7 @@ async def fail_to_load(kube: Kube, namespace: str, name: str, exc: Exception) ->
     info = error_info(exc)
     error = {"type": info["type"], "message": describe(info), "kind": "code"}
     return await kube.patch(
-        RUNS, namespace, name, {"status": {"phase": "Failed", "error": error}}, status=True
+        RUNS, namespace, name, {"status": {"phase": Phase.FAILED, "error": error}}, status=True
     )
 
 
