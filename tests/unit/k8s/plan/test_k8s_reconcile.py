@@ -91,6 +91,32 @@ def test_a_succeeded_pod_records_the_output_and_is_removed() -> None:
     assert "p1" in result.delete
 
 
+def _exited(result: TaskResult, exit_code: int) -> dict[str, Any]:
+    """A task pod whose container has exited while the kubelet still reports the pod
+    Running (it reports the terminal phase after stopping the sandbox)."""
+    exited = pod("p1", "task", "Running")
+    terminated = {"exitCode": exit_code, "message": result.to_message()}
+    exited["status"]["containerStatuses"] = [{"state": {"terminated": terminated}}]
+    return exited
+
+
+def test_a_task_container_that_exited_0_settles_its_step_before_the_pod_phase_does() -> None:
+    done = TaskResult(outcome=Outcome.COMPLETED, value="Hello, World")
+    result = plan(_running(), [_exited(done, 0), pod("d", "driver", "Running")])
+    (record,) = result.status["tasks"]
+    assert record["state"] == "Completed" and record["output"] == "Hello, World"
+    assert "p1" in result.delete
+
+
+def test_a_task_container_that_exited_non_zero_waits_for_the_pod_phase() -> None:
+    failed = TaskResult(outcome=Outcome.FAILED, error={"type": "ValueError", "message": "no"})
+    result = plan(_running(), [_exited(failed, 1), pod("d", "driver", "Running")])
+    assert "p1" not in result.delete
+    assert all(
+        r["state"] == "Running" for r in result.status.get("tasks") or [_running()["tasks"][0]]
+    )
+
+
 def test_an_outcome_the_driver_has_not_seen_wakes_a_driver() -> None:
     done = TaskResult(outcome=Outcome.COMPLETED, value="x")
     status = _running()
