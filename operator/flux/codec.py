@@ -47,8 +47,6 @@ from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
-
 from flux.errors import CodecError
 
 TAG = "$flux"
@@ -179,7 +177,7 @@ def _encode(value: Any, depth: int) -> Any:
         return {TAG: "bytes", "v": base64.b64encode(bytes(value)).decode("ascii")}
     if isinstance(value, enum.Enum):
         return {TAG: "enum", "type": _type_path(type(value)), "v": _encode(value.value, depth)}
-    if isinstance(value, BaseModel):
+    if _is_model_class(type(value)):
         try:
             dumped = value.model_dump(mode="json")
         except Exception as exc:  # pydantic's serialisation errors, and the model's own
@@ -338,9 +336,9 @@ def _decode_class(tag: str, path: str, raw: Any, expected: Expected, depth: int)
         return _rebuild(path, cls, (value,), {})
     fields = _decode_fields(raw, expected, depth, f"the 'v' of a {tag}")
     if tag == "pydantic":
-        if cls is None or not issubclass(cls, BaseModel):
+        if cls is None or not _is_model_class(cls):
             return fields
-        return _rebuild(path, cls.model_validate, (fields,), {})
+        return _rebuild(path, cls.model_validate, (fields,), {})  # type: ignore[attr-defined]
     if cls is None or not dataclasses.is_dataclass(cls):
         return fields
     init = {f.name for f in dataclasses.fields(cls) if f.init}
@@ -354,9 +352,10 @@ def _rebuild(
     """Call the declared class (never anything the data names) with the stored fields."""
     try:
         return build(*args, **kwargs)
-    except ValidationError as exc:
-        raise CodecError(f"cannot rebuild a value of type {path}: {exc.errors()[:3]}") from None
     except Exception as exc:  # the declared class refused the stored fields
+        if _is_validation(exc):
+            problems = exc.errors()[:3]  # type: ignore[attr-defined]
+            raise CodecError(f"cannot rebuild a value of type {path}: {problems}") from None
         raise CodecError(
             f"cannot rebuild a value of type {path}: {type(exc).__name__}: {exc}"
         ) from None
@@ -460,8 +459,22 @@ def _type_path(cls: type) -> str:
 
 def _is_rebuildable(cls: Any) -> bool:
     return isinstance(cls, type) and (
-        dataclasses.is_dataclass(cls) or issubclass(cls, BaseModel | enum.Enum)
+        dataclasses.is_dataclass(cls) or issubclass(cls, enum.Enum) or _is_model_class(cls)
     )
+
+
+def _is_model_class(cls: Any) -> bool:
+    """Whether ``cls`` is a pydantic model class. pydantic is not imported for this:
+    when nothing has imported it, no value or class can be one, and a task pod
+    whose code does not use it starts without it (issue 17: it was most of the
+    pod's import time)."""
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and isinstance(cls, type) and issubclass(cls, pydantic.BaseModel)
+
+
+def _is_validation(exc: Exception) -> bool:
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and isinstance(exc, pydantic.ValidationError)
 
 
 def _walk(hint: Any, found: dict[str, type], seen: set[int], keep: list[Any]) -> None:
@@ -496,8 +509,8 @@ def _walk(hint: Any, found: dict[str, type], seen: set[int], keep: list[Any]) ->
 
 
 def _field_hints(cls: type) -> list[Any]:
-    if issubclass(cls, BaseModel):
-        return [f.annotation for f in cls.model_fields.values()]
+    if _is_model_class(cls):
+        return [f.annotation for f in cls.model_fields.values()]  # type: ignore[attr-defined]
     if not (dataclasses.is_dataclass(cls) or typing.is_typeddict(cls)):
         return []
     try:

@@ -6,14 +6,15 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Generic, TypeVar
-
-from pydantic import TypeAdapter, ValidationError
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from flux import _runtime
 from flux.context import WorkflowExecutionContext
 from flux.errors import WorkflowInputError
 from flux.storage import OutputStorage
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
 
 T = TypeVar("T")
 WorkflowFunction = Callable[[WorkflowExecutionContext[Any]], Coroutine[Any, Any, Any]]
@@ -35,7 +36,7 @@ class Workflow(Generic[T]):
         self.output_storage = output_storage
         self.__doc__ = func.__doc__
         self.__wrapped__ = func
-        self._input_adapter: TypeAdapter[Any] | bool | None = False
+        self._input_adapter: TypeAdapter[Any] | bool | None = False  # built on first use
 
     @functools.cached_property
     def input_type(self) -> Any:
@@ -58,10 +59,16 @@ class Workflow(Generic[T]):
         """Check ``value`` against the declared input type; return the validated value."""
         if self._input_adapter is False:
             declared = self.input_type
+            # pydantic is imported here, not with the module: a task pod imports the
+            # workflow's module but never validates a workflow input (issue 17).
+            from pydantic import TypeAdapter
+
             self._input_adapter = TypeAdapter(declared) if declared is not None else None
         adapter = self._input_adapter
         if adapter is None or adapter is True:
             return value
+        from pydantic import ValidationError
+
         try:
             return adapter.validate_python(value)
         except ValidationError as exc:

@@ -221,7 +221,7 @@ def task_pod(
     timeout: float,
     name: str,
 ) -> dict[str, Any]:
-    env_value = json.dumps(spec.model_dump(by_alias=True, mode="json"))
+    env_value = json.dumps(spec.to_json())
     pod = _task_pod(run, workflow, config, env_value, spec.secrets, spec.step, name)
     meta, pod_spec = pod["metadata"], pod["spec"]
     meta["labels"][labels.LABEL_CALL] = short_hash(spec.call_id)

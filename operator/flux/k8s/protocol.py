@@ -14,11 +14,13 @@ reported the same way.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
+import types
+import typing
+from dataclasses import dataclass, field
 from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
 
 from flux import codec
 from flux.errors import CodecError
@@ -51,70 +53,212 @@ INLINE_SOURCE_MODULE = "flux_workflow"
 SOURCE_MOUNT_PATH = "/flux/source"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+class ProtocolError(ValueError):
+    """A spec or result that is not of the protocol's shape (a ValueError, so that a
+    result a task's code wrote can never be more than a failed step)."""
 
 
-class TaskSpec(_Model):
+# Plain dataclasses, not pydantic: a task pod parses one spec and writes one
+# result, and importing pydantic and building its validators was most of the
+# pod's start-up (issue 17). The shapes are small and checked strictly here.
+@dataclass(frozen=True)
+class TaskSpec:
     run: str
     call_id: str
     name: str
-    task: str = Field(description="module:qualname of the @task object")
+    task: str  # module:qualname of the @task object
     step: Step = Step.ATTEMPT
     attempt: int = 1
-    positional: list[Any] = Field(default_factory=list, description="codec-encoded args")
-    keywords: dict[str, Any] = Field(default_factory=dict, description="codec-encoded kwargs")
-    secrets: list[str] = Field(default_factory=list)
+    positional: list[Any] = field(default_factory=list)  # codec-encoded args
+    keywords: dict[str, Any] = field(default_factory=dict)  # codec-encoded kwargs
+    secrets: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, data: Any) -> TaskSpec:
+        return _build(cls, data, "task spec")
+
+    def to_json(self) -> dict[str, Any]:
+        return _dump(self)
 
 
-class TaskResult(_Model):
+@dataclass(frozen=True)
+class TaskResult:
     outcome: Outcome
     value: Any = None
     error: dict[str, Any] | None = None
     in_log: bool = False
 
+    @classmethod
+    def from_json(cls, data: Any) -> TaskResult:
+        return _build(cls, data, "task result")
+
+    def to_json(self) -> dict[str, Any]:
+        return _dump(self, exclude_defaults=True)
+
     def to_message(self) -> str:
-        return self.model_dump_json(by_alias=True, exclude_defaults=True)
+        return _compact(self.to_json())
 
 
-class BatchItem(_Model):
+@dataclass(frozen=True)
+class BatchItem:
     """One call in a batch pod; the fields mean what they mean in :class:`TaskSpec`."""
 
     call_id: str
     name: str
     step: Step = Step.ATTEMPT
     attempt: int = 1
-    positional: list[Any] = Field(default_factory=list, description="codec-encoded args")
-    keywords: dict[str, Any] = Field(default_factory=dict, description="codec-encoded kwargs")
+    positional: list[Any] = field(default_factory=list)
+    keywords: dict[str, Any] = field(default_factory=dict)
 
 
-class BatchSpec(_Model):
+@dataclass(frozen=True)
+class BatchSpec:
     """Several calls of one task, run one after another in one pod."""
 
-    kind: Literal["batch"] = BATCH_KIND
     run: str
-    task: str = Field(description="module:qualname of the @task object")
-    secrets: list[str] = Field(default_factory=list)
-    timeout: float = Field(
-        default=0, ge=0, description="seconds per attempt item (0 = none); not for fallbacks"
-    )
+    task: str
     items: list[BatchItem]
+    kind: Literal["batch"] = BATCH_KIND
+    secrets: list[str] = field(default_factory=list)
+    # Seconds per attempt item (0 = none); not for fallbacks.
+    timeout: float = 0
+
+    def __post_init__(self) -> None:
+        if self.timeout < 0:
+            raise ProtocolError("batch spec: timeout must be >= 0")
+
+    @classmethod
+    def from_json(cls, data: Any) -> BatchSpec:
+        return _build(cls, data, "batch spec")
+
+    def to_json(self) -> dict[str, Any]:
+        return _dump(self)
 
     def to_env(self) -> str:
         """The value of ``FLUX_TASK`` for a batch pod."""
-        return self.model_dump_json(by_alias=True)
+        return _compact(self.to_json())
 
 
-class BatchResult(_Model):
+@dataclass(frozen=True)
+class BatchResult:
     """The outcome of every call of a batch pod, by call id."""
 
     kind: Literal["batch"] = BATCH_KIND
-    items: dict[str, TaskResult] = Field(default_factory=dict)
+    items: dict[str, TaskResult] = field(default_factory=dict)
     in_log: bool = False
 
+    @classmethod
+    def from_json(cls, data: Any) -> BatchResult:
+        return _build(cls, data, "batch result")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": BATCH_KIND, **_dump(self, exclude_defaults=True)}
+
     def to_message(self) -> str:
-        body = self.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-        return json.dumps({"kind": BATCH_KIND, **body}, separators=(",", ":"), ensure_ascii=False)
+        return _compact(self.to_json())
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _compact(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+_T = typing.TypeVar("_T")
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _build(cls: type[_T], data: Any, what: str) -> _T:
+    """``cls`` from JSON ``data`` (camelCase or snake_case keys; others ignored),
+    every field checked against its annotation; ProtocolError names the field."""
+    if not isinstance(data, dict):
+        raise ProtocolError(f"{what}: expected an object, got {type(data).__name__}")
+    hints = _hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]  # _T: a protocol dataclass
+        key = _camel(f.name)
+        if key in data or f.name in data:
+            raw = data[key] if key in data else data[f.name]
+            values[f.name] = _convert(hints[f.name], raw, f"{what}: {key}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ProtocolError(f"{what}: {key} is required")
+    return cls(**values)
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(inner, value, where)
+    if origin is Literal:
+        if value not in args:
+            raise ProtocolError(f"{where} must be one of {list(args)}, not {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ProtocolError(f"{where} must be a list")
+        return [_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ProtocolError(f"{where} must be an object")
+        return {k: _convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            allowed = [m.value for m in tp]
+            raise ProtocolError(f"{where} must be one of {allowed}, not {value!r}") from None
+    if dataclasses.is_dataclass(tp):
+        return _build(typing.cast(type, tp), value, where)
+    if tp is bool and isinstance(value, bool):
+        return value
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp is str and isinstance(value, str):
+        return value
+    raise ProtocolError(f"{where} must be {getattr(tp, '__name__', tp)}, not {value!r}")
+
+
+def _dump(obj: Any, exclude_defaults: bool = False) -> dict[str, Any]:
+    """JSON of a protocol dataclass, with camelCase keys."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if exclude_defaults and f.default is not dataclasses.MISSING and value == f.default:
+            continue
+        factory = f.default_factory
+        if exclude_defaults and factory is not dataclasses.MISSING and value == factory():
+            continue
+        out[_camel(f.name)] = _plain(value)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        exclude = isinstance(value, TaskResult)
+        return _dump(value, exclude_defaults=exclude)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def is_batch(data: Any) -> bool:
@@ -126,8 +270,8 @@ def parse_task_spec(raw: str) -> TaskSpec | BatchSpec:
     """``FLUX_TASK`` → the spec of a single call or of a batch."""
     data = json.loads(raw)
     if is_batch(data):
-        return BatchSpec.model_validate(data)
-    return TaskSpec.model_validate(data)
+        return BatchSpec.from_json(data)
+    return TaskSpec.from_json(data)
 
 
 def parse_result_json(text: str) -> Any:
@@ -143,7 +287,7 @@ def parse_result_json(text: str) -> Any:
 
 
 def parse_task_result(text: str) -> TaskResult:
-    return TaskResult.model_validate(parse_result_json(text))
+    return TaskResult.from_json(parse_result_json(text))
 
 
 def parse_batch_result(message: str) -> BatchResult:
@@ -155,4 +299,4 @@ def parse_batch_result(message: str) -> BatchResult:
     text = message.strip()
     if text.startswith(RESULT_LOG_MARKER.strip()):
         text = text[len(RESULT_LOG_MARKER.strip()) :].lstrip()
-    return BatchResult.model_validate(parse_result_json(text))
+    return BatchResult.from_json(parse_result_json(text))

@@ -17,12 +17,11 @@ could not run it (an invalid spec, a task that cannot be imported).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
 from typing import Any
-
-from pydantic import ValidationError
 
 from flux.engine.failures import error_info
 from flux.k8s.protocol import (
@@ -35,6 +34,7 @@ from flux.k8s.protocol import (
     BatchResult,
     BatchSpec,
     Outcome,
+    ProtocolError,
     Step,
     TaskResult,
     TaskSpec,
@@ -126,13 +126,13 @@ def redact_result(result: TaskResult | BatchResult, redactor: Redactor) -> TaskR
         items = {
             call_id: _redact_task_result(item, redactor) for call_id, item in result.items.items()
         }
-        return result.model_copy(update={"items": items})
+        return dataclasses.replace(result, items=items)
     return _redact_task_result(result, redactor)
 
 
 def _redact_task_result(result: TaskResult, redactor: Redactor) -> TaskResult:
-    return result.model_copy(
-        update={"value": redactor.redact(result.value), "error": redactor.redact(result.error)}
+    return dataclasses.replace(
+        result, value=redactor.redact(result.value), error=redactor.redact(result.error)
     )
 
 
@@ -165,8 +165,8 @@ def report(result: TaskResult | BatchResult) -> None:
 
 def _main_batch(data: dict[str, Any]) -> int:
     try:
-        spec = BatchSpec.model_validate(data)
-    except ValidationError as exc:
+        spec = BatchSpec.from_json(data)
+    except ProtocolError as exc:
         error = ValueError(f"invalid batch spec in {TASK_ENV}: {exc}")
         sys.stderr.write(f"{error}\n")
         # Report the error for every item that can be named at all.
@@ -194,7 +194,7 @@ def main() -> int:
     data = json.loads(raw)
     if is_batch(data):
         return _main_batch(data)
-    spec = TaskSpec.model_validate(data)
+    spec = TaskSpec.from_json(data)
     result = run_step(spec)
     report(result)
     return 0 if result.outcome == Outcome.COMPLETED else 1

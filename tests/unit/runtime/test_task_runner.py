@@ -7,6 +7,7 @@ to the file named by ``FLUX_TERMINATION_LOG``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -34,6 +35,7 @@ from flux.k8s.protocol import (
     TaskResult,
     TaskSpec,
     parse_batch_result,
+    parse_task_result,
     parse_task_spec,
 )
 
@@ -317,14 +319,14 @@ def test_a_single_call_spec_is_unchanged(source: Path) -> None:
         task="batch_tasks:square",
         positional=[5],
     )
-    ran = run_runner(source, spec.model_dump_json(by_alias=True))
+    ran = run_runner(source, json.dumps(spec.to_json()))
     assert ran.code == 0, ran.stderr
     assert ran.message == '{"outcome":"completed","value":25}'
-    failing = spec.model_copy(update={"positional": [13]})
-    ran = run_runner(source, failing.model_dump_json(by_alias=True))
+    failing = dataclasses.replace(spec, positional=[13])
+    ran = run_runner(source, json.dumps(failing.to_json()))
     assert ran.code == 1
     assert ran.message is not None
-    assert TaskResult.model_validate_json(ran.message).error == {
+    assert parse_task_result(ran.message).error == {
         "type": "Boom",
         "module": "batch_tasks",
         "message": "unlucky 13",
@@ -337,7 +339,7 @@ def test_a_single_call_spec_is_unchanged(source: Path) -> None:
 
 def test_specs_are_told_apart_by_their_kind() -> None:
     single = TaskSpec(run="r", call_id="a#0", name="a", task="m:a")
-    assert parse_task_spec(single.model_dump_json(by_alias=True)) == single
+    assert parse_task_spec(json.dumps(single.to_json())) == single
     spec = BatchSpec(run="r", task="m:a", items=[item("a#0", 1)], timeout=2)
     data = json.loads(spec.to_env())
     assert data["kind"] == "batch"

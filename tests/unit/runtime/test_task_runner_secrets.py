@@ -30,6 +30,7 @@ from flux.k8s.protocol import (
     TaskResult,
     TaskSpec,
     parse_batch_result,
+    parse_task_result,
 )
 from flux.redaction import MASK
 from flux.runtime import task as runner
@@ -102,14 +103,15 @@ def run_pod(source: Path, spec: str) -> tuple[subprocess.CompletedProcess[str], 
 
 
 def step(task: str, *args: Any) -> str:
-    return TaskSpec(
+    spec = TaskSpec(
         run="run-1",
         call_id=f"{task}#0",
         name=task,
         task=f"secret_tasks:{task}",
         positional=codec.encode(list(args)),
         secrets=["TOKEN"],
-    ).model_dump_json(by_alias=True)
+    )
+    return json.dumps(spec.to_json())
 
 
 def batch(task: str, *ns: int) -> str:
@@ -124,13 +126,13 @@ def batch(task: str, *ns: int) -> str:
 def test_a_returned_secret_is_masked_in_the_termination_message(source: Path) -> None:
     done, message = run_pod(source, step("give", 1))
     assert done.returncode == 0, done.stderr
-    assert TaskResult.model_validate_json(message).value == {"n": 1, "token": MASK, MASK: "key"}
+    assert parse_task_result(message).value == {"n": 1, "token": MASK, MASK: "key"}
 
 
 def test_a_raised_secret_is_masked_in_the_error(source: Path) -> None:
     done, message = run_pod(source, step("leak", 1))
     assert done.returncode == 1
-    result = TaskResult.model_validate_json(message)
+    result = parse_task_result(message)
     assert result.outcome == Outcome.FAILED and result.error is not None
     assert result.error["message"] == f"call 1 refused '{MASK}'"
 
@@ -176,7 +178,7 @@ def test_report_masks_the_result_it_is_given(
     monkeypatch.setenv(TERMINATION_LOG_ENV, str(tmp_path / "log"))
     error = {"type": "E", "message": f"x {TOKEN}", "cause": {"message": TOKEN}}
     runner.report(TaskResult(outcome=Outcome.FAILED, value=[TOKEN], error=error))
-    reported = TaskResult.model_validate_json((tmp_path / "log").read_text())
+    reported = parse_task_result((tmp_path / "log").read_text())
     assert reported.value == [MASK]
     assert reported.error == {"type": "E", "message": f"x {MASK}", "cause": {"message": MASK}}
 
@@ -189,4 +191,4 @@ def test_without_secrets_the_result_is_reported_as_it_is(
     monkeypatch.setenv(TERMINATION_LOG_ENV, str(tmp_path / "log"))
     result = TaskResult(outcome=Outcome.COMPLETED, value=["*** as is", TOKEN])
     runner.report(result)
-    assert TaskResult.model_validate_json((tmp_path / "log").read_text()) == result
+    assert parse_task_result((tmp_path / "log").read_text()) == result
