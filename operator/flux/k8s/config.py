@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 
 # The operator setting that lists the images tasks may ask for (chart value
-# taskImages.allowed), named in the error of a task refused one.
+# operator.allowedTaskImages), named in the error of a task refused one.
 TASK_IMAGES_ENV = "FLUX_ALLOWED_TASK_IMAGES"
 
 

@@ -355,5 +355,5 @@ def pod_settings_refusal(
     return (
         f"image {settings.image!r} is not allowed for task pods: the operator allows "
         f"the Workflow's image and those matching {TASK_IMAGES_ENV} (chart value "
-        f"taskImages.allowed; now: {allowed})"
+        f"operator.allowedTaskImages; now: {allowed})"
     )
