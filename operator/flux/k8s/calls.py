@@ -123,53 +123,13 @@ def next_move(
     unit_random: float = 0.5,
     secret_refs: Mapping[str, SecretRefBody] | None = None,
     cancel_requested: bool = False,
-    pod_refusal: str | None = None,
 ) -> CallMove | None:
     """The next move for ``call``, or None when there is nothing to do yet.
 
     ``secret_refs`` maps the Workflow's secret names to their Secret and key;
-    ``cancel_requested`` says the workflow gave up on the call; ``pod_refusal``
-    why its pod settings cannot be used (``pods.pod_settings_refusal``): the call
-    then fails instead of starting a pod.
+    ``cancel_requested`` says the workflow gave up on the call.
     """
-    if pod_refusal is not None and record is None and not cancel_requested:
-        return _refused(call, now, _pod_refused(call, pod_refusal))
-    move = _next_move(
-        call,
-        record,
-        pod,
-        now,
-        pending_timeout=pending_timeout,
-        infrastructure_retries=infrastructure_retries,
-        timeout_backstop=timeout_backstop,
-        unit_random=unit_random,
-        secret_refs=secret_refs or {},
-        cancel_requested=cancel_requested,
-    )
-    if pod_refusal is None or move is None or move.start is None:
-        return move  # a pod already running keeps running; only no new one starts
-    failure = _pod_refused(call, pod_refusal)
-    refused: TaskRecordBody = {**move.record, "lastError": _last_error(failure), "pod": None}
-    return _failed(call, refused, failure, now, delete=move.delete)
-
-
-def _pod_refused(call: Call, refusal: str) -> ErrorInfo:
-    return _error("PodSettingsRefused", FailureKind.UNSTARTABLE, f"task {call.name!r}: {refusal}")
-
-
-def _next_move(
-    call: Call,
-    record: TaskRecordBody | None,
-    pod: PodView | None,
-    now: dt.datetime,
-    *,
-    pending_timeout: float,
-    infrastructure_retries: int,
-    timeout_backstop: float,
-    unit_random: float,
-    secret_refs: Mapping[str, SecretRefBody],
-    cancel_requested: bool,
-) -> CallMove | None:
+    secret_refs = secret_refs or {}
     if cancel_requested and not (record or {}).get("cancelling"):
         return _cancel(call, record, pod, now)
     if record is None:
@@ -470,6 +430,32 @@ def _secrets_missing(call: Call, now: dt.datetime, detail: str) -> CallMove:
         module="flux.errors",
     )
     return _refused(call, now, failure)
+
+
+def refuse_pod(
+    call: Call,
+    record: TaskRecordBody | None,
+    move: CallMove | None,
+    refusal: str | None,
+    now: dt.datetime,
+) -> CallMove | None:
+    """``move`` (from :func:`next_move`), unless it starts a pod that the call's
+    settings may not have (``refusal``, from ``pods.pod_settings_refusal``): the
+    call then fails instead.
+
+    A call not started yet fails as one whose secrets cannot reach it: no pod,
+    no retries. A pod already running keeps running; only no new one starts
+    (the operator's allow-list may have changed since the call started).
+    """
+    if refusal is None or move is None or move.start is None:
+        return move
+    failure = _error(
+        "PodSettingsRefused", FailureKind.UNSTARTABLE, f"task {call.name!r}: {refusal}"
+    )
+    if record is None:
+        return _refused(call, now, failure)
+    refused: TaskRecordBody = {**move.record, "lastError": _last_error(failure), "pod": None}
+    return _failed(call, refused, failure, now, delete=move.delete)
 
 
 def _refused(call: Call, now: dt.datetime, failure: ErrorInfo) -> CallMove:

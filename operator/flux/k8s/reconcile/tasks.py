@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from flux.k8s.archive import OpenCalls, Shape
 from flux.k8s.bodies import RunBody, SecretRefBody, TaskRecordBody, WorkflowBody
-from flux.k8s.calls import Call, CallMove, next_move, parse_pod_settings
+from flux.k8s.calls import Call, CallMove, next_move, parse_pod_settings, refuse_pod
 from flux.k8s.config import OperatorConfig
 from flux.k8s.pod_view import PodView
 from flux.k8s.pods import batch_pod, pod_settings_refusal, task_pod, task_pod_name
@@ -258,7 +258,7 @@ class TaskPass:
         self, call: Call, record: TaskRecordBody | None, pod: PodView | None
     ) -> CallMove | None:
         context = self.context
-        return next_move(
+        move = next_move(
             call,
             record,
             pod,
@@ -269,8 +269,9 @@ class TaskPass:
             unit_random=context.unit_random,
             secret_refs=context.secret_refs,
             cancel_requested=call.call_id in context.cancels,
-            pod_refusal=self._pod_refusal(call.pod, call.pod_problem),
         )
+        refusal = self._pod_refusal(call.pod, call.pod_problem)
+        return refuse_pod(call, record, move, refusal, context.now)
 
     def _pod_refusal(self, settings: PodSettings | None, problem: str | None) -> str | None:
         return pod_settings_refusal(settings, problem, self.context.workflow, self.context.config)

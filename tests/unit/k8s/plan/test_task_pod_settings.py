@@ -52,6 +52,12 @@ def _status(*calls: dict[str, Any], **extra: Any) -> dict[str, Any]:
     }
 
 
+def _record(**fields: Any) -> dict[str, Any]:
+    """say#0's record in status: running its first attempt in pod p1, unless told."""
+    base = {"callId": "say#0", "name": "say", "state": "Running", "step": "attempt"}
+    return {**base, "attempts": 1, "pod": "p1", **fields}
+
+
 def _task_pods(result: Any) -> list[dict[str, Any]]:
     return [p for p in result.create if p["metadata"]["labels"]["flux.dev/role"] == "task"]
 
@@ -84,15 +90,12 @@ def test_an_empty_setting_clears_the_workflows() -> None:
 def test_retry_fallback_and_rollback_pods_of_the_call_get_the_settings_too() -> None:
     status = _status(_call("say#0", SETTINGS, has_rollback=True))
     status["tasks"] = [
-        {
-            "callId": "say#0",
-            "name": "say",
-            "state": "RollingBack",
-            "step": "rollback",
-            "attempts": 1,
-            "pod": None,
-            "triggerError": {"type": "ValueError", "message": "boom", "kind": "code"},
-        }
+        _record(
+            state="RollingBack",
+            step="rollback",
+            pod=None,
+            triggerError={"type": "ValueError", "message": "boom", "kind": "code"},
+        )
     ]
     result = plan(status, [pod("d", "driver", "Running")], wf=_wf())
     (created,) = _task_pods(result)
@@ -177,17 +180,7 @@ def test_the_allow_list_comes_from_the_environment(monkeypatch: Any) -> None:
 
 def test_a_retry_whose_image_was_since_refused_fails_instead_of_starting() -> None:
     status = _status(_call("say#0", {"image": "python:3.12"}, retry_max_attempts=2))
-    status["tasks"] = [
-        {
-            "callId": "say#0",
-            "name": "say",
-            "state": "Retrying",
-            "step": "attempt",
-            "attempts": 1,
-            "pod": None,
-            "nextAttemptAt": NOW.isoformat(),
-        }
-    ]
+    status["tasks"] = [_record(state="Retrying", pod=None, nextAttemptAt=NOW.isoformat())]
     result = plan(status, [pod("d", "driver", "Running")], wf=_wf())
     assert not _task_pods(result)
     (record,) = result.status["tasks"]
@@ -206,16 +199,7 @@ def test_a_container_killed_at_its_memory_limit_fails_as_code_and_is_retried() -
     status = _status(
         _call("say#0", {"resources": {"limits": {"memory": "64Mi"}}}, retry_max_attempts=1)
     )
-    status["tasks"] = [
-        {
-            "callId": "say#0",
-            "name": "say",
-            "state": "Running",
-            "step": "attempt",
-            "attempts": 1,
-            "pod": "p1",
-        }
-    ]
+    status["tasks"] = [_record()]
     result = plan(status, [_oom_killed("p1"), pod("d", "driver", "Running")], wf=_wf())
     (record,) = result.status["tasks"]
     assert record["state"] == "Retrying"
@@ -228,16 +212,7 @@ def test_a_container_killed_at_its_memory_limit_fails_as_code_and_is_retried() -
 
 def test_an_eviction_for_memory_pressure_is_the_clusters_doing() -> None:
     status = _status(_call("say#0"))
-    status["tasks"] = [
-        {
-            "callId": "say#0",
-            "name": "say",
-            "state": "Running",
-            "step": "attempt",
-            "attempts": 1,
-            "pod": "p1",
-        }
-    ]
+    status["tasks"] = [_record()]
     evicted = pod("p1", "task", "Failed", reason="Evicted", message="The node was low on memory.")
     result = plan(status, [evicted, pod("d", "driver", "Running")], wf=_wf())
     (record,) = result.status["tasks"]
