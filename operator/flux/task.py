@@ -6,10 +6,11 @@ import dataclasses
 import functools
 import inspect
 import math
-from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from flux import _runtime
+from flux.pod_settings import PodSettings
 from flux.storage import OutputStorage
 
 P = ParamSpec("P")
@@ -31,6 +32,16 @@ class TaskOptions:
     rollback: Callable[..., Any] | None = None
     secret_requests: tuple[str, ...] = ()
     output_storage: OutputStorage | None = None
+    # Pod settings on Kubernetes (flux.pod_settings); the embedded executor ignores
+    # them. None keeps the Workflow's taskDefaults for that setting.
+    resources: Mapping[str, Mapping[str, str | int]] | None = None
+    node_selector: Mapping[str, str] | None = None
+    tolerations: Sequence[Mapping[str, Any]] | None = None
+    image: str | None = None
+    # The four above, checked; what each call records.
+    pod_settings: PodSettings | None = dataclasses.field(
+        init=False, default=None, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         numbers = ("retry_delay", "retry_backoff", "retry_jitter", "timeout")
@@ -55,6 +66,10 @@ class TaskOptions:
             problems.append("timeout must be >= 0 (0 means no timeout)")
         if problems:
             raise ValueError("invalid task options: " + "; ".join(problems))
+        settings = PodSettings.from_options(
+            self.resources, self.node_selector, self.tolerations, self.image
+        )
+        object.__setattr__(self, "pod_settings", settings)
 
 
 def _is_finite_number(value: object) -> bool:
@@ -192,6 +207,10 @@ class _TaskDecorator:
         secret_requests: Sequence[str] = (),
         output_storage: OutputStorage | None = None,
         retry_jitter: float = 0.0,
+        resources: Mapping[str, Mapping[str, str | int]] | None = None,
+        node_selector: Mapping[str, str] | None = None,
+        tolerations: Sequence[Mapping[str, Any]] | None = None,
+        image: str | None = None,
     ) -> Callable[[Callable[P, Any]], Task[P, Any]]:
         options = TaskOptions(
             name=name,
@@ -204,6 +223,10 @@ class _TaskDecorator:
             rollback=rollback,
             secret_requests=tuple(secret_requests or ()),
             output_storage=output_storage,
+            resources=resources,
+            node_selector=node_selector,
+            tolerations=tolerations,
+            image=image,
         )
 
         def decorate(func: Callable[P, Any]) -> Task[P, Any]:

@@ -564,10 +564,14 @@ def started_event(
 
 
 def describe_task(task: Task[..., Any]) -> dict[str, Any]:
-    """The task's import path and policy, as recorded with each of its calls."""
+    """The task's import path and policy, as recorded with each of its calls; its pod
+    settings too when it has any (else the event is as before they existed)."""
     func = task.func
-    return {
+    described: dict[str, Any] = {
         "task": f"{func.__module__}:{func.__qualname__}",
         "policy": TaskPolicy.from_options(task.options).to_dict(),
         "secrets": list(task.options.secret_requests),
     }
+    if task.options.pod_settings is not None:
+        described["pod"] = task.options.pod_settings.to_dict()
+    return described

@@ -24,7 +24,7 @@ from flux.engine.policy import (
 )
 from flux.events import EventType
 from flux.k8s.bodies import LastErrorBody, PolicyStepBody, SecretRefBody, TaskRecordBody
-from flux.k8s.pod_view import PodView, parse_time
+from flux.k8s.pod_view import OOM_KILLED, PodView, parse_time
 from flux.k8s.protocol import TaskResult
 from flux.k8s.states import (
     FINISHED_TASK_STATES,
@@ -37,6 +37,7 @@ from flux.k8s.states import (
     Step,
     TaskState,
 )
+from flux.pod_settings import PodSettings
 
 # The error a call the workflow gave up on fails with, and its rollback gets.
 CANCELLED_ERROR: ErrorInfo = {
@@ -64,11 +65,16 @@ class Call:
     # task.map(..., batch_size=N): calls of one group share pods, N at a time.
     batch_group: str | None = None
     batch_size: int = 1
+    # The task's own pod settings (task.with_options), checked again here: history
+    # is data. ``pod_problem`` says what was wrong with them; the call then fails.
+    pod: PodSettings | None = None
+    pod_problem: str | None = None
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any]) -> Call:
         value = event.get("value") or {}
         batch = value.get("batch") or {}
+        pod, pod_problem = parse_pod_settings(value.get("pod"))
         return cls(
             call_id=event["sourceId"],
             name=event["name"],
@@ -79,7 +85,19 @@ class Call:
             secrets=list(value.get("secrets") or []),
             batch_group=batch.get("group"),
             batch_size=max(1, int(batch.get("size", 1))),
+            pod=pod,
+            pod_problem=pod_problem,
         )
+
+
+def parse_pod_settings(recorded: object) -> tuple[PodSettings | None, str | None]:
+    """A call's pod settings as its event records them, or what is wrong with them."""
+    if recorded is None:
+        return None, None
+    try:
+        return PodSettings.from_dict(recorded), None
+    except ValueError as exc:
+        return None, str(exc)
 
 
 @dataclass
@@ -411,6 +429,37 @@ def _secrets_missing(call: Call, now: dt.datetime, detail: str) -> CallMove:
         f"task {call.name!r}: missing secret(s): {detail}",
         module="flux.errors",
     )
+    return _refused(call, now, failure)
+
+
+def refuse_pod(
+    call: Call,
+    record: TaskRecordBody | None,
+    move: CallMove | None,
+    refusal: str | None,
+    now: dt.datetime,
+) -> CallMove | None:
+    """``move`` (from :func:`next_move`), unless it starts a pod that the call's
+    settings may not have (``refusal``, from ``pods.pod_settings_refusal``): the
+    call then fails instead.
+
+    A call not started yet fails as one whose secrets cannot reach it: no pod,
+    no retries. A pod already running keeps running; only no new one starts
+    (the operator's allow-list may have changed since the call started).
+    """
+    if refusal is None or move is None or move.start is None:
+        return move
+    failure = _error(
+        "PodSettingsRefused", FailureKind.UNSTARTABLE, f"task {call.name!r}: {refusal}"
+    )
+    if record is None:
+        return _refused(call, now, failure)
+    refused: TaskRecordBody = {**move.record, "lastError": _last_error(failure), "pod": None}
+    return _failed(call, refused, failure, now, delete=move.delete)
+
+
+def _refused(call: Call, now: dt.datetime, failure: ErrorInfo) -> CallMove:
+    """A call that cannot get a pod fails before its body runs, without retries."""
     record: TaskRecordBody = {
         "callId": call.call_id,
         "name": call.name,
@@ -451,12 +500,22 @@ def _failure(call: Call, pod: PodView, result: TaskResult | None) -> ErrorInfo:
         info["reason"] = "DeadlineExceeded"
         return info
     reason = pod.terminated_reason or pod.reason or "Error"
+    message = f"task container ended with exit code {pod.exit_code} ({reason})"
+    if reason == OOM_KILLED:
+        # The task's own code used more memory than its limit (its resources
+        # option or the Workflow's taskDefaults): a failure of the code, retried
+        # as one. The cluster's doing is an eviction for memory pressure on the
+        # node, which PodView.lost tells apart.
+        message = (
+            "task container was killed for using more memory than its limit "
+            f"(OOMKilled, exit code {pod.exit_code})"
+        )
     info = {
         "type": "PodFailed",
         "module": "",
         "kind": FailureKind.CODE,
         "reason": reason,
-        "message": f"task container ended with exit code {pod.exit_code} ({reason})",
+        "message": message,
     }
     if pod.exit_code is not None:
         info["exit_code"] = pod.exit_code

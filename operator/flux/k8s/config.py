@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from dataclasses import dataclass, field
+
+# The operator setting that lists the images tasks may ask for (chart value
+# operator.allowedTaskImages), named in the error of a task refused one.
+TASK_IMAGES_ENV = "FLUX_ALLOWED_TASK_IMAGES"
 
 
 def _env_float(name: str, default: float) -> float:
@@ -31,6 +36,14 @@ class OperatorConfig:
     max_task_pods_per_run: int = 256
     # Serve Prometheus metrics on this port (all interfaces); None: do not serve.
     metrics_port: int | None = None
+    # Images a task may run in instead of its Workflow's (task.with_options(image=)),
+    # as shell-style patterns ("registry.example.com/ml/*"; "*" allows any). None
+    # by default: whoever may patch a run's status can edit its history, and an
+    # image of their choosing would get the Secrets the Workflow maps.
+    allowed_task_images: tuple[str, ...] = ()
+
+    def allows_task_image(self, image: str) -> bool:
+        return any(fnmatch.fnmatchcase(image, pattern) for pattern in self.allowed_task_images)
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -47,4 +60,7 @@ class OperatorConfig:
             ),
             namespaces=namespaces,
             metrics_port=int(port) if (port := os.environ.get("FLUX_METRICS_PORT")) else None,
+            allowed_task_images=tuple(
+                p.strip() for p in os.environ.get(TASK_IMAGES_ENV, "").split(",") if p.strip()
+            ),
         )

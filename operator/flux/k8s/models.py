@@ -28,13 +28,11 @@ from flux.events import EventType, ExecutionEvent
 from flux.k8s.history import event_from_status, event_to_status
 from flux.k8s.kube.resources import RUNS
 from flux.k8s.states import ConditionStatus, DriverMode, Phase, Step, TaskState
+from flux.pod_settings import QUANTITY_PATTERN
 
 API_VERSION = RUNS.api_version
 ENTRYPOINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$"
 IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-# A Kubernetes resource.Quantity written as a string ("500m", "1Gi", "1e3").
-_DECIMAL = r"([0-9]+(\.[0-9]*)?|\.[0-9]+)"
-QUANTITY_PATTERN = rf"^[+-]?{_DECIMAL}([KMGTPE]i|[numkMGTPE]|[eE][+-]?{_DECIMAL})?$"
 
 # The API server admits any JSON value here and keeps it unpruned; without a
 # type, scalars and lists are admitted too (workflow inputs and outputs are any JSON).

@@ -15,6 +15,9 @@ from flux.k8s.states import PodPhase
 _TERMINAL = (PodPhase.SUCCEEDED, PodPhase.FAILED)
 # Pod status reasons that mean the pod, not the task, failed.
 INFRASTRUCTURE_REASONS = frozenset({"Evicted", "NodeLost", "Preempted", "Terminated"})
+# The container's terminated reason when it passed its memory limit: the task's
+# own code asked for more than it was given, so it fails as code (calls._failure).
+OOM_KILLED = "OOMKilled"
 # Container waiting reasons that mean the pod will not start without a change.
 UNSTARTABLE_REASONS = frozenset(
     {

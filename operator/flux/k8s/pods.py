@@ -11,7 +11,7 @@ from typing import Any
 
 from flux.k8s import labels
 from flux.k8s.bodies import RunBody, WorkflowBody
-from flux.k8s.config import OperatorConfig
+from flux.k8s.config import TASK_IMAGES_ENV, OperatorConfig
 from flux.k8s.models import API_VERSION
 from flux.k8s.protocol import (
     HOME_ENV,
@@ -28,6 +28,7 @@ from flux.k8s.protocol import (
     TaskSpec,
 )
 from flux.k8s.states import PodRole, Step
+from flux.pod_settings import PodSettings
 from flux.step_runner import secret_env_name
 
 # The image's entrypoint is an init (tini) plus python; pods set only python's
@@ -161,7 +162,7 @@ def _base_pod(
             "containers": [
                 {
                     "name": role.value,
-                    "image": spec.get("image") or config.default_image,
+                    "image": workflow_image(workflow, config),
                     "imagePullPolicy": "IfNotPresent",
                     "args": [*PYTHON_ARGS, module],
                     "env": env,
@@ -220,9 +221,11 @@ def task_pod(
     spec: TaskSpec,
     timeout: float,
     name: str,
+    settings: PodSettings | None = None,
 ) -> dict[str, Any]:
+    """The pod of one step of one call; ``settings`` are the task's own (its options)."""
     env_value = json.dumps(spec.to_json())
-    pod = _task_pod(run, workflow, config, env_value, spec.secrets, spec.step, name)
+    pod = _task_pod(run, workflow, config, env_value, spec.secrets, spec.step, name, settings)
     meta, pod_spec = pod["metadata"], pod["spec"]
     meta["labels"][labels.LABEL_CALL] = short_hash(spec.call_id)
     meta["annotations"].update(
@@ -243,9 +246,11 @@ def batch_pod(
     config: OperatorConfig,
     spec: BatchSpec,
     name: str,
+    settings: PodSettings | None = None,
 ) -> dict[str, Any]:
     """One pod running several attempts of one task's calls, one after another."""
-    pod = _task_pod(run, workflow, config, spec.to_env(), spec.secrets, Step.ATTEMPT, name)
+    env = spec.to_env()
+    pod = _task_pod(run, workflow, config, env, spec.secrets, Step.ATTEMPT, name, settings)
     pod["metadata"]["annotations"][labels.ANNOTATION_BATCH_SIZE] = str(len(spec.items))
     if spec.timeout:
         # The runner enforces each item's deadline; this only stops a stuck pod.
@@ -266,6 +271,7 @@ def _task_pod(
     secrets: list[str],
     step: Step,
     name: str,
+    settings: PodSettings | None,
 ) -> dict[str, Any]:
     wf_spec = workflow.get("spec") or {}
     secret_map: dict[str, Any] = wf_spec.get("secrets") or {}
@@ -293,4 +299,61 @@ def _task_pod(
     for key in ("nodeSelector", "tolerations", "serviceAccountName"):
         if defaults.get(key):
             pod_spec[key] = defaults[key]
+    if settings is not None:
+        _apply_task_settings(pod_spec, settings)
     return pod
+
+
+def _apply_task_settings(pod_spec: dict[str, Any], settings: PodSettings) -> None:
+    """The task's own settings in place of the Workflow's, each one as a whole.
+
+    Only these four fields change: the security context, the absent token and
+    the secrets stay as every task pod has them, and no pull credentials are added.
+    """
+    container = pod_spec["containers"][0]
+    if settings.resources is not None:
+        container["resources"] = settings.to_dict()["resources"]
+    for key, value in (
+        ("nodeSelector", settings.node_selector),
+        ("tolerations", list(settings.tolerations) if settings.tolerations is not None else None),
+    ):
+        if value is None:
+            continue
+        if value:
+            pod_spec[key] = value
+        else:
+            pod_spec.pop(key, None)  # an empty setting clears the Workflow's
+    if settings.image is not None:
+        container["image"] = settings.image
+
+
+def workflow_image(workflow: WorkflowBody, config: OperatorConfig) -> str:
+    """The image a Workflow's pods run unless a task names its own."""
+    return (workflow.get("spec") or {}).get("image") or config.default_image
+
+
+def pod_settings_refusal(
+    settings: PodSettings | None,
+    problem: str | None,
+    workflow: WorkflowBody,
+    config: OperatorConfig,
+) -> str | None:
+    """Why a call's pod settings cannot be used, or None when they can.
+
+    ``problem`` is what was wrong with them as history recorded them. A task's
+    own image must be the Workflow's or one the operator allows.
+    """
+    if problem is not None:
+        return f"its pod settings in history are invalid: {problem}"
+    if settings is None or settings.image is None:
+        return None
+    if settings.image == workflow_image(workflow, config):
+        return None
+    if config.allows_task_image(settings.image):
+        return None
+    allowed = ", ".join(config.allowed_task_images) or "none"
+    return (
+        f"image {settings.image!r} is not allowed for task pods: the operator allows "
+        f"the Workflow's image and those matching {TASK_IMAGES_ENV} (chart value "
+        f"operator.allowedTaskImages; now: {allowed})"
+    )

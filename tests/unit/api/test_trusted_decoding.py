@@ -70,7 +70,11 @@ def produce(kind: str) -> Any:
 
 def spec(name: str, *positional: Any) -> TaskSpec:
     return TaskSpec(
-        run="r", call_id=f"{name}#0", name=name, task=f"{__name__}:{name}", positional=list(positional)
+        run="r",
+        call_id=f"{name}#0",
+        name=name,
+        task=f"{__name__}:{name}",
+        positional=list(positional),
     )
 
 

@@ -8,20 +8,23 @@ a pod, and the head of the queue of calls not started yet, as far as there is ro
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import heapq
 import itertools
+import json
 from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
 
-from flux.k8s.archive import OpenCalls
+from flux.k8s.archive import OpenCalls, Shape
 from flux.k8s.bodies import RunBody, SecretRefBody, TaskRecordBody, WorkflowBody
-from flux.k8s.calls import Call, CallMove, next_move
+from flux.k8s.calls import Call, CallMove, next_move, parse_pod_settings, refuse_pod
 from flux.k8s.config import OperatorConfig
 from flux.k8s.pod_view import PodView
-from flux.k8s.pods import batch_pod, task_pod, task_pod_name
+from flux.k8s.pods import batch_pod, pod_settings_refusal, task_pod, task_pod_name
 from flux.k8s.protocol import BatchItem, BatchSpec, TaskSpec
 from flux.k8s.reconcile.plan import Plan
 from flux.k8s.states import FINISHED_TASK_STATES, POD_STATES, Step, TaskState
+from flux.pod_settings import PodSettings
 
 Records = dict[str, TaskRecordBody]  # by call id, in status order
 
@@ -107,6 +110,19 @@ def _position(waiting: Waiting) -> int:
     return waiting.position
 
 
+def _shape_pod_settings(shape: Shape) -> tuple[PodSettings | None, str | None]:
+    # The shape's key is its calls' shared event as JSON; most have no pod settings.
+    if '"pod":' not in shape.key:
+        return None, None
+    return _pod_settings_of(shape.key)
+
+
+@functools.lru_cache(maxsize=256)
+def _pod_settings_of(shape_key: str) -> tuple[PodSettings | None, str | None]:
+    """Parsed once per shape, not on every pass."""
+    return parse_pod_settings(json.loads(shape_key).get("value", {}).get("pod"))
+
+
 @dataclass
 class TaskPass:
     """One pass over a run's task calls; :meth:`run` gives their records and pods."""
@@ -184,7 +200,8 @@ class TaskPass:
 
     def settle_unstartable(self) -> None:
         """End the calls not started yet that end without a pod, wherever they wait:
-        those the workflow cancelled, and those needing secrets the Workflow lacks."""
+        those the workflow cancelled, those needing secrets the Workflow lacks, and
+        those whose pod settings cannot be used."""
         open_calls = self.context.open_calls
         ending = {
             call_id
@@ -192,7 +209,10 @@ class TaskPass:
             if call_id not in self.records and open_calls.is_task(call_id)
         }
         for shape in open_calls.shapes():
-            if any(name not in self.context.secret_refs for name in shape.secrets):
+            if (
+                any(name not in self.context.secret_refs for name in shape.secrets)
+                or self._pod_refusal(*_shape_pod_settings(shape)) is not None
+            ):
                 ending.update(
                     t.call_id
                     for t in open_calls.tasks([shape.key])
@@ -238,7 +258,7 @@ class TaskPass:
         self, call: Call, record: TaskRecordBody | None, pod: PodView | None
     ) -> CallMove | None:
         context = self.context
-        return next_move(
+        move = next_move(
             call,
             record,
             pod,
@@ -250,6 +270,11 @@ class TaskPass:
             secret_refs=context.secret_refs,
             cancel_requested=call.call_id in context.cancels,
         )
+        refusal = self._pod_refusal(call.pod, call.pod_problem)
+        return refuse_pod(call, record, move, refusal, context.now)
+
+    def _pod_refusal(self, settings: PodSettings | None, problem: str | None) -> str | None:
+        return pod_settings_refusal(settings, problem, self.context.workflow, self.context.config)
 
     def _not_started(self, shapes: list[str] | None, skip: Container[str]) -> Iterator[Waiting]:
         """Open calls without a record, in history order; of ``shapes`` only, if given."""
@@ -306,7 +331,7 @@ class TaskPass:
         )
         context = self.context
         self.plan.create.append(
-            batch_pod(context.run, context.workflow, context.config, spec, name)
+            batch_pod(context.run, context.workflow, context.config, spec, name, lead_call.pod)
         )
         for waiting, (_, move) in zip(batch, chunk, strict=True):
             self._take(move)
@@ -333,7 +358,7 @@ class TaskPass:
             secrets=call.secrets,
         )
         pod = task_pod(
-            context.run, context.workflow, context.config, spec, call.policy.timeout, name
+            context.run, context.workflow, context.config, spec, call.policy.timeout, name, call.pod
         )
         self.plan.create.append(pod)
         return {**record, "podStarts": starts, "pod": name}
