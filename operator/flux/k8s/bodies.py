@@ -147,6 +147,7 @@ class RunSpecBody(TypedDict, total=False):
     workflowRef: WorkflowRefBody
     input: Any
     inputFrom: dict[str, Any]
+    cancel: bool
 
 
 class RunBody(TypedDict, total=False):

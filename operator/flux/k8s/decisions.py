@@ -123,6 +123,11 @@ def condition_changed(conditions: Sequence[Condition], new: Condition) -> bool:
     return old is None or any(getattr(old, k) != getattr(new, k) for k in keys)
 
 
+def cancel_requested(run: Mapping[str, Any]) -> bool:
+    """Whether the user asked to cancel the run (``spec.cancel``; it cannot be unset)."""
+    return bool((run.get("spec") or {}).get("cancel"))
+
+
 @dataclass(frozen=True)
 class ConditionUpdate:
     """A run's conditions after a change of its Succeeded condition, and the Events saying so."""

@@ -20,13 +20,13 @@ from typing import Any
 
 from flux import codec
 from flux.engine import values
-from flux.engine.commands import CancelCall, StartTimer
+from flux.engine.commands import CancelCall, ScheduleTask, StartTimer
 from flux.engine.failures import ErrorInfo, describe, error_info
 from flux.engine.instance import WorkflowInstance
 from flux.errors import CodecError, WorkflowInputError
 from flux.events import EventType, ExecutionEvent, ExecutionState, utc_now
 from flux.k8s import archive, runstore
-from flux.k8s.decisions import succeeded_update
+from flux.k8s.decisions import cancel_requested, succeeded_update
 from flux.k8s.history import event_from_status, event_to_status, finished_records
 from flux.k8s.kube import CONFIGMAPS, RUNS, JsonPatch, Kube, NotFound
 from flux.k8s.kube.events import EventRecorder
@@ -58,6 +58,10 @@ class Driver:
     refused_resume: str | None = None
     # Whether the resume in status was delivered since the last write (not ignored).
     took_resume: bool = False
+    # Whether spec.cancel has been handed to the instance (once: it cannot be unset).
+    cancelling: bool = False
+    # Task calls started since the last write: no pod can exist for them yet.
+    unpublished: set[str] = field(default_factory=set)
 
     async def run(self) -> int:
         body = await self.kube.get(RUNS, self.namespace, self.name)
@@ -109,8 +113,26 @@ class Driver:
         """Deliver what ``body`` brings and record what follows: the run as written, and
         whether anything happened."""
         await self._load_values(body.get("status") or {})
-        changed = self.observe(instance, body.get("status") or {})
+        # The cancel goes first: outcomes in the same view reach a workflow that has
+        # already given up on their calls, as they would have arrived after it.
+        changed = self.take_cancel(instance, body)
+        changed = self.observe(instance, body.get("status") or {}) or changed
         return await self.publish(instance, body), changed
+
+    def take_cancel(self, instance: WorkflowInstance, body: dict[str, Any]) -> bool:
+        """Cancel the run if ``spec.cancel`` asks and it has not finished. True if it did.
+
+        The instance stops the workflow and asks to stop every call in flight (see
+        ``_carry_out``): the operator stops their pods and runs their rollbacks, and
+        the run is Cancelled once every such call's outcome has been delivered.
+        """
+        if self.cancelling or not cancel_requested(body) or instance.state.is_final:
+            return False
+        self.cancelling = True
+        log.info("run %s: cancel requested", self.name)
+        instance.cancel()
+        self._carry_out(instance)
+        return True
 
     def next_wait(self, instance: WorkflowInstance, idle_since: dt.datetime) -> float | None:
         """Seconds to wait for news, or None when this driver has nothing more to do."""
@@ -172,10 +194,24 @@ class Driver:
         while commands := instance.take_commands():
             for command in commands:
                 match command:
+                    case ScheduleTask() if not command.resumed:
+                        self.unpublished.add(command.call_id)
                     case StartTimer():
                         self.timers[command.call_id] = command.until
+                    case CancelCall() if instance.is_settled(command.call_id):
+                        pass  # its outcome came first
                     case CancelCall() if command.call_id in self.timers:
                         del self.timers[command.call_id]
+                        instance.deliver(EventType.TASK_CANCELLED, command.call_id)
+                        did = True
+                    case CancelCall() if (
+                        command.call_id in self.unpublished
+                        or not instance.is_in_flight(command.call_id)
+                    ):
+                        # A task not yet written (no pod can exist for it, so nothing
+                        # to roll back) or a pause (a cancelled paused run): recorded
+                        # cancelled at once, as the embedded executor does.
+                        self.unpublished.discard(command.call_id)
                         instance.deliver(EventType.TASK_CANCELLED, command.call_id)
                         did = True
                     case CancelCall():
@@ -188,6 +224,7 @@ class Driver:
 
     async def publish(self, instance: WorkflowInstance, body: dict[str, Any]) -> dict[str, Any]:
         events = instance.take_events()
+        self.unpublished.clear()
         status = body.get("status") or {}
         sealed: list[dict[str, Any]] | None = None
         inline = status.get("history") or []

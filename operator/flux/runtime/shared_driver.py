@@ -22,11 +22,12 @@ from typing import Any
 
 from flux.engine.instance import WorkflowInstance
 from flux.events import utc_now
+from flux.k8s.decisions import cancel_requested
 from flux.k8s.kube import RUNS, Kube, KubeError, NotFound
 from flux.k8s.kube.events import EventRecorder
 from flux.k8s.kube.versions import newer
 from flux.k8s.kube.watch import Listed, follow
-from flux.k8s.states import FINAL_PHASES
+from flux.k8s.states import FINAL_PHASES, Phase
 from flux.runtime.driver import Driver
 from flux.workflow import Workflow
 
@@ -45,7 +46,8 @@ def serves(body: dict[str, Any]) -> bool:
         return False  # a per-run driver's
     if body["metadata"].get("deletionTimestamp") or status.get("phase") in FINAL_PHASES:
         return False
-    return not (status.get("phase") == "Paused" and status.get("resume") is None)
+    waiting = status.get("resume") is None and not cancel_requested(body)
+    return not (status.get("phase") == Phase.PAUSED and waiting)
 
 
 @dataclass

@@ -1,0 +1,155 @@
+"""A run's cancel (``spec.cancel``) as its driver carries it out (no cluster)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from flux import WorkflowExecutionContext, task, workflow
+from flux.engine.instance import WorkflowInstance
+from flux.k8s.kube import RUNS
+from flux.k8s.kube.events import EventRecorder
+from flux.runtime.driver import Driver
+from flux.runtime.shared_driver import serves
+from flux.tasks import sleep
+from flux.workflow import Workflow
+
+if TYPE_CHECKING:
+    from support.drivers import DriverKube, Runs
+
+
+def _driver(kube: DriverKube, wf: Workflow[Any]) -> Driver:
+    return Driver(kube, "ns", "r1", wf, events=EventRecorder(kube, "flux-driver"))
+
+
+def _cancel(runs: Runs) -> None:
+    body = runs.body()
+    body["spec"]["cancel"] = True
+    runs.kube.put(RUNS, body)
+
+
+async def _drive(driver: Driver, runs: Runs, instance: WorkflowInstance | None = None) -> Any:
+    """One look at the run by ``driver`` (a new one replays it first)."""
+    if instance is None:
+        instance = await driver.begin(runs.body())
+        assert instance is not None
+    await driver.advance(instance, runs.body())
+    return instance
+
+
+def _types(runs: Runs) -> list[tuple[str, str]]:
+    return [(e["type"], e["sourceId"]) for e in runs.status()["history"]]
+
+
+def _cancelled_condition(runs: Runs) -> None:
+    status = runs.status()
+    assert status["phase"] == "Cancelled" and status["finishTime"]
+    (condition,) = status["conditions"]
+    assert (condition["status"], condition["reason"]) == ("False", "Cancelled")
+    assert ("r1", "Warning", "Cancelled", "the run was cancelled") in runs.events()
+
+
+def test_a_cancel_asks_the_operator_to_stop_the_tasks_and_ends_with_their_outcome(
+    kube: DriverKube, runs: Runs, pipeline_wf: Workflow[Any]
+) -> None:
+    runs.new(3)
+
+    async def scenario() -> None:
+        driver = _driver(kube, pipeline_wf)
+        instance = await _drive(driver, runs)
+        assert runs.status()["phase"] == "Running"
+        _cancel(runs)
+        await _drive(driver, runs, instance)
+        # The call in flight is the operator's to stop (its rollback runs there).
+        assert runs.status()["cancelRequested"] == ["double#0"]
+        assert runs.status()["phase"] == "Running"
+        # A driver restarted meanwhile (linger, crash) asks again and writes nothing new.
+        writes = runs.writes()
+        await _drive(_driver(kube, pipeline_wf), runs)
+        assert runs.writes() == writes
+        rollback = [{"type": "TASK_ROLLBACK_STARTED"}, {"type": "TASK_ROLLBACK_COMPLETED"}]
+        record = {"callId": "double#0", "name": "double", "state": "Cancelled", "steps": rollback}
+        runs.set_status(tasks=[record])
+        await _drive(driver, runs, instance)
+
+    asyncio.run(scenario())
+    _cancelled_condition(runs)
+    assert _types(runs) == [
+        ("WORKFLOW_STARTED", "r1"),
+        ("TASK_STARTED", "double#0"),
+        ("TASK_ROLLBACK_STARTED", "double#0"),
+        ("TASK_ROLLBACK_COMPLETED", "double#0"),
+        ("TASK_CANCELLED", "double#0"),
+        ("WORKFLOW_CANCELLED", "r1"),
+    ]
+    assert "cancelRequested" not in runs.status()
+
+
+def test_a_paused_run_is_cancelled_by_the_driver_started_for_it(
+    kube: DriverKube, runs: Runs, pipeline_wf: Workflow[Any]
+) -> None:
+    runs.new(3)
+
+    async def scenario() -> None:
+        driver = _driver(kube, pipeline_wf)
+        instance = await _drive(driver, runs)
+        for _ in range(2):
+            runs.complete_outstanding()
+            await _drive(driver, runs, instance)
+        assert runs.status()["phase"] == "Paused"
+        _cancel(runs)
+        await _drive(_driver(kube, pipeline_wf), runs)
+
+    asyncio.run(scenario())
+    _cancelled_condition(runs)
+    assert _types(runs)[-2:] == [("WORKFLOW_CANCELLED", "r1"), ("TASK_CANCELLED", "pause#0")]
+    assert "pause" not in runs.status()
+    # A shared driver takes up a paused run for its cancel, and leaves a finished one.
+    paused = {**runs.body(), "status": {"phase": "Paused", "driver": {"shared": True}}}
+    assert serves(paused)
+    assert not serves({**paused, "spec": {"workflowRef": {"name": "wf"}}})
+    assert not serves({**paused, "status": {**runs.status(), "driver": {"shared": True}}})
+
+
+def test_a_run_cancelled_before_it_started_ends_in_one_write_and_runs_nothing(
+    kube: DriverKube, runs: Runs, pipeline_wf: Workflow[Any]
+) -> None:
+    runs.add({**runs.new(3), "spec": {"workflowRef": {"name": "wf"}, "input": 3, "cancel": True}})
+    asyncio.run(_drive(_driver(kube, pipeline_wf), runs))
+    _cancelled_condition(runs)
+    assert runs.writes() == 1
+    # No pod can exist for a call never written: it is recorded cancelled at once.
+    assert _types(runs) == [
+        ("WORKFLOW_STARTED", "r1"),
+        ("TASK_STARTED", "double#0"),
+        ("TASK_CANCELLED", "double#0"),
+        ("WORKFLOW_CANCELLED", "r1"),
+    ]
+
+
+@task
+def tick() -> int:
+    return 1
+
+
+@workflow
+async def sleepy(ctx: WorkflowExecutionContext[None]) -> int:
+    await sleep(dt.timedelta(hours=1))
+    return await tick()
+
+
+def test_a_cancelled_sleep_ends_at_once(kube: DriverKube, runs: Runs) -> None:
+    runs.new(None)
+
+    async def scenario() -> None:
+        driver = _driver(kube, sleepy)
+        instance = await _drive(driver, runs)
+        assert driver.next_wait(instance, instance.ctx.events[0].time) is None  # a long sleep
+        _cancel(runs)
+        await _drive(_driver(kube, sleepy), runs)
+
+    asyncio.run(scenario())
+    _cancelled_condition(runs)
+    # The sleep's end follows the run's, as the embedded executor records it.
+    assert _types(runs)[-2:] == [("WORKFLOW_CANCELLED", "r1"), ("TASK_CANCELLED", "sleep#0")]
