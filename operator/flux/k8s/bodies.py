@@ -137,6 +137,7 @@ class RunStatusBody(TypedDict, total=False):
     historyArchive: list[ArchiveRefBody]
     driver: DriverStatusBody
     cancelRequested: list[str]
+    cancelledAfter: int
 
 
 class WorkflowRefBody(TypedDict, total=False):

@@ -150,7 +150,15 @@ def succeeded_update(
     if not condition_changed(stored, wanted):
         return None
     conditions = [to_json(c) for c in set_condition(stored, wanted, now)]
-    if wanted.reason in QUIET_REASONS:
+    old = next((c for c in stored if c.type == wanted.type), None)
+    # A new generation alone (a spec edit of a finished run: its cancel, say) is
+    # recorded in the condition but is no news: no Event repeats the outcome.
+    said = old is not None and (old.status, old.reason, old.message) == (
+        wanted.status,
+        wanted.reason,
+        wanted.message,
+    )
+    if wanted.reason in QUIET_REASONS or said:
         return ConditionUpdate(conditions)
     kind = EventKind.WARNING if wanted.status == ConditionStatus.FALSE else EventKind.NORMAL
     return ConditionUpdate(conditions, [(kind, wanted.reason, wanted.message)])

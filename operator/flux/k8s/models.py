@@ -495,6 +495,12 @@ class WorkflowRunStatus(_Model):
         description="Task calls the workflow gave up on (written by the driver); the operator "
         "stops their pods and runs their rollbacks.",
     )
+    cancelled_after: int | None = Field(
+        default=None,
+        ge=0,
+        description="The id of the last history event before the driver took up spec.cancel "
+        "(written by the driver); a replay cancels the workflow at that point.",
+    )
 
 
 class WorkflowRun(_Model):

@@ -58,8 +58,10 @@ class Driver:
     refused_resume: str | None = None
     # Whether the resume in status was delivered since the last write (not ignored).
     took_resume: bool = False
-    # Whether spec.cancel has been handed to the instance (once: it cannot be unset).
+    # Whether spec.cancel has been handed to the instance (once: it cannot be unset),
+    # and the id of the last event before it (status.cancelledAfter, for replays).
     cancelling: bool = False
+    cancelled_after: int | None = None
     # Task calls started since the last write: no pod can exist for them yet.
     unpublished: set[str] = field(default_factory=set)
 
@@ -104,7 +106,9 @@ class Driver:
             rng=random.Random(random.SystemRandom().random()),
             input=input,
         )
-        instance.start()
+        self.cancelled_after = status.get("cancelledAfter")
+        self.cancelling = self.cancelled_after is not None
+        instance.start(cancelled_after=self.cancelled_after)
         return instance
 
     async def advance(
@@ -129,6 +133,7 @@ class Driver:
         if self.cancelling or not cancel_requested(body) or instance.state.is_final:
             return False
         self.cancelling = True
+        self.cancelled_after = instance.ctx.events[-1].id
         log.info("run %s: cancel requested", self.name)
         instance.cancel()
         self._carry_out(instance)
@@ -244,6 +249,7 @@ class Driver:
             output_ref,
             conditions=update.conditions if update else None,
             claim=self.shared,
+            cancelled_after=self.cancelled_after,
         )
         refused, self.refused_resume = self.refused_resume, None
         resume_kept = not ops.touches("/status/resume")
@@ -372,13 +378,15 @@ def status_patch(
     *,
     conditions: list[dict[str, Any]] | None = None,
     claim: bool = False,
+    cancelled_after: int | None = None,
 ) -> JsonPatch:
     """JSON-patch operations that append ``events`` and refresh the run's summary.
 
     With ``sealed`` (archive entries of chunks now holding the inline history
     and ``events``), the inline history is emptied and the entries appended.
     ``conditions`` go with the phase they describe. With ``claim``, a run
-    without status becomes a shared driver's.
+    without status becomes a shared driver's. ``cancelled_after`` records where
+    the run was cancelled (None: not cancelled, nothing written).
     """
     ops = JsonPatch()
     if not status:
@@ -404,6 +412,8 @@ def status_patch(
     summary["cancelRequested"] = pending_cancels or None
     if conditions is not None:
         summary["conditions"] = conditions
+    if cancelled_after is not None:
+        summary["cancelledAfter"] = cancelled_after
     for key, value in summary.items():
         if status.get(key) != value:
             if value is None:

@@ -12,8 +12,9 @@ from flux.k8s.kube import RUNS
 from flux.k8s.kube.events import EventRecorder
 from flux.runtime.driver import Driver
 from flux.runtime.shared_driver import serves
-from flux.tasks import sleep
+from flux.tasks import parallel, sleep
 from flux.workflow import Workflow
+from support.drivers import double
 
 if TYPE_CHECKING:
     from support.drivers import DriverKube, Runs
@@ -153,3 +154,70 @@ def test_a_cancelled_sleep_ends_at_once(kube: DriverKube, runs: Runs) -> None:
     _cancelled_condition(runs)
     # The sleep's end follows the run's, as the embedded executor records it.
     assert _types(runs)[-2:] == [("WORKFLOW_CANCELLED", "r1"), ("TASK_CANCELLED", "sleep#0")]
+
+
+@workflow
+async def both(ctx: WorkflowExecutionContext[None]) -> list[int]:
+    return await parallel(double(1), double(2))
+
+
+def test_a_driver_restarted_halfway_through_a_cancel_finishes_it(
+    kube: DriverKube, runs: Runs
+) -> None:
+    # History does not say when the cancel came; spec.cancel does, before replay.
+    runs.new(None)
+
+    async def scenario() -> None:
+        driver = _driver(kube, both)
+        instance = await _drive(driver, runs)
+        _cancel(runs)
+        await _drive(driver, runs, instance)
+        assert runs.status()["cancelRequested"] == ["double#0", "double#1"]
+        first = {"callId": "double#0", "name": "double", "state": "Cancelled"}
+        runs.set_status(tasks=[first])
+        await _drive(driver, runs, instance)
+        assert runs.status()["phase"] == "Running"
+        # That driver exits (its linger time); a new one is started for the last outcome.
+        second = {"callId": "double#1", "name": "double", "state": "Cancelled"}
+        runs.set_status(tasks=[second])
+        await _drive(_driver(kube, both), runs)
+
+    asyncio.run(scenario())
+    _cancelled_condition(runs)
+
+
+@workflow
+async def branches(ctx: WorkflowExecutionContext[None]) -> Any:
+    async def chain() -> int:
+        return await double(await double(1))
+
+    return await parallel(chain(), double(10), double(20))
+
+
+def test_outcomes_recorded_after_the_cancel_replay_into_a_cancelled_workflow(
+    kube: DriverKube, runs: Runs
+) -> None:
+    # double#0 finished before its pod could be stopped: its result reached a
+    # workflow that had given up on it, so the chain never made its next call. A
+    # replay that delivered it to a workflow not yet cancelled would make that call,
+    # which history lacks before double#1's outcome: a divergence, the run Failed.
+    runs.new(None)
+
+    async def scenario() -> None:
+        driver = _driver(kube, branches)
+        instance = await _drive(driver, runs)
+        _cancel(runs)
+        await _drive(driver, runs, instance)
+        assert runs.status()["cancelledAfter"] == 4  # WORKFLOW_STARTED, three TASK_STARTED
+        completed = {"callId": "double#0", "name": "double", "state": "Completed", "output": 2}
+        cancelled = {"callId": "double#1", "name": "double", "state": "Cancelled"}
+        runs.set_status(tasks=[completed, cancelled])
+        await _drive(driver, runs, instance)
+        assert runs.status()["phase"] == "Running"  # double#2 is still rolling back
+        last = {"callId": "double#2", "name": "double", "state": "Cancelled"}
+        runs.set_status(tasks=[last])
+        await _drive(_driver(kube, branches), runs)
+
+    asyncio.run(scenario())
+    _cancelled_condition(runs)
+    assert "double#3" not in {source for _, source in _types(runs)}

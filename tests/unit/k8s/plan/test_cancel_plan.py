@@ -81,3 +81,12 @@ def test_a_cancel_of_a_finished_run_changes_nothing() -> None:
     }
     result = _plan(status)
     assert not result.create and not result.status and not result.events
+    # Setting spec.cancel made a new generation: the condition notes it, no Event
+    # announces the outcome a second time.
+    body = run(status)
+    body["spec"]["cancel"] = True
+    body["metadata"]["generation"] = 2
+    later = plan_run(Observed(body, workflow(), [], NOW), CONFIG)
+    (condition,) = later.status["conditions"]
+    assert condition["observedGeneration"] == 2 and condition["reason"] == "Succeeded"
+    assert later.events == [] and not later.create
