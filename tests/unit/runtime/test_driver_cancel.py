@@ -11,7 +11,7 @@ from flux.engine.instance import WorkflowInstance
 from flux.k8s.kube import RUNS
 from flux.k8s.kube.events import EventRecorder
 from flux.runtime.driver import Driver
-from flux.runtime.shared_driver import serves
+from flux.runtime.shared_driver import SharedDriver, serves
 from flux.tasks import parallel, sleep
 from flux.workflow import Workflow
 from support.drivers import double
@@ -221,3 +221,42 @@ def test_outcomes_recorded_after_the_cancel_replay_into_a_cancelled_workflow(
     asyncio.run(scenario())
     _cancelled_condition(runs)
     assert "double#3" not in {source for _, source in _types(runs)}
+
+
+def test_the_shared_driver_cancels_a_run_it_holds_and_one_it_let_go_paused(
+    kube: DriverKube, runs: Runs, pipeline_wf: Workflow[Any]
+) -> None:
+    for name in ("held", "paused"):
+        runs.new(1, name)
+    driver = SharedDriver(kube, "ns", "wf", pipeline_wf, events=EventRecorder(kube, "d"))
+
+    def cancel(name: str) -> None:
+        body = runs.body(name)
+        body["spec"]["cancel"] = True
+        driver.offer("MODIFIED", runs.kube.put(RUNS, body))
+
+    async def scenario() -> None:
+        for name in ("held", "paused"):
+            driver.offer("ADDED", runs.body(name))
+        await driver.drain()
+        for _ in range(2):
+            runs.complete_outstanding("paused")
+            driver.offer("MODIFIED", runs.body("paused"))
+            await driver.drain()
+        assert runs.status("paused")["phase"] == "Paused" and "paused" not in driver.held
+        cancel("held")
+        cancel("paused")
+        await driver.drain()
+        assert runs.status("held")["cancelRequested"] == ["double#0"]
+        runs.set_status("held", tasks=[{"callId": "double#0", "name": "d", "state": "Cancelled"}])
+        driver.offer("MODIFIED", runs.body("held"))
+        await driver.drain()
+
+    asyncio.run(scenario())
+    for name in ("held", "paused"):
+        assert runs.status(name)["phase"] == "Cancelled", name
+    assert driver.held == {}
+    assert {(name, reason) for name, _, reason, _ in runs.events()} >= {
+        ("held", "Cancelled"),
+        ("paused", "Cancelled"),
+    }
