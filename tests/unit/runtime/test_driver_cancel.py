@@ -157,36 +157,6 @@ def test_a_cancelled_sleep_ends_at_once(kube: DriverKube, runs: Runs) -> None:
 
 
 @workflow
-async def both(ctx: WorkflowExecutionContext[None]) -> list[int]:
-    return await parallel(double(1), double(2))
-
-
-def test_a_driver_restarted_halfway_through_a_cancel_finishes_it(
-    kube: DriverKube, runs: Runs
-) -> None:
-    # History does not say when the cancel came; spec.cancel does, before replay.
-    runs.new(None)
-
-    async def scenario() -> None:
-        driver = _driver(kube, both)
-        instance = await _drive(driver, runs)
-        _cancel(runs)
-        await _drive(driver, runs, instance)
-        assert runs.status()["cancelRequested"] == ["double#0", "double#1"]
-        first = {"callId": "double#0", "name": "double", "state": "Cancelled"}
-        runs.set_status(tasks=[first])
-        await _drive(driver, runs, instance)
-        assert runs.status()["phase"] == "Running"
-        # That driver exits (its linger time); a new one is started for the last outcome.
-        second = {"callId": "double#1", "name": "double", "state": "Cancelled"}
-        runs.set_status(tasks=[second])
-        await _drive(_driver(kube, both), runs)
-
-    asyncio.run(scenario())
-    _cancelled_condition(runs)
-
-
-@workflow
 async def branches(ctx: WorkflowExecutionContext[None]) -> Any:
     async def chain() -> int:
         return await double(await double(1))
@@ -194,9 +164,10 @@ async def branches(ctx: WorkflowExecutionContext[None]) -> Any:
     return await parallel(chain(), double(10), double(20))
 
 
-def test_outcomes_recorded_after_the_cancel_replay_into_a_cancelled_workflow(
+def test_a_driver_restarted_halfway_through_a_cancel_replays_it_where_it_came(
     kube: DriverKube, runs: Runs
 ) -> None:
+    # A driver exits during a long rollback (its linger time) and a new one replays.
     # double#0 finished before its pod could be stopped: its result reached a
     # workflow that had given up on it, so the chain never made its next call. A
     # replay that delivered it to a workflow not yet cancelled would make that call,
