@@ -110,8 +110,15 @@ class WorkflowInstance:
 
     # ------------------------------------------------------------------ driving
 
-    def start(self) -> None:
-        """Begin a new run, or replay an existing history up to where it stopped."""
+    def start(self, *, cancelled_after: int | None = None) -> None:
+        """Begin a new run, or replay an existing history up to where it stopped.
+
+        ``cancelled_after``: the run was cancelled (:meth:`cancel`) when its history
+        ended with the event of this id. History has no event for a cancel, so an
+        executor that keeps this elsewhere passes it in, and the replay cancels the
+        workflow at the same point: outcomes recorded after it reach a workflow that
+        has given up on their calls, as they did when they were recorded.
+        """
         history = list(self.events)
         if not history:
             first = started_event(
@@ -124,11 +131,11 @@ class WorkflowInstance:
         context.run(_runtime.current_workflow.set, self)
         self._main = self._loop.create_task(self._run_main(), context=context)
         if history:
-            self._replay(history)
+            self._replay(history, cancelled_after)
         else:
             self._loop.run_until_idle()
 
-    def _replay(self, history: list[ExecutionEvent]) -> None:
+    def _replay(self, history: list[ExecutionEvent], cancelled_after: int | None = None) -> None:
         self._expected = collections.deque(e for e in history if e.type in WORKFLOW_STEP_EVENTS)
         outcomes = [e for e in history if e.type in TASK_OUTCOME_EVENTS]
         self._outcomes_left = len(outcomes)
@@ -138,6 +145,8 @@ class WorkflowInstance:
         for event in outcomes:
             if self._divergence is not None:
                 break
+            if cancelled_after is not None and event.id > cancelled_after:
+                self._cancel_in_replay()
             self._outcomes_left -= 1
             self._unreplayed.popleft()
             call = self._calls.get(event.source_id)
@@ -150,6 +159,8 @@ class WorkflowInstance:
                 break
             self._settle(call, event, None)
             self._loop.run_until_idle()
+        if cancelled_after is not None and self._divergence is None:
+            self._cancel_in_replay()
         self._replaying = False
         if self._divergence is None and self._expected:
             missing = self._expected[0]
@@ -162,6 +173,16 @@ class WorkflowInstance:
             self.ctx.state = ExecutionState.PAUSED
         if self._divergence is None:
             self._command_in_flight_calls()
+
+    def _cancel_in_replay(self) -> None:
+        """Replay :meth:`cancel` (once): its calls' cancellations are commanded at
+        the end of the replay, with the other calls in flight."""
+        if self._cancel_requested or self.ctx.state.is_final:
+            return
+        self._cancel_requested = True
+        if self._main is not None:
+            self._main.cancel()
+        self._loop.run_until_idle()
 
     def _command_in_flight_calls(self) -> None:
         for call in self._calls.values():

@@ -137,6 +137,7 @@ class RunStatusBody(TypedDict, total=False):
     historyArchive: list[ArchiveRefBody]
     driver: DriverStatusBody
     cancelRequested: list[str]
+    cancelledAfter: int
 
 
 class WorkflowRefBody(TypedDict, total=False):
@@ -147,6 +148,7 @@ class RunSpecBody(TypedDict, total=False):
     workflowRef: WorkflowRefBody
     input: Any
     inputFrom: dict[str, Any]
+    cancel: bool
 
 
 class RunBody(TypedDict, total=False):

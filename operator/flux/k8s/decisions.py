@@ -123,6 +123,11 @@ def condition_changed(conditions: Sequence[Condition], new: Condition) -> bool:
     return old is None or any(getattr(old, k) != getattr(new, k) for k in keys)
 
 
+def cancel_requested(run: Mapping[str, Any]) -> bool:
+    """Whether the user asked to cancel the run (``spec.cancel``; it cannot be unset)."""
+    return bool((run.get("spec") or {}).get("cancel"))
+
+
 @dataclass(frozen=True)
 class ConditionUpdate:
     """A run's conditions after a change of its Succeeded condition, and the Events saying so."""
@@ -145,7 +150,15 @@ def succeeded_update(
     if not condition_changed(stored, wanted):
         return None
     conditions = [to_json(c) for c in set_condition(stored, wanted, now)]
-    if wanted.reason in QUIET_REASONS:
+    old = next((c for c in stored if c.type == wanted.type), None)
+    # A new generation alone (a spec edit of a finished run: its cancel, say) is
+    # recorded in the condition but is no news: no Event repeats the outcome.
+    said = old is not None and (old.status, old.reason, old.message) == (
+        wanted.status,
+        wanted.reason,
+        wanted.message,
+    )
+    if wanted.reason in QUIET_REASONS or said:
         return ConditionUpdate(conditions)
     kind = EventKind.WARNING if wanted.status == ConditionStatus.FALSE else EventKind.NORMAL
     return ConditionUpdate(conditions, [(kind, wanted.reason, wanted.message)])

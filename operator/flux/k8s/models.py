@@ -281,8 +281,25 @@ class InputSource(_Model):
     )
 
 
+# spec.cancel is a request, not a state: once made it stays (level-triggered, so a
+# restarted operator or driver still sees it), and unsetting it cannot un-cancel.
+CANCEL_IS_FINAL = "spec.cancel cannot be unset once true"
+
+
 class WorkflowRunSpec(_Model):
     """Which workflow to run, with what input."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(oldSelf.cancel) || !oldSelf.cancel"
+                    " || (has(self.cancel) && self.cancel)",
+                    "message": CANCEL_IS_FINAL,
+                }
+            ]
+        }
+    )
 
     # "input or inputFrom, not both" is checked by the driver: CEL cannot see
     # spec.input, a free-form field.
@@ -292,6 +309,14 @@ class WorkflowRunSpec(_Model):
         default=None,
         description="Read the input from a ConfigMap key instead (for inputs too large to keep "
         "in the run; the run stays within its size budget).",
+    )
+    cancel: bool | None = Field(
+        default=None,
+        description="Set to true to cancel the run: the tasks in flight stop and their "
+        "rollbacks run, then the run ends Cancelled (condition Succeeded=False, reason "
+        "Cancelled, and an Event). A run that has finished is left as it is. Cannot be "
+        "unset once true. kubectl patch workflowrun NAME --type=merge "
+        '-p \'{"spec":{"cancel":true}}\'',
     )
 
 
@@ -467,6 +492,12 @@ class WorkflowRunStatus(_Model):
         default=None,
         description="Task calls the workflow gave up on (written by the driver); the operator "
         "stops their pods and runs their rollbacks.",
+    )
+    cancelled_after: int | None = Field(
+        default=None,
+        ge=0,
+        description="The id of the last history event before the driver took up spec.cancel "
+        "(written by the driver); a replay cancels the workflow at that point.",
     )
 
 

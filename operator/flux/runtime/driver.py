@@ -20,13 +20,13 @@ from typing import Any
 
 from flux import codec
 from flux.engine import values
-from flux.engine.commands import CancelCall, StartTimer
+from flux.engine.commands import CancelCall, ScheduleTask, StartTimer
 from flux.engine.failures import ErrorInfo, describe, error_info
 from flux.engine.instance import WorkflowInstance
 from flux.errors import CodecError, WorkflowInputError
 from flux.events import EventType, ExecutionEvent, ExecutionState, utc_now
 from flux.k8s import archive, runstore
-from flux.k8s.decisions import succeeded_update
+from flux.k8s.decisions import cancel_requested, succeeded_update
 from flux.k8s.history import event_from_status, event_to_status, finished_records
 from flux.k8s.kube import CONFIGMAPS, RUNS, JsonPatch, Kube, NotFound
 from flux.k8s.kube.events import EventRecorder
@@ -58,6 +58,12 @@ class Driver:
     refused_resume: str | None = None
     # Whether the resume in status was delivered since the last write (not ignored).
     took_resume: bool = False
+    # Whether spec.cancel has been handed to the instance (once: it cannot be unset),
+    # and the id of the last event before it (status.cancelledAfter, for replays).
+    cancelling: bool = False
+    cancelled_after: int | None = None
+    # Task calls started since the last write: no pod can exist for them yet.
+    unpublished: set[str] = field(default_factory=set)
 
     async def run(self) -> int:
         body = await self.kube.get(RUNS, self.namespace, self.name)
@@ -100,7 +106,9 @@ class Driver:
             rng=random.Random(random.SystemRandom().random()),
             input=input,
         )
-        instance.start()
+        self.cancelled_after = status.get("cancelledAfter")
+        self.cancelling = self.cancelled_after is not None
+        instance.start(cancelled_after=self.cancelled_after)
         return instance
 
     async def advance(
@@ -109,8 +117,27 @@ class Driver:
         """Deliver what ``body`` brings and record what follows: the run as written, and
         whether anything happened."""
         await self._load_values(body.get("status") or {})
-        changed = self.observe(instance, body.get("status") or {})
+        # The cancel goes first: outcomes in the same view reach a workflow that has
+        # already given up on their calls, as they would have arrived after it.
+        changed = self.take_cancel(instance, body)
+        changed = self.observe(instance, body.get("status") or {}) or changed
         return await self.publish(instance, body), changed
+
+    def take_cancel(self, instance: WorkflowInstance, body: dict[str, Any]) -> bool:
+        """Cancel the run if ``spec.cancel`` asks and it has not finished. True if it did.
+
+        The instance stops the workflow and asks to stop every call in flight (see
+        ``_carry_out``): the operator stops their pods and runs their rollbacks, and
+        the run is Cancelled once every such call's outcome has been delivered.
+        """
+        if self.cancelling or not cancel_requested(body) or instance.state.is_final:
+            return False
+        self.cancelling = True
+        self.cancelled_after = instance.ctx.events[-1].id
+        log.info("run %s: cancel requested", self.name)
+        instance.cancel()
+        self._carry_out(instance)
+        return True
 
     def next_wait(self, instance: WorkflowInstance, idle_since: dt.datetime) -> float | None:
         """Seconds to wait for news, or None when this driver has nothing more to do."""
@@ -172,10 +199,24 @@ class Driver:
         while commands := instance.take_commands():
             for command in commands:
                 match command:
+                    case ScheduleTask() if not command.resumed:
+                        self.unpublished.add(command.call_id)
                     case StartTimer():
                         self.timers[command.call_id] = command.until
+                    case CancelCall() if instance.is_settled(command.call_id):
+                        pass  # its outcome came first
                     case CancelCall() if command.call_id in self.timers:
                         del self.timers[command.call_id]
+                        instance.deliver(EventType.TASK_CANCELLED, command.call_id)
+                        did = True
+                    case CancelCall() if (
+                        command.call_id in self.unpublished
+                        or not instance.is_in_flight(command.call_id)
+                    ):
+                        # A task not yet written (no pod can exist for it, so nothing
+                        # to roll back) or a pause (a cancelled paused run): recorded
+                        # cancelled at once, as the embedded executor does.
+                        self.unpublished.discard(command.call_id)
                         instance.deliver(EventType.TASK_CANCELLED, command.call_id)
                         did = True
                     case CancelCall():
@@ -188,6 +229,7 @@ class Driver:
 
     async def publish(self, instance: WorkflowInstance, body: dict[str, Any]) -> dict[str, Any]:
         events = instance.take_events()
+        self.unpublished.clear()
         status = body.get("status") or {}
         sealed: list[dict[str, Any]] | None = None
         inline = status.get("history") or []
@@ -207,6 +249,7 @@ class Driver:
             output_ref,
             conditions=update.conditions if update else None,
             claim=self.shared,
+            cancelled_after=self.cancelled_after,
         )
         refused, self.refused_resume = self.refused_resume, None
         resume_kept = not ops.touches("/status/resume")
@@ -335,13 +378,15 @@ def status_patch(
     *,
     conditions: list[dict[str, Any]] | None = None,
     claim: bool = False,
+    cancelled_after: int | None = None,
 ) -> JsonPatch:
     """JSON-patch operations that append ``events`` and refresh the run's summary.
 
     With ``sealed`` (archive entries of chunks now holding the inline history
     and ``events``), the inline history is emptied and the entries appended.
     ``conditions`` go with the phase they describe. With ``claim``, a run
-    without status becomes a shared driver's.
+    without status becomes a shared driver's. ``cancelled_after`` records where
+    the run was cancelled (None: not cancelled, nothing written).
     """
     ops = JsonPatch()
     if not status:
@@ -367,6 +412,8 @@ def status_patch(
     summary["cancelRequested"] = pending_cancels or None
     if conditions is not None:
         summary["conditions"] = conditions
+    if cancelled_after is not None:
+        summary["cancelledAfter"] = cancelled_after
     for key, value in summary.items():
         if status.get(key) != value:
             if value is None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from flux.engine.instance import WorkflowInstance
 from flux.events import utc_now
+from flux.k8s.decisions import cancel_requested
 from flux.k8s.kube import RUNS, Kube, KubeError, NotFound
 from flux.k8s.kube.events import EventRecorder
 from flux.k8s.kube.versions import newer
@@ -45,7 +46,8 @@ def serves(body: dict[str, Any]) -> bool:
         return False  # a per-run driver's
     if body["metadata"].get("deletionTimestamp") or status.get("phase") in FINAL_PHASES:
         return False
-    return not (status.get("phase") == Phase.PAUSED and status.get("resume") is None)
+    waiting = status.get("resume") is None and not cancel_requested(body)
+    return not (status.get("phase") == Phase.PAUSED and waiting)
 
 
 @dataclass

@@ -362,6 +362,30 @@ def test_cancel_stops_the_workflow_and_its_calls() -> None:
     assert instance.events[-1].type == EventType.WORKFLOW_CANCELLED
 
 
+def test_a_replay_cancels_the_workflow_where_the_run_was_cancelled() -> None:
+    instance = new(fan_out)
+    instance.take_commands()
+    cancelled_after = instance.events[-1].id
+    instance.cancel()
+    # add#0 finished before its cancellation took effect; add#1 was cancelled.
+    instance.deliver(EventType.TASK_COMPLETED, "add#0", 2)
+    instance.deliver(EventType.TASK_CANCELLED, "add#1")
+    history = list(instance.events)
+
+    replayed = WorkflowInstance(fan_out, RUN, history, clock=lambda: T0, rng=random.Random(7))
+    replayed.start(cancelled_after=cancelled_after)
+    assert replayed.take_commands() == [CancelCall("add#2")]
+    replayed.deliver(EventType.TASK_CANCELLED, "add#2")
+    assert replayed.state == ExecutionState.CANCELLED
+
+    # Without it, the replay is of a run nobody cancelled: add#1's cancellation is
+    # then a failure inside the workflow, and the run fails.
+    plain = new(fan_out, history)
+    plain.take_commands()
+    plain.deliver(EventType.TASK_CANCELLED, "add#2")
+    assert plain.state == ExecutionState.FAILED
+
+
 def test_parallel_outcomes_in_any_order_give_results_in_call_order() -> None:
     instance = new(fan_out)
     instance.take_commands()

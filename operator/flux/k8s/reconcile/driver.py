@@ -7,6 +7,7 @@ import datetime as dt
 from flux.k8s.archive import OpenCalls
 from flux.k8s.bodies import DriverStatusBody, RunBody, RunStatusBody, WorkflowBody
 from flux.k8s.config import OperatorConfig
+from flux.k8s.decisions import cancel_requested
 from flux.k8s.pod_view import PodView
 from flux.k8s.pods import driver_pod, driver_pod_name, shared_driver_pod
 from flux.k8s.reconcile.failures import Unrunnable, fail
@@ -39,7 +40,7 @@ def plan_driver(
         # it: the first write saying which (this one or the shared driver's claim)
         # requires a run without status. A per-run driver started by a pass whose
         # claim lost is removed here, before it does anything but read.
-        if driver_needed(status, records, open_calls, now):
+        if driver_needed(status, records, open_calls, now, cancel=cancel_requested(run)):
             plan.shared_driver = shared_driver_pod(workflow, config)
         if not driver.get("shared") and (status or not shared_driver_up):
             plan.status["driver"] = {"shared": True}
@@ -62,7 +63,7 @@ def plan_driver(
                 active = True
     if current and current not in drivers:
         driver["pod"] = None
-    if not active and driver_needed(status, records, open_calls, now):
+    if not active and driver_needed(status, records, open_calls, now, cancel=cancel_requested(run)):
         failures = driver.get("failures", 0)
         if failures >= config.driver_max_failures:
             message = (
@@ -90,13 +91,21 @@ def plan_driver(
 
 
 def driver_needed(
-    status: RunStatusBody, records: Records, open_calls: OpenCalls, now: dt.datetime
+    status: RunStatusBody,
+    records: Records,
+    open_calls: OpenCalls,
+    now: dt.datetime,
+    *,
+    cancel: bool = False,
 ) -> bool:
-    """Whether the run needs a driver now: to start, to take outcomes, to wake or resume."""
+    """Whether the run needs a driver now: to start, to take outcomes, to wake, to
+    resume, or to act on ``cancel`` (``spec.cancel`` of a run not finished)."""
     if not open_calls.events:
         return True
     if status.get("phase") == Phase.PAUSED:
-        return status.get("resume") is not None
+        return status.get("resume") is not None or cancel
+    if cancel and not cancel_handed_over(status, open_calls):
+        return True
     if any(
         r.get("state") in FINISHED_TASK_STATES and cid in open_calls for cid, r in records.items()
     ):
@@ -107,6 +116,17 @@ def driver_needed(
     outstanding_tasks = open_calls.task_count() > 0
     # Nothing outstanding and not finished: the last driver stopped early (crash, deletion).
     return not outstanding_tasks and not sleeps
+
+
+def cancel_handed_over(status: RunStatusBody, open_calls: OpenCalls) -> bool:
+    """Whether a driver has acted on the cancel: it ends sleeps at once and asks the
+    operator to stop every task call in flight (``status.cancelRequested``). Until
+    then a driver is needed, even for a run waiting on a long sleep; after, only for
+    the outcomes, so no driver is started again and again while rollbacks run."""
+    if open_calls.sleeps():
+        return False
+    asked = status.get("cancelRequested") or []
+    return sum(1 for call_id in asked if open_calls.is_task(call_id)) == open_calls.task_count()
 
 
 def pending_sleeps(open_calls: OpenCalls) -> list[dt.datetime]:
