@@ -245,7 +245,8 @@ class Schedules:
         """Request the run's cancellation (``spec.cancel``); where the CRD has no such
         field (the API server pruned it), delete the run instead. Says which."""
         try:
-            written = await self.kube.patch(RUNS, namespace, run, {"spec": {"cancel": True}})
+            cancel = JsonPatch().add("/spec/cancel", True)
+            written = await self.kube.patch(RUNS, namespace, run, cancel)
             if (written.get("spec") or {}).get("cancel") is True:
                 return "cancelled"
             await self.kube.delete(RUNS, namespace, run)
