@@ -67,8 +67,11 @@ def test_a_due_schedule_starts_its_run_once(kube: FakeKube, reconciler: Reconcil
         assert parse_time(entry["lastScheduleTime"]) == minute
         assert parse_time(entry["nextScheduleTime"]) == minute + dt.timedelta(minutes=1)
         assert "RunScheduled" in await reasons(reconciler, kube)
-        # Its own write seen again, a restart (status lost from the view): no second run.
+        # Its own write seen again: nothing due, nothing written.
+        writes = kube.count("patch", "workflows/status")
         await reconciler.workflow_event("MODIFIED", kube.stored(WORKFLOWS, "ns", "wf") or {})
+        assert kube.count("patch", "workflows/status") == writes
+        # A restart (status lost from the view): no second run.
         reconciler.cache.forget_workflow("ns", "wf")
         await reconciler.workflow_event(None, body)
         assert len(kube.all(RUNS, "ns")) == 1
