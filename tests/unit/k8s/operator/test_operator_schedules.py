@@ -223,3 +223,29 @@ def test_replace_deletes_the_run_where_cancel_is_pruned(operator_config: Operato
         assert "deleted run wf-tick-1" in replaced["message"]
 
     asyncio.run(scenario())
+
+
+def test_after_an_outage_the_starting_deadline_decides(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    two_years_ago = dt.datetime(now.year - 2, 1, 1, tzinfo=dt.UTC)
+    held = {"name": "yearly", "lastScheduleTime": two_years_ago.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+    async def scenario(deadline: int | None) -> list[str]:
+        yearly: dict[str, Any] = {"name": "yearly", "cron": "@yearly"}
+        if deadline is not None:
+            yearly["startingDeadlineSeconds"] = deadline
+        body = scheduled_workflow(yearly, age=3 * 366 * 86400)
+        body["metadata"]["uid"] = "uid-wf"
+        body["status"] = {"schedules": [held]}
+        await reconciler.workflow_event(None, kube.put(WORKFLOWS, body))
+        return [r["metadata"]["name"] for r in kube.all(RUNS, "ns")]
+
+    # Missed by far more than a minute: dropped, and the status still says when it last ran.
+    assert asyncio.run(scenario(60)) == []
+    (entry,) = schedule_status(kube)
+    assert parse_time(entry["lastScheduleTime"]) == two_years_ago
+    # No deadline: the most recent missed time, this year's, starts (only it).
+    started = asyncio.run(scenario(None))
+    assert started == [run_name("wf", "yearly", dt.datetime(now.year, 1, 1, tzinfo=dt.UTC))]
