@@ -43,6 +43,18 @@ def schedule_status(kube: FakeKube) -> list[dict[str, Any]]:
     return entries
 
 
+def earlier_run(kube: FakeKube, phase: str | None = None) -> None:
+    """An unfinished run schedule "tick" started earlier, named wf-tick-1."""
+    labels = {"flux.dev/workflow": "wf", "flux.dev/schedule": "tick"}
+    run: dict[str, Any] = {
+        "metadata": {"name": "wf-tick-1", "namespace": "ns", "labels": labels},
+        "spec": {"workflowRef": {"name": "wf"}},
+    }
+    if phase is not None:
+        run["status"] = {"phase": phase}
+    kube.put(RUNS, run)
+
+
 async def reasons(reconciler: Reconciler, kube: FakeKube) -> list[str]:
     await reconciler.events.drain()
     return [e["reason"] for e in kube.all(EVENTS, "ns")]
@@ -100,15 +112,7 @@ def test_a_schedule_added_to_an_edited_workflow_counts_from_now(
 def test_forbid_waits_for_the_unfinished_run(kube: FakeKube, reconciler: Reconciler) -> None:
     async def scenario() -> None:
         tick = {"name": "tick", "cron": "* * * * *", "concurrencyPolicy": "Forbid"}
-        labels = {"flux.dev/workflow": "wf", "flux.dev/schedule": "tick"}
-        kube.put(
-            RUNS,
-            {
-                "metadata": {"name": "wf-tick-1", "namespace": "ns", "labels": labels},
-                "spec": {"workflowRef": {"name": "wf"}},
-                "status": {"phase": "Running"},
-            },
-        )
+        earlier_run(kube, "Running")
         body = kube.put(WORKFLOWS, scheduled_workflow(tick))
         await reconciler.workflow_event(None, body)
         assert [r["metadata"]["name"] for r in kube.all(RUNS, "ns")] == ["wf-tick-1"]
@@ -128,14 +132,7 @@ def test_forbid_waits_for_the_unfinished_run(kube: FakeKube, reconciler: Reconci
 def test_replace_cancels_the_unfinished_run(kube: FakeKube, reconciler: Reconciler) -> None:
     async def scenario() -> None:
         tick = {"name": "tick", "cron": "* * * * *", "concurrencyPolicy": "Replace"}
-        labels = {"flux.dev/workflow": "wf", "flux.dev/schedule": "tick"}
-        kube.put(
-            RUNS,
-            {
-                "metadata": {"name": "wf-tick-1", "namespace": "ns", "labels": labels},
-                "spec": {"workflowRef": {"name": "wf"}},
-            },
-        )
+        earlier_run(kube)
         await reconciler.workflow_event(None, kube.put(WORKFLOWS, scheduled_workflow(tick)))
         old = kube.stored(RUNS, "ns", "wf-tick-1") or {}
         assert old["spec"]["cancel"] is True
@@ -206,14 +203,7 @@ def test_replace_deletes_the_run_where_cancel_is_pruned(operator_config: Operato
 
     async def scenario() -> None:
         tick = {"name": "tick", "cron": "* * * * *", "concurrencyPolicy": "Replace"}
-        labels = {"flux.dev/workflow": "wf", "flux.dev/schedule": "tick"}
-        kube.put(
-            RUNS,
-            {
-                "metadata": {"name": "wf-tick-1", "namespace": "ns", "labels": labels},
-                "spec": {"workflowRef": {"name": "wf"}},
-            },
-        )
+        earlier_run(kube)
         await reconciler.workflow_event(None, kube.put(WORKFLOWS, scheduled_workflow(tick)))
         assert [r["metadata"]["name"] for r in kube.all(RUNS, "ns")] == [
             run_name("wf", "tick", latest_minute())
