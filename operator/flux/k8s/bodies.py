@@ -171,6 +171,16 @@ class TaskDefaultsBody(TypedDict, total=False):
     serviceAccountName: str
 
 
+class ScheduleBody(TypedDict, total=False):
+    name: str
+    cron: str
+    timeZone: str
+    input: Any
+    concurrencyPolicy: str  # a ConcurrencyPolicy
+    startingDeadlineSeconds: int
+    suspend: bool
+
+
 class WorkflowSpecBody(TypedDict, total=False):
     image: str
     entrypoint: str
@@ -181,11 +191,20 @@ class WorkflowSpecBody(TypedDict, total=False):
     taskDefaults: TaskDefaultsBody
     driverMode: str  # a DriverMode
     homeVolume: dict[str, Any]
+    schedules: list[ScheduleBody]
+
+
+class ScheduleStatusBody(TypedDict, total=False):
+    name: str
+    lastScheduleTime: str
+    nextScheduleTime: str
+    sinceTime: str
 
 
 class WorkflowStatusBody(TypedDict, total=False):
     conditions: list[ConditionBody]
     observedGeneration: int
+    schedules: list[ScheduleStatusBody]
 
 
 class WorkflowBody(TypedDict, total=False):

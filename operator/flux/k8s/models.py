@@ -27,12 +27,24 @@ from pydantic_core import PydanticCustomError
 from flux.events import EventType, ExecutionEvent
 from flux.k8s.history import event_from_status, event_to_status
 from flux.k8s.kube.resources import RUNS
-from flux.k8s.states import ConditionStatus, DriverMode, Phase, Step, TaskState
+from flux.k8s.states import (
+    ConcurrencyPolicy,
+    ConditionStatus,
+    DriverMode,
+    Phase,
+    Step,
+    TaskState,
+)
 from flux.pod_settings import QUANTITY_PATTERN
 
 API_VERSION = RUNS.api_version
 ENTRYPOINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$"
 IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# Five fields or one of the shorthands CronJobs accept; the operator parses the rest.
+CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|\S+( +\S+){4})$"
+TIME_ZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
+# A schedule's name is part of the names of the runs it starts.
+SCHEDULE_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 # The API server admits any JSON value here and keeps it unpruned; without a
 # type, scalars and lists are admitted too (workflow inputs and outputs are any JSON).
@@ -158,6 +170,46 @@ class TaskDefaults(_Model):
     )
 
 
+class Schedule(_Model):
+    """Runs the operator starts on a cron schedule, as a Kubernetes CronJob starts Jobs."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=40,
+        pattern=SCHEDULE_NAME_PATTERN,
+        description="Names the schedule; its runs are named <workflow>-<name>-<unix minutes>.",
+    )
+    cron: str = Field(
+        pattern=CRON_PATTERN,
+        description="When runs start: 5 cron fields (minute hour day-of-month month "
+        "day-of-week) or @yearly, @monthly, @weekly, @daily, @hourly.",
+    )
+    time_zone: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=TIME_ZONE_PATTERN,
+        description="The IANA time zone the cron fields are read in, e.g. Europe/Berlin; UTC "
+        "if unset.",
+    )
+    input: FreeForm = Field(default=None, description="The input of every run: any JSON value.")
+    concurrency_policy: ConcurrencyPolicy = Field(
+        default=ConcurrencyPolicy.ALLOW,
+        description="When a run of this schedule is still unfinished at the next time: Allow "
+        "(start another), Forbid (skip this time) or Replace (cancel it, start the new one).",
+    )
+    starting_deadline_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        description="How late a run may still start (after an operator outage, or while "
+        "Forbid skips); a time missed by more is dropped. Unset: no deadline.",
+    )
+    suspend: bool = Field(
+        default=False,
+        description="Start no runs; runs already started go on. Missed times are judged by "
+        "the deadline when it is lifted.",
+    )
+
+
 class WorkflowSpec(_Model):
     """The workflow's code, image and task pod defaults."""
 
@@ -209,6 +261,12 @@ class WorkflowSpec(_Model):
         "pod, where file-backed output storage (LocalFileStorage) keeps values that other "
         "pods read back: one of persistentVolumeClaim, emptyDir or ephemeral.",
     )
+    schedules: list[Schedule] | None = Field(
+        default=None,
+        max_length=20,
+        description="Runs the operator starts on cron schedules.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
 
     @model_validator(mode="after")
     def _one_way_to_name_the_code(self) -> Self:
@@ -225,13 +283,36 @@ class WorkflowSpec(_Model):
                 "{rule} (found: {found})",
                 {"rule": HOME_VOLUME_KINDS, "found": found},
             )
+        names = [s.name for s in self.schedules or ()]
+        if len(set(names)) != len(names):
+            # The API server refuses these too (a list map keyed by name).
+            raise PydanticCustomError("workflow_spec", "spec.schedules: names must be unique")
         return self
+
+
+class ScheduleStatus(_Model):
+    """Where one of the Workflow's schedules stands."""
+
+    name: str = Field(description="The schedule's name.")
+    last_schedule_time: dt.datetime | None = Field(
+        default=None, description="The time the schedule last started a run for."
+    )
+    next_schedule_time: dt.datetime | None = Field(
+        default=None, description="The next time it starts one (unset while suspended or invalid)."
+    )
+    since_time: dt.datetime | None = Field(
+        default=None,
+        description="When the schedule appeared: times before it are never due.",
+    )
 
 
 class WorkflowStatus(_Model):
     """What the operator found when it checked the workflow."""
 
     conditions: Conditions
+    schedules: list[ScheduleStatus] | None = Field(
+        default=None, description="One entry per schedule in spec.schedules."
+    )
     observed_generation: int | None = Field(
         default=None, description="The metadata.generation last checked."
     )

@@ -97,8 +97,18 @@ class DriverMode(StrEnum):
     SHARED = "Shared"  # one driver pod replays all the Workflow's runs
 
 
+class ConcurrencyPolicy(StrEnum):
+    """What a Workflow's schedule does when a run it started is still unfinished
+    (``spec.schedules[].concurrencyPolicy``), as a CronJob's."""
+
+    ALLOW = "Allow"  # start the new run too
+    FORBID = "Forbid"  # skip the new run
+    REPLACE = "Replace"  # cancel the unfinished run, start the new one
+
+
 class ConditionType(StrEnum):
     READY = "Ready"  # of a Workflow: its spec and source can run
+    SCHEDULED = "Scheduled"  # of a Workflow with schedules: all of them can be evaluated
     SUCCEEDED = "Succeeded"  # of a run: how it ended, or where it stands
 
 
@@ -120,6 +130,8 @@ class Reason(StrEnum):
     VALID = "Valid"
     INVALID_SPEC = "InvalidSpec"
     SOURCE_SYNTAX_ERROR = "SourceSyntaxError"
+    # Workflow Scheduled (True: VALID)
+    INVALID_SCHEDULE = "InvalidSchedule"
     # WorkflowRun Succeeded
     PENDING = "Pending"
     RUNNING = "Running"
@@ -134,6 +146,12 @@ class Reason(StrEnum):
     DRIVER_FAILED = "DriverFailed"
     # Events
     TASK_FAILED = "TaskFailed"
+    # Events of a Workflow's schedules
+    RUN_SCHEDULED = "RunScheduled"
+    SCHEDULE_SKIPPED = "ScheduleSkipped"  # Forbid, an earlier run unfinished
+    RUN_REPLACED = "RunReplaced"  # Replace: the unfinished run cancelled
+    MISSED_SCHEDULE = "MissedSchedule"  # past the starting deadline
+    TOO_MANY_MISSED_TIMES = "TooManyMissedTimes"
 
 
 # The failures the operator finds itself; the run's error type is the reason.

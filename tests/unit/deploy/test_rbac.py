@@ -38,3 +38,13 @@ def test_drivers_only_read_runs_write_their_status_keep_their_archive_and_post_e
         ("configmaps", "update"),
         ("events", "create"),
     }
+
+
+def test_the_operator_may_start_and_delete_runs_for_schedules() -> None:
+    granted = {
+        (r, v)
+        for rule in rules("operator-rbac.yaml")
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
+    assert {("workflowruns", "create"), ("workflowruns", "delete")} <= granted

@@ -75,7 +75,13 @@ class Cache:
 
     def workflow_seen(self, workflow: Body) -> None:
         meta = workflow["metadata"]
-        self._workflows[(meta["namespace"], meta["name"])] = workflow
+        key = (meta["namespace"], meta["name"])
+        held = self._workflows.get(key)
+        # An event older than our own write's response would undo the status it wrote.
+        if held is None or newer(
+            meta.get("resourceVersion"), held["metadata"].get("resourceVersion")
+        ):
+            self._workflows[key] = workflow
 
     def deleting(self, namespace: str, pod: str) -> None:
         """We are deleting ``pod``: from now on it is not among its run's pods."""
@@ -115,6 +121,13 @@ class Cache:
             return held
         self.run_seen(await self.kube.get(RUNS, namespace, name))
         return self._runs[(namespace, name)]
+
+    async def workflow(self, namespace: str, name: str) -> Body:
+        """The Workflow as last seen, or read. Raises :class:`~flux.k8s.kube.NotFound`."""
+        key = (namespace, name)
+        if key not in self._workflows:
+            self._workflows[key] = await self.kube.get(WORKFLOWS, namespace, name)
+        return self._workflows[key]
 
     async def workflow_of(self, run: Body) -> Body | None:
         ref = ((run.get("spec") or {}).get("workflowRef") or {}).get("name")

@@ -8,6 +8,7 @@ write and the pass runs again on a fresh read (see :mod:`.queue`).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import random
 
@@ -15,10 +16,12 @@ from flux.k8s import metrics, runstore
 from flux.k8s.config import OperatorConfig
 from flux.k8s.kube import Kube, NotFound
 from flux.k8s.kube.client import Body
+from flux.k8s.labels import LABEL_SCHEDULE, LABEL_WORKFLOW
 from flux.k8s.operator.apply import PlanApplier
 from flux.k8s.operator.cache import Cache, Key
 from flux.k8s.operator.events import BackgroundEvents
 from flux.k8s.operator.queue import BACKSTOP_SECONDS, Requeue, WorkQueue
+from flux.k8s.operator.schedules import Schedules
 from flux.k8s.operator.shared_drivers import SharedDrivers
 from flux.k8s.operator.workflows import Workflows
 from flux.k8s.protocol import RESULT_LOG_MARKER
@@ -41,6 +44,7 @@ class Reconciler:
         self.shared_drivers = SharedDrivers(kube, self.queue.reconcile)
         self.applier = PlanApplier(kube, self.cache, self.shared_drivers, events)
         self.workflows = Workflows(kube, self.cache, events)
+        self.schedules = Schedules(kube, self.cache, events)
         self._rng = random.Random()
         # Last phase seen per run, for the metrics only; never used for decisions.
         self._phases: dict[Key, str] = {}
@@ -51,6 +55,11 @@ class Reconciler:
         """A WorkflowRun's watch event (None: listed when the watch started)."""
         meta = run["metadata"]
         namespace, name = meta["namespace"], meta["name"]
+        labels = meta.get("labels") or {}
+        if LABEL_SCHEDULE in labels and (
+            event == "DELETED" or (run.get("status") or {}).get("phase") in FINAL_PHASES
+        ):
+            await self.schedules.run_ended(namespace, labels.get(LABEL_WORKFLOW, ""))
         if event == "DELETED":
             self.forget(namespace, name)
             return
@@ -71,14 +80,16 @@ class Reconciler:
         if event == "DELETED":
             meta = workflow["metadata"]
             self.cache.forget_workflow(meta["namespace"], meta["name"])
+            self.schedules.forget(meta["namespace"], meta["name"])
         else:
             await self.workflows.check(workflow)
+            await self.schedules.changed(workflow)
 
     async def reconcile(self, namespace: str, name: str) -> None:
         await self.queue.reconcile(namespace, name)
 
     async def backstop(self, interval: float = BACKSTOP_SECONDS) -> None:
-        await self.queue.backstop(interval)
+        await asyncio.gather(self.queue.backstop(interval), self.schedules.backstop(interval))
 
     def forget(self, namespace: str, name: str) -> None:
         key = (namespace, name)

@@ -1,4 +1,5 @@
-"""Workflows: their Ready condition, and the ConfigMap holding an inline source."""
+"""Workflows: their Ready and Scheduled conditions, and the ConfigMap holding an inline
+source."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from flux.k8s.operator.cache import Cache
 from flux.k8s.operator.events import BackgroundEvents
 from flux.k8s.pods import owner_reference, source_configmap_name
 from flux.k8s.protocol import INLINE_SOURCE_MODULE
-from flux.k8s.states import ConditionStatus, EventKind
+from flux.k8s.schedules import scheduled_condition
+from flux.k8s.states import ConditionStatus, ConditionType, EventKind
 
 
 class Workflows:
@@ -34,20 +36,30 @@ class Workflows:
             Condition.model_validate(c)
             for c in (workflow.get("status") or {}).get("conditions") or []
         ]
-        wanted = workflow_ready(spec, meta.get("generation"))
-        if not condition_changed(stored, wanted):
+        wanted = [workflow_ready(spec, meta.get("generation"))]
+        scheduled = scheduled_condition(spec.get("schedules") or [], meta.get("generation"))
+        if scheduled is not None:
+            wanted.append(scheduled)
+        changed = [c for c in wanted if condition_changed(stored, c)]
+        # Schedules all removed: their condition goes with them.
+        kept = [c for c in stored if scheduled is not None or c.type != ConditionType.SCHEDULED]
+        if not changed and len(kept) == len(stored):
             return
-        conditions = set_condition(stored, wanted, dt.datetime.now(dt.UTC))
+        now = dt.datetime.now(dt.UTC)
+        for condition in wanted:
+            kept = set_condition(kept, condition, now)
         status = {
-            "conditions": [to_json(c) for c in conditions],
+            "conditions": [to_json(c) for c in kept],
             "observedGeneration": meta.get("generation"),
         }
         written = await self.kube.patch(
             WORKFLOWS, meta["namespace"], meta["name"], {"status": status}, status=True
         )
         self.cache.workflow_seen(written)
-        kind = EventKind.NORMAL if wanted.status == ConditionStatus.TRUE else EventKind.WARNING
-        self.events.post(workflow, kind, wanted.reason, wanted.message)
+        for condition in changed:
+            ok = condition.status == ConditionStatus.TRUE
+            kind = EventKind.NORMAL if ok else EventKind.WARNING
+            self.events.post(workflow, kind, condition.reason, condition.message)
 
     async def _ensure_source(self, workflow: Body) -> None:
         meta = workflow["metadata"]

@@ -16,7 +16,7 @@ from flux.k8s.states import Phase
 REPO = Path(__file__).resolve().parents[4]
 BY_KIND = {r.kind: r for r in crds.RESOURCES}
 FREE_FORM = {
-    "Workflow": {"spec.taskDefaults.tolerations[]", "spec.homeVolume"},
+    "Workflow": {"spec.taskDefaults.tolerations[]", "spec.homeVolume", "spec.schedules[].input"},
     "WorkflowRun": {
         "spec.input",
         "status.output",

@@ -126,7 +126,10 @@ def test_workflows_are_held_as_their_watch_shows_them(kube: FakeKube) -> None:
     kube.put(WORKFLOWS, dict(wf))
     assert asyncio.run(cache.workflow_of(ref))["spec"] == wf["spec"]  # type: ignore[index]
     assert kube.count("get", WORKFLOWS) == 2
-    cache.workflow_seen({**wf, "spec": {"entrypoint": "m:g"}})
+    newer_meta = {"namespace": "ns", "name": "wf", "resourceVersion": "1000"}
+    cache.workflow_seen({"metadata": newer_meta, "spec": {"entrypoint": "m:g"}})
+    # An older event (our own write's response came first) changes nothing.
+    cache.workflow_seen({"metadata": {**newer_meta, "resourceVersion": "999"}, "spec": {}})
     assert asyncio.run(cache.workflow_of(ref))["spec"] == {"entrypoint": "m:g"}  # type: ignore[index]
     assert kube.count("get", WORKFLOWS) == 2
     cache.forget_workflow("ns", "wf")
