@@ -9,6 +9,7 @@ than the requests themselves. Every failure is raised as a typed
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 from collections.abc import AsyncIterator, Callable
@@ -137,6 +138,42 @@ class KubeClient:
         path = _path_of("", "v1", namespace, "pods", name) + "/log"
         raw = await self._request("get", "pods/log", "GET", path, _query(tailLines=tail_lines))
         return raw.decode(errors="replace")
+
+    async def stream_pod_log(self, namespace: str, name: str) -> AsyncIterator[str]:
+        path = _path_of("", "v1", namespace, "pods", name) + "/log"
+        status = 0
+        try:
+            response = await self.api.call_api(
+                path,
+                "GET",
+                query_params=[("follow", "true")],
+                header_params={"Accept": "*/*"},
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+            )
+            status = response.status
+            try:
+                if not 200 <= status < 300:
+                    raise error_from_response(status, response.reason, await response.read())
+                # Chunks may end inside a character.
+                decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+                async for chunk in response.content.iter_any():
+                    text = decoder.decode(chunk)
+                    if text:
+                        yield text
+                rest = decoder.decode(b"", final=True)
+                if rest:
+                    yield rest
+            finally:
+                response.release()
+        except ApiException as exc:
+            status = int(exc.status or 0)
+            raise kube_error(exc) from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise Unreachable(f"log of pod {namespace}/{name}: {exc}") from None
+        finally:
+            if self._observe is not None:
+                self._observe("get", "pods/log", status)
 
     async def watch(
         self,
