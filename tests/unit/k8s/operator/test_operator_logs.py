@@ -227,3 +227,27 @@ def test_a_gone_pod_s_log_is_missing(kube: FakeKube) -> None:
         assert kept["missing"] is not None
 
     asyncio.run(scenario())
+
+
+def test_a_pass_settling_many_pods_reads_each_log_once_and_writes_one_configmap(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    async def scenario() -> None:
+        kube.put(WORKFLOWS, workflow())
+        calls = [f"say#{i}" for i in range(20)]
+        await reconciler.run_event("ADDED", kube.put(RUNS, running_run(*calls)))
+        pods = task_pods(kube)
+        assert len(pods) == 20
+        result = TaskResult(outcome=Outcome.COMPLETED, value="1").to_message()
+        for pod in pods:
+            kube.logs[("ns", pod["metadata"]["name"])] = f"{pod['metadata']['name']}\n"
+            finish(kube, pod, result)
+            reconciler.cache.pod_seen("MODIFIED", pod)  # seen, no pass yet
+        await reconciler.reconcile("ns", "r1")
+        assert task_pods(kube) == []
+        assert kube.count("get", "pods/log") == 20
+        assert kube.count("create", CONFIGMAPS) == 1
+        kept = await runstore.load_task_logs(kube, "ns", "r1")
+        assert sorted(e["log"] for e in kept) == sorted(f"{p['metadata']['name']}\n" for p in pods)
+
+    asyncio.run(scenario())
