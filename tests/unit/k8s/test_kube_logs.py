@@ -16,22 +16,7 @@ from flux.k8s.kube import PODS, RUNS, Kube
 from flux.k8s.kube.fake import FakeKube
 from flux.k8s.operator.logs import LogKeeper, PodLogs
 from flux.local import cli
-
-
-def task_pod(name: str, call_id: str, attempt: int, state: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "metadata": {
-            "name": name,
-            "namespace": "ns",
-            "labels": {"flux.dev/role": "task", "flux.dev/run": "r1"},
-            "annotations": {
-                "flux.dev/call-id": call_id,
-                "flux.dev/step": "attempt",
-                "flux.dev/attempt": str(attempt),
-            },
-        },
-        "status": {"containerStatuses": [{"state": state}]},
-    }
+from support.k8s_bodies import logged_task_pod
 
 
 def started(call_id: str) -> dict[str, Any]:
@@ -51,7 +36,9 @@ def cluster() -> FakeKube:
             "status": {"phase": "Running", "history": [started("say#0"), started("hi#0")]},
         },
     )
-    first = task_pod("r1-say-1", "say#0", 1, {"terminated": {"startedAt": "2026-01-01T12:00:00Z"}})
+    first = logged_task_pod(
+        "r1-say-1", "say#0", 1, {"terminated": {"startedAt": "2026-01-01T12:00:00Z"}}
+    )
     kube.logs[("ns", "r1-say-1")] = "first try\n"
 
     async def keep() -> None:
@@ -59,11 +46,12 @@ def cluster() -> FakeKube:
 
     asyncio.run(keep())
     kube.put(
-        PODS, task_pod("r1-say-2", "say#0", 2, {"running": {"startedAt": "2026-01-01T12:00:05Z"}})
+        PODS,
+        logged_task_pod("r1-say-2", "say#0", 2, {"running": {"startedAt": "2026-01-01T12:00:05Z"}}),
     )
     kube.logs[("ns", "r1-say-2")] = "second try\n"
     finished = {"startedAt": "2026-01-01T12:00:01Z", "finishedAt": "2026-01-01T12:00:02Z"}
-    kube.put(PODS, task_pod("r1-hi-1", "hi#0", 1, {"terminated": finished}))
+    kube.put(PODS, logged_task_pod("r1-hi-1", "hi#0", 1, {"terminated": finished}))
     kube.logs[("ns", "r1-hi-1")] = "hi\n"
     return kube
 
@@ -129,7 +117,7 @@ def test_bad_usage_is_one_line_and_exit_2(
     args: list[str],
     message: str,
 ) -> None:
-    cluster.put(PODS, task_pod("r1-hi-2", "hi#0", 2, {"running": {}}))
+    cluster.put(PODS, logged_task_pod("r1-hi-2", "hi#0", 2, {"running": {}}))
     code, out, err = flux_kube_logs(cluster, monkeypatch, capsys, *args)
     assert code == 2 and out == ""
     assert err.startswith(message) and err.count("\n") == 1

@@ -12,19 +12,7 @@ from flux.k8s.operator.logs import LogKeeper, PodLogs
 from flux.k8s.operator.reconciler import Reconciler
 from flux.k8s.protocol import RESULT_LOG_MARKER, TaskResult
 from flux.k8s.states import Outcome
-from support.k8s_bodies import WF_STARTED, started
-
-
-def workflow() -> dict[str, Any]:
-    return {
-        "metadata": {"name": "wf", "namespace": "ns", "generation": 1},
-        "spec": {"entrypoint": "examples.hello:hello"},
-        "status": {
-            "conditions": [
-                {"type": "Ready", "status": "True", "message": "ok", "observedGeneration": 1}
-            ]
-        },
-    }
+from support.k8s_bodies import WF_STARTED, logged_task_pod, started, workflow
 
 
 def running_run(*calls: str) -> dict[str, Any]:
@@ -59,17 +47,25 @@ def task_pods(kube: FakeKube) -> list[dict[str, Any]]:
     return [p for p in kube.all(PODS, "ns") if log_archive.is_task_pod(p)]
 
 
+async def pods_started(kube: FakeKube, reconciler: Reconciler, *calls: str) -> list[dict[str, Any]]:
+    """The task pods the operator starts for a run with ``calls`` open."""
+    kube.put(WORKFLOWS, workflow())
+    await reconciler.run_event("ADDED", kube.put(RUNS, running_run(*calls)))
+    return task_pods(kube)
+
+
+def completed(value: str = "1") -> str:
+    return TaskResult(outcome=Outcome.COMPLETED, value=value).to_message()
+
+
 def test_a_finished_task_pod_s_log_is_kept_before_the_pod_is_deleted(
     kube: FakeKube, reconciler: Reconciler
 ) -> None:
     async def scenario() -> None:
-        kube.put(WORKFLOWS, workflow())
-        await reconciler.run_event("ADDED", kube.put(RUNS, running_run("say#0")))
-        (pod,) = task_pods(kube)
+        (pod,) = await pods_started(kube, reconciler, "say#0")
         name = pod["metadata"]["name"]
         kube.logs[("ns", name)] = "hello from the task\n"
-        result = TaskResult(outcome=Outcome.COMPLETED, value='"ok"').to_message()
-        finish(kube, pod, result)
+        finish(kube, pod, completed('"ok"'))
         await reconciler.pod_event("MODIFIED", pod, "r1")
         assert task_pods(kube) == []
         assert kube.count("get", "pods/log") == 1  # one read per finished pod
@@ -91,9 +87,7 @@ def test_a_result_in_the_log_and_the_kept_log_cost_one_read(
     kube: FakeKube, reconciler: Reconciler
 ) -> None:
     async def scenario() -> None:
-        kube.put(WORKFLOWS, workflow())
-        await reconciler.run_event("ADDED", kube.put(RUNS, running_run("say#0")))
-        (pod,) = task_pods(kube)
+        (pod,) = await pods_started(kube, reconciler, "say#0")
         result = TaskResult(outcome=Outcome.COMPLETED, value='"' + "x" * 5000 + '"')
         kube.logs[("ns", pod["metadata"]["name"])] = (
             f"working\n\n{RESULT_LOG_MARKER}{result.to_message()}\n"
@@ -113,11 +107,9 @@ def test_a_log_that_cannot_be_read_is_recorded_missing_and_the_pod_still_goes(
     kube: FakeKube, reconciler: Reconciler
 ) -> None:
     async def scenario() -> None:
-        kube.put(WORKFLOWS, workflow())
-        await reconciler.run_event("ADDED", kube.put(RUNS, running_run("say#0")))
-        (pod,) = task_pods(kube)
+        (pod,) = await pods_started(kube, reconciler, "say#0")
         kube.fail("get", "pods/log", Forbidden("pods/log is forbidden"))
-        finish(kube, pod, TaskResult(outcome=Outcome.COMPLETED, value="1").to_message())
+        finish(kube, pod, completed())
         await reconciler.pod_event("MODIFIED", pod, "r1")
         assert task_pods(kube) == []
         (kept,) = await runstore.load_task_logs(kube, "ns", "r1")
@@ -132,11 +124,9 @@ def test_a_refused_log_configmap_does_not_hold_up_the_deletion(
     kube: FakeKube, reconciler: Reconciler
 ) -> None:
     async def scenario() -> None:
-        kube.put(WORKFLOWS, workflow())
-        await reconciler.run_event("ADDED", kube.put(RUNS, running_run("say#0")))
-        (pod,) = task_pods(kube)
+        (pod,) = await pods_started(kube, reconciler, "say#0")
         kube.fail("create", CONFIGMAPS, Forbidden("quota exceeded"))
-        finish(kube, pod, TaskResult(outcome=Outcome.COMPLETED, value="1").to_message())
+        finish(kube, pod, completed())
         await reconciler.pod_event("MODIFIED", pod, "r1")
         assert task_pods(kube) == []
         assert await runstore.load_task_logs(kube, "ns", "r1") == []
@@ -151,23 +141,8 @@ def test_logs_of_one_pass_share_a_configmap_and_are_filtered_by_call_and_attempt
         run = running_run()
         pods = []
         for i, (call_id, attempt) in enumerate([("a#0", 1), ("b#0", 1), ("b#0", 2)]):
-            pod = {
-                "metadata": {
-                    "name": f"r1-p{i}",
-                    "namespace": "ns",
-                    "labels": {"flux.dev/role": "task", "flux.dev/run": "r1"},
-                    "annotations": {
-                        "flux.dev/call-id": call_id,
-                        "flux.dev/step": "attempt",
-                        "flux.dev/attempt": str(attempt),
-                    },
-                },
-                "status": {
-                    "containerStatuses": [
-                        {"state": {"terminated": {"startedAt": f"2026-01-01T12:00:0{i}Z"}}}
-                    ]
-                },
-            }
+            ran = {"terminated": {"startedAt": f"2026-01-01T12:00:0{i}Z"}}
+            pod = logged_task_pod(f"r1-p{i}", call_id, attempt, ran)
             kube.put(PODS, pod)
             kube.logs[("ns", f"r1-p{i}")] = f"log {i}\n"
             pods.append(pod)
@@ -233,12 +208,9 @@ def test_a_pass_settling_many_pods_reads_each_log_once_and_writes_one_configmap(
     kube: FakeKube, reconciler: Reconciler
 ) -> None:
     async def scenario() -> None:
-        kube.put(WORKFLOWS, workflow())
-        calls = [f"say#{i}" for i in range(20)]
-        await reconciler.run_event("ADDED", kube.put(RUNS, running_run(*calls)))
-        pods = task_pods(kube)
+        pods = await pods_started(kube, reconciler, *(f"say#{i}" for i in range(20)))
         assert len(pods) == 20
-        result = TaskResult(outcome=Outcome.COMPLETED, value="1").to_message()
+        result = completed()
         for pod in pods:
             kube.logs[("ns", pod["metadata"]["name"])] = f"{pod['metadata']['name']}\n"
             finish(kube, pod, result)
