@@ -26,6 +26,7 @@ pytestmark = pytest.mark.e2e
 SOURCE = """
 import json
 import os
+import time
 
 from flux import WorkflowExecutionContext, task, workflow
 
@@ -56,6 +57,19 @@ def tells(secrets: dict = {}) -> str:
 @workflow
 async def logged(ctx: WorkflowExecutionContext[None]) -> list:
     return [await chatty(), await loud(), await tells()]
+
+
+@task
+def ticking() -> int:
+    for i in range(8):
+        print(f"tick {i}", flush=True)
+        time.sleep(1)
+    return 8
+
+
+@workflow
+async def ticks(ctx: WorkflowExecutionContext[None]) -> int:
+    return await ticking()
 """
 
 
@@ -136,3 +150,25 @@ def test_task_logs_are_shown_after_their_pods_are_gone(
     unknown = flux_kube_logs(cluster, "logged-1", "-n", flux_ns, "--task", "nope#0")
     assert unknown.returncode == 2
     assert unknown.stderr.strip() == "error: WorkflowRun 'logged-1' has no task call 'nope#0'"
+
+
+@pytest.mark.timeout(300)
+def test_follow_streams_a_running_attempt_until_it_ends(
+    cluster: Cluster, flux_ns: str, operator: Operator
+) -> None:
+    cluster.apply(workflow_manifest("ticks", SOURCE, "ticks"), flux_ns)
+    cluster.apply(run_manifest("ticks-1", "ticks"), flux_ns)
+
+    def ticking() -> bool:
+        shown = flux_kube_logs(cluster, "ticks-1", "-n", flux_ns, "--json")
+        return shown.returncode == 0 and any(
+            e["running"] and "tick 0" in e["log"] for e in json.loads(shown.stdout)
+        )
+
+    cluster.wait_for("the ticking task to run", ticking, timeout=180, interval=1)
+    followed = flux_kube_logs(cluster, "ticks-1", "-n", flux_ns, "--follow")
+    assert followed.returncode == 0, followed.stderr
+    assert "; running) <==\n" in followed.stdout
+    assert all(f"tick {i}\n" in followed.stdout for i in range(8)), followed.stdout
+    done = wait_phase(cluster, operator, flux_ns, "ticks-1", "Succeeded", "Failed")
+    assert done["phase"] == "Succeeded"
