@@ -114,3 +114,20 @@ def batched(i: int, size: int = 3, **policy: Any) -> dict[str, Any]:
         "batch": {"group": "say#0", "size": size},
     }
     return event
+
+
+def logged_task_pod(name: str, call_id: str, attempt: int, state: dict[str, Any]) -> dict[str, Any]:
+    """A task pod of run r1 whose container is in ``state``, for the task-log tests."""
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "ns",
+            "labels": {"flux.dev/role": "task", "flux.dev/run": "r1"},
+            "annotations": {
+                "flux.dev/call-id": call_id,
+                "flux.dev/step": "attempt",
+                "flux.dev/attempt": str(attempt),
+            },
+        },
+        "status": {"containerStatuses": [{"state": state}]},
+    }

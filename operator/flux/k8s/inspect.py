@@ -1,4 +1,5 @@
-"""A WorkflowRun read back whole, for people: what ``flux kube show`` prints.
+"""A WorkflowRun read back whole, for people: what ``flux kube show`` and
+``flux kube logs`` print.
 
 ``kubectl get wfr -o yaml`` shows the summary and the newest events; the
 archived history, settled task records and large outputs are in compressed
@@ -8,16 +9,24 @@ ConfigMaps, which this reads back through :mod:`flux.k8s.runstore`.
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-from flux.k8s import runstore
-from flux.k8s.kube import RUNS, Forbidden, Kube, NoCredentials, NotFound, Unreachable
+from flux.events import EventType
+from flux.k8s import labels, log_archive, runstore
+from flux.k8s.kube import PODS, RUNS, Forbidden, Kube, NoCredentials, NotFound, Unreachable
 from flux.k8s.kube.http import KUBECONFIG_ENV, KubeClient, connect
 from flux.k8s.states import Phase
+
+T = TypeVar("T")
 
 
 class RunNotFoundError(LookupError):
     pass
+
+
+class UnknownCallError(LookupError):
+    """The run has no task call of that id."""
 
 
 class KubeAccessError(Exception):
@@ -27,15 +36,25 @@ class KubeAccessError(Exception):
 async def read_run(namespace: str, name: str, kube: Kube | None = None) -> dict[str, Any]:
     """The run's summary, whole history, every task record and its output; through
     ``kube``, or the cluster the kubeconfig names."""
+    return await on_cluster(
+        lambda k: _read_run(k, namespace, name), f"show WorkflowRun {namespace}/{name}", kube
+    )
+
+
+async def on_cluster(
+    use: Callable[[Kube], Awaitable[T]], doing: str, kube: Kube | None = None
+) -> T:
+    """``use`` through ``kube``, or the cluster the kubeconfig names; set-up problems
+    (no kubeconfig, no answer, a refusal) as one-line :class:`KubeAccessError`\\s."""
     try:
         if kube is not None:
-            return await _read_run(kube, namespace, name)
+            return await use(kube)
         missing = _missing_kubeconfig()
         if missing is not None:
             raise KubeAccessError(missing)
         client = KubeClient(await connect())
         try:
-            return await _read_run(client, namespace, name)
+            return await use(client)
         finally:
             await client.close()
     except NoCredentials as exc:
@@ -45,9 +64,7 @@ async def read_run(namespace: str, name: str, kube: Kube | None = None) -> dict[
     except OSError as exc:
         raise KubeAccessError(f"cannot reach the Kubernetes API server: {exc}") from None
     except Forbidden as exc:
-        raise KubeAccessError(
-            f"the Kubernetes API server refused to show WorkflowRun {namespace}/{name}: {exc}"
-        ) from None
+        raise KubeAccessError(f"the Kubernetes API server refused to {doing}: {exc}") from None
     except Unreachable as exc:
         raise KubeAccessError(f"cannot reach the Kubernetes API server: {exc.message}") from None
 
@@ -67,12 +84,7 @@ def _missing_kubeconfig() -> str | None:
 
 
 async def _read_run(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
-    try:
-        body = await kube.get(RUNS, namespace, name)
-    except NotFound:
-        raise RunNotFoundError(
-            f"WorkflowRun {name!r} not found in namespace {namespace!r}"
-        ) from None
+    body = await _get_run(kube, namespace, name)
     status = body.get("status") or {}
     return {
         "name": name,
@@ -87,3 +99,80 @@ async def _read_run(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
         "history": await runstore.load_history(kube, namespace, status),
         "tasks": await runstore.load_task_records(kube, namespace, status),
     }
+
+
+async def read_task_logs(
+    namespace: str,
+    name: str,
+    call_id: str | None = None,
+    attempt: int | None = None,
+    kube: Kube | None = None,
+) -> list[dict[str, Any]]:
+    """The logs of the run's task pods, in the order they ran, each a
+    :class:`~flux.k8s.log_archive.LogEntry` and ``live`` (read from a pod still
+    there: ``running`` or not yet cleared away) or kept after its pod went."""
+    return await on_cluster(
+        lambda k: _read_task_logs(k, namespace, name, call_id, attempt),
+        f"show the logs of WorkflowRun {namespace}/{name}",
+        kube,
+    )
+
+
+async def stream_task_log(
+    namespace: str, pod: str, write: Callable[[str], object], kube: Kube | None = None
+) -> None:
+    """A running task pod's log, written as it comes, until the attempt ends."""
+
+    async def stream(k: Kube) -> None:
+        async for text in k.stream_pod_log(namespace, pod):
+            write(text)
+
+    await on_cluster(stream, f"show the log of pod {namespace}/{pod}", kube)
+
+
+async def _read_task_logs(
+    kube: Kube, namespace: str, name: str, call_id: str | None, attempt: int | None
+) -> list[dict[str, Any]]:
+    body = await _get_run(kube, namespace, name)
+    if call_id is not None:
+        history = await runstore.load_history(kube, namespace, body.get("status") or {})
+        if not any(
+            e.get("type") == EventType.TASK_STARTED and e.get("sourceId") == call_id
+            for e in history
+        ):
+            raise UnknownCallError(f"WorkflowRun {name!r} has no task call {call_id!r}")
+    # Pods first: one deleted meanwhile has its log kept by then.
+    selector = f"{labels.LABEL_RUN}={name},{labels.LABEL_ROLE}=task"
+    pods = (await kube.list(PODS, namespace, label_selector=selector)).get("items") or []
+    kept = await runstore.load_task_logs(kube, namespace, name, call_id, attempt)
+    found = [{**e, "live": False, "running": False} for e in kept]
+    done = {e["pod"] for e in kept}
+    gone = False
+    for pod in pods:
+        pod_name = pod["metadata"]["name"]
+        if pod_name in done or not log_archive.has_run(pod):
+            continue
+        live = log_archive.entry(pod, "")
+        if not log_archive.matches(live, call_id, attempt):
+            continue
+        try:
+            text = await kube.pod_log(namespace, pod_name)
+        except NotFound:
+            gone = True
+            continue
+        running = live["finished"] is None
+        found.append({**log_archive.entry(pod, text), "live": True, "running": running})
+    if gone:  # cleared away while we read: kept by now
+        again = await runstore.load_task_logs(kube, namespace, name, call_id, attempt)
+        found.extend({**e, "live": False, "running": False} for e in again if e["pod"] not in done)
+    ordered = log_archive.ordered(found)  # type: ignore[arg-type]
+    return [dict(e) for e in ordered]
+
+
+async def _get_run(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    try:
+        return await kube.get(RUNS, namespace, name)
+    except NotFound:
+        raise RunNotFoundError(
+            f"WorkflowRun {name!r} not found in namespace {namespace!r}"
+        ) from None

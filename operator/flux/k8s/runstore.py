@@ -1,5 +1,5 @@
 """A WorkflowRun's archived parts in their ConfigMaps: stored, and read back
-(history, task records, large values).
+(history, task records, large values, task logs).
 
 What :mod:`flux.k8s.archive` moves out of the object is read back here, for
 the driver, the operator, the CLI and the console alike, so the run reads as if
@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
-from flux.k8s import archive
+from flux.k8s import archive, log_archive
 from flux.k8s.kube import CONFIGMAPS, Kube
 
 
@@ -63,6 +63,25 @@ async def load_output(kube: Kube, namespace: str, status: dict[str, Any]) -> Any
     if ref:
         return await load_value(kube, namespace, ref)
     return status.get("output")
+
+
+async def load_task_logs(
+    kube: Kube,
+    namespace: str,
+    run: str,
+    call_id: str | None = None,
+    attempt: int | None = None,
+) -> list[log_archive.LogEntry]:
+    """The kept logs of the run's finished task pods, in the order they ran; only
+    those of ``call_id`` and of ``attempt`` if given (a batch pod's log is one
+    entry naming all its calls). Pods still running are not among them."""
+    found = await kube.list(CONFIGMAPS, namespace, label_selector=log_archive.selector(run))
+    entries: list[log_archive.LogEntry] = []
+    for configmap in found.get("items") or []:
+        for item in archive.read_items(configmap):
+            if log_archive.matches(item, call_id, attempt):
+                entries.append(item)
+    return log_archive.ordered(entries)
 
 
 class OpenCallsCache:

@@ -598,6 +598,94 @@ def kube_show(
         render.print_kube_run(stdout_console(), view)
 
 
+@kube_app.command("logs")
+def kube_logs(
+    name: Annotated[str, typer.Argument(metavar="RUN", show_default=False)],
+    task: Annotated[
+        str | None,
+        typer.Option(
+            "--task", metavar="CALL_ID", help="Only this task call (as `kube show` names it)."
+        ),
+    ] = None,
+    attempt: Annotated[
+        int | None, typer.Option("--attempt", min=1, metavar="N", help="Only attempt N.")
+    ] = None,
+    follow: Annotated[
+        bool,
+        typer.Option("--follow", "-f", help="Stream the running attempt's log until it ends."),
+    ] = False,
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    as_json: JsonFlag = False,
+) -> None:
+    """Show the logs of a WorkflowRun's task attempts, kept after their pods are gone
+    (the last 64 KiB of each attempt), or live from a pod still running."""
+    if follow and as_json:
+        raise CliError("--follow streams text; it cannot be combined with --json")
+    try:
+        from flux.k8s.inspect import (
+            KubeAccessError,
+            RunNotFoundError,
+            UnknownCallError,
+            read_task_logs,
+            stream_task_log,
+        )
+        from flux.k8s.kube import NotFound
+    except ImportError as exc:
+        raise CliError(f"flux kube needs the k8s extra (pip install 'flux[k8s]'): {exc}") from None
+    try:
+        entries = asyncio.run(read_task_logs(namespace, name, task, attempt))
+    except (RunNotFoundError, UnknownCallError, KubeAccessError) as exc:
+        raise CliError(str(exc)) from None
+    if as_json:
+        emit(render.to_json(entries))
+        return
+    running = [e for e in entries if e["running"]] if follow else []
+    if len(running) > 1:
+        calls = ", ".join(_log_steps(e) for e in running)
+        raise CliError(f"{len(running)} attempts are running ({calls}); choose one with --task")
+    for entry in entries:
+        if entry in running:
+            continue
+        emit(_log_header(entry))
+        if entry["log"]:
+            _write_log(entry["log"])
+    if not entries:
+        say(f"no task logs for WorkflowRun {name} yet" + (f" (call {task})" if task else ""))
+    if running:
+        emit(_log_header(running[0]))
+        try:
+            asyncio.run(stream_task_log(namespace, running[0]["pod"], _write_log))
+        except KubeAccessError as exc:
+            raise CliError(str(exc)) from None
+        except NotFound:
+            say(f"pod {running[0]['pod']} is gone; its log is kept: flux kube logs {name}")
+
+
+def _log_steps(entry: dict[str, Any]) -> str:
+    steps = entry["calls"]
+    if not steps:
+        return str(entry["pod"])
+    return ", ".join(f"{s['callId']} {s['step']} {s['attempt']}" for s in steps)
+
+
+def _log_header(entry: dict[str, Any]) -> str:
+    """A line before each attempt's log, as ``tail`` puts before each file's."""
+    notes = [f"pod {entry['pod']}"]
+    if entry["running"]:
+        notes.append("running")
+    if entry["truncated"]:
+        notes.append("only its last 64 KiB kept")
+    if entry["missing"]:
+        notes.append(f"no log: {entry['missing']}")
+    return f"==> {_log_steps(entry)} ({'; '.join(notes)}) <=="
+
+
+def _write_log(text: str) -> None:
+    out = results()
+    out.write(text)
+    out.flush()
+
+
 @app.command()
 def ui(
     host: Annotated[

@@ -66,6 +66,10 @@ class Kube(Protocol):
 
     async def pod_log(self, namespace: str, name: str, *, tail_lines: int | None = None) -> str: ...
 
+    def stream_pod_log(self, namespace: str, name: str) -> AsyncIterator[str]:
+        """The pod's log from its start, text as it is written, until its container ends."""
+        ...
+
     def watch(
         self,
         resource: Resource,

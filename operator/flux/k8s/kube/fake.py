@@ -202,6 +202,28 @@ class FakeKube:
         lines = self.logs[(namespace, name)].splitlines(keepends=True)
         return "".join(lines[-tail_lines:] if tail_lines else lines)
 
+    async def stream_pod_log(self, namespace: str, name: str) -> AsyncIterator[str]:
+        """What ``logs`` holds for the pod as it grows, until the pod's container
+        has terminated or the pod is gone."""
+        self._request("get", "pods/log")
+        pods = Resource("", "v1", "pods", "Pod")
+        self._find(pods, namespace, name)
+        sent = 0
+        while True:
+            text = self.logs.get((namespace, name), "")
+            if len(text) > sent:
+                yield text[sent:]
+                sent = len(text)
+            pod = self.objects.get((pods.plural, namespace, name))
+            statuses = ((pod or {}).get("status") or {}).get("containerStatuses") or []
+            ended = bool(statuses) and "terminated" in (statuses[0].get("state") or {})
+            if pod is None or ended:
+                rest = self.logs.get((namespace, name), "")[sent:]
+                if rest:
+                    yield rest
+                return
+            await asyncio.sleep(0.01)
+
     async def watch(
         self,
         resource: Resource,

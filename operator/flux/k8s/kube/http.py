@@ -9,9 +9,11 @@ than the requests themselves. Every failure is raised as a typed
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -138,6 +140,35 @@ class KubeClient:
         raw = await self._request("get", "pods/log", "GET", path, _query(tailLines=tail_lines))
         return raw.decode(errors="replace")
 
+    async def stream_pod_log(self, namespace: str, name: str) -> AsyncIterator[str]:
+        path = _path_of("", "v1", namespace, "pods", name) + "/log"
+        with self._answer("get", "pods/log", f"log of pod {namespace}/{name}") as answer:
+            response = await self.api.call_api(
+                path,
+                "GET",
+                query_params=[("follow", "true")],
+                header_params={"Accept": "*/*"},
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+            )
+            answer.status = response.status
+            try:
+                if not 200 <= response.status < 300:
+                    raise error_from_response(
+                        response.status, response.reason, await response.read()
+                    )
+                # Chunks may end inside a character.
+                decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+                async for chunk in response.content.iter_any():
+                    text = decoder.decode(chunk)
+                    if text:
+                        yield text
+                rest = decoder.decode(b"", final=True)
+                if rest:
+                    yield rest
+            finally:
+                response.release()
+
     async def watch(
         self,
         resource: Resource,
@@ -178,6 +209,21 @@ class KubeClient:
             )
         return getattr(self._core, f"list_namespaced_{_singular(resource)}"), (namespace,)
 
+    @contextlib.contextmanager
+    def _answer(self, verb: str, resource: str, what: str) -> Iterator[_Answer]:
+        """Failures of a request as typed errors; its status told to the observer."""
+        answer = _Answer()
+        try:
+            yield answer
+        except ApiException as exc:
+            answer.status = int(exc.status or 0)
+            raise kube_error(exc) from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise Unreachable(f"{what}: {exc}") from None
+        finally:
+            if self._observe is not None:
+                self._observe(verb, resource, answer.status)
+
     async def _json(
         self,
         verb: str,
@@ -203,8 +249,7 @@ class KubeClient:
         body: Any = None,
         content_type: str = "application/json",
     ) -> bytes:
-        status = 0
-        try:
+        with self._answer(verb, resource, f"{method} {path}") as answer:
             response = await self.api.call_api(
                 path,
                 method,
@@ -215,20 +260,18 @@ class KubeClient:
                 _preload_content=False,
             )
             raw: bytes = await response.read()
-            status = response.status
-            if not 200 <= status < 300:
+            answer.status = response.status
+            if not 200 <= response.status < 300:
                 raise kube_error(
-                    ApiException(status=status, reason=response.reason, http_resp=None)
+                    ApiException(status=response.status, reason=response.reason, http_resp=None)
                 )
-        except ApiException as exc:
-            status = int(exc.status or 0)
-            raise kube_error(exc) from None
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise Unreachable(f"{method} {path}: {exc}") from None
-        finally:
-            if self._observe is not None:
-                self._observe(verb, resource, status)
         return raw
+
+
+class _Answer:
+    """The HTTP status a request got (0: none)."""
+
+    status = 0
 
 
 def _path(resource: Resource, namespace: str | None, name: str | None = None) -> str:

@@ -9,7 +9,7 @@ the client's model classes, dates and all, cost more than a pod's deletion.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 
 from flux.k8s import archive
 from flux.k8s.kube import CONFIGMAPS, PODS, RUNS, Conflict, Kube, KubeError, NotFound
@@ -17,6 +17,7 @@ from flux.k8s.kube.client import Body
 from flux.k8s.kube.objects import create_or_replace
 from flux.k8s.operator.cache import Cache
 from flux.k8s.operator.events import BackgroundEvents
+from flux.k8s.operator.logs import LogKeeper, PodLogs
 from flux.k8s.operator.shared_drivers import SharedDrivers
 from flux.k8s.operator.status_patch import status_ops
 from flux.k8s.reconcile import Plan
@@ -33,9 +34,20 @@ class PlanApplier:
         self.cache = cache
         self.shared_drivers = shared_drivers
         self.events = events
+        self.task_logs = LogKeeper(kube)
 
-    async def apply(self, run: Body, plan: Plan) -> None:
-        """Carry out ``plan``; ``plan.wake_at`` then says when the run wants its next pass."""
+    async def apply(
+        self,
+        run: Body,
+        plan: Plan,
+        pods: Sequence[Body] = (),
+        logs: PodLogs | None = None,
+    ) -> None:
+        """Carry out ``plan``; ``plan.wake_at`` then says when the run wants its next pass.
+
+        ``pods`` are the run's pods the plan was made from: the logs of the task
+        pods it deletes are kept first (``logs`` holds those the pass read already).
+        """
         namespace, name = run["metadata"]["namespace"], run["metadata"]["name"]
         if plan.shared_driver is not None:
             # First: it counts as up from its creation on, for the passes of the
@@ -49,6 +61,11 @@ class PlanApplier:
             ops = status_ops(run.get("status"), plan.status)
             written = await self.kube.patch(RUNS, namespace, name, ops, status=True)
             self.cache.run_seen(written)
+        if plan.delete and pods:
+            # After the status patch: a pass whose patch fails keeps nothing and
+            # deletes nothing, and the next one reads the logs again.
+            logs = logs or PodLogs(self.kube, namespace)
+            await self.task_logs.keep(run, pods, plan.delete, logs)
         await _bounded(
             self._delete_pod(namespace, pod_name) for pod_name in dict.fromkeys(plan.delete)
         )

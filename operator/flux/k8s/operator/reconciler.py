@@ -20,6 +20,7 @@ from flux.k8s.labels import LABEL_SCHEDULE, LABEL_WORKFLOW
 from flux.k8s.operator.apply import PlanApplier
 from flux.k8s.operator.cache import Cache, Key
 from flux.k8s.operator.events import BackgroundEvents
+from flux.k8s.operator.logs import PodLogs
 from flux.k8s.operator.queue import BACKSTOP_SECONDS, Requeue, WorkQueue
 from flux.k8s.operator.schedules import Schedules
 from flux.k8s.operator.shared_drivers import SharedDrivers
@@ -113,7 +114,8 @@ class Reconciler:
             return None
         workflow = await self.cache.workflow_of(run)
         pods = await self.cache.pods_of(namespace, name)
-        logs = await result_logs(self.kube, namespace, pods)
+        pod_logs = PodLogs(self.kube, namespace)
+        logs = await result_logs(self.kube, namespace, pods, pod_logs)
         open_calls = None
         if (run.get("status") or {}).get("historyArchive"):
             open_calls = await self.open_calls.open_calls(run)
@@ -122,7 +124,7 @@ class Reconciler:
         shared_up = self.shared_drivers.is_up(namespace, workflow_name)
         observed = Observed(run, workflow, pods, now, logs, open_calls, shared_up)
         plan = plan_run(observed, self.config, self._rng.random())
-        await self.applier.apply(run, plan)
+        await self.applier.apply(run, plan, pods, pod_logs)
         self._observe(run, plan, now, pods)
         return Requeue(plan.wake_at)
 
@@ -144,8 +146,14 @@ class Reconciler:
                 self.cache.forget_run(*key)
 
 
-async def result_logs(kube: Kube, namespace: str, pods: list[Body]) -> dict[str, str]:
-    """Results too large for a termination message are on the log's last line."""
+async def result_logs(
+    kube: Kube, namespace: str, pods: list[Body], logs: PodLogs | None = None
+) -> dict[str, str]:
+    """Results too large for a termination message are on the log's last line.
+
+    The log is read as far back as the task log kept of the pod (``logs`` hold it
+    for that), so a pod's log costs one request."""
+    logs = logs or PodLogs(kube, namespace)
     found: dict[str, str] = {}
     for pod in pods:
         statuses = (pod.get("status") or {}).get("containerStatuses") or []
@@ -153,7 +161,7 @@ async def result_logs(kube: Kube, namespace: str, pods: list[Body]) -> dict[str,
         if not terminated or '"inLog":true' not in (terminated.get("message") or ""):
             continue
         name = pod["metadata"]["name"]
-        text = await kube.pod_log(namespace, name, tail_lines=5)
+        text = await logs.read(name)
         for line in reversed(text.splitlines()):
             if line.startswith(RESULT_LOG_MARKER):
                 found[name] = line[len(RESULT_LOG_MARKER) :]
