@@ -147,6 +147,7 @@ class RunSpecBody(TypedDict, total=False):
     workflowRef: WorkflowRefBody
     input: Any
     inputFrom: dict[str, Any]
+    ttlSecondsAfterFinished: int
 
 
 class RunBody(TypedDict, total=False):
@@ -179,6 +180,7 @@ class WorkflowSpecBody(TypedDict, total=False):
     taskDefaults: TaskDefaultsBody
     driverMode: str  # a DriverMode
     homeVolume: dict[str, Any]
+    runTTLSecondsAfterFinished: int
 
 
 class WorkflowStatusBody(TypedDict, total=False):

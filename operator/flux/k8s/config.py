@@ -31,6 +31,18 @@ class OperatorConfig:
     max_task_pods_per_run: int = 256
     # Serve Prometheus metrics on this port (all interfaces); None: do not serve.
     metrics_port: int | None = None
+    # Seconds a finished run is kept when neither it nor its Workflow says
+    # (ttlSecondsAfterFinished); None: kept until someone deletes it.
+    run_ttl_seconds: int | None = None
+    # Expired runs deleted per second at most: a thousand runs expiring together
+    # are deleted at this steady rate, not in one burst of API writes.
+    retention_deletes_per_second: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.run_ttl_seconds is not None and self.run_ttl_seconds < 0:
+            raise ValueError("FLUX_RUN_TTL_SECONDS_AFTER_FINISHED must be 0 or more")
+        if not self.retention_deletes_per_second > 0:
+            raise ValueError("FLUX_RETENTION_DELETES_PER_SECOND must be more than 0")
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -47,4 +59,10 @@ class OperatorConfig:
             ),
             namespaces=namespaces,
             metrics_port=int(port) if (port := os.environ.get("FLUX_METRICS_PORT")) else None,
+            run_ttl_seconds=int(ttl)
+            if (ttl := os.environ.get("FLUX_RUN_TTL_SECONDS_AFTER_FINISHED"))
+            else None,
+            retention_deletes_per_second=_env_float(
+                "FLUX_RETENTION_DELETES_PER_SECOND", cls.retention_deletes_per_second
+            ),
         )

@@ -205,6 +205,15 @@ class WorkflowSpec(_Model):
         "pod replays all the runs of this Workflow (throughput: no pod start per run). Fixed "
         "for a run when it starts.",
     )
+    run_ttl_seconds_after_finished: int | None = Field(
+        default=None,
+        ge=0,
+        alias="runTTLSecondsAfterFinished",
+        description="Default spec.ttlSecondsAfterFinished of this Workflow's runs: seconds "
+        "after a run finishes (Succeeded, Failed or Cancelled) before the operator deletes "
+        "it with its pods and ConfigMaps. Unset: the operator's default "
+        "(FLUX_RUN_TTL_SECONDS_AFTER_FINISHED; unset there too: runs are kept).",
+    )
     home_volume: FreeFormObject | None = Field(
         default=None,
         description="A pod volume source mounted as FLUX_HOME in the driver and every task "
@@ -294,6 +303,15 @@ class WorkflowRunSpec(_Model):
         default=None,
         description="Read the input from a ConfigMap key instead (for inputs too large to keep "
         "in the run; the run stays within its size budget).",
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        default=None,
+        ge=0,
+        alias="ttlSecondsAfterFinished",
+        description="Seconds after the run finishes (Succeeded, Failed or Cancelled, from "
+        "status.finishTime) before the operator deletes it with its pods and ConfigMaps, as "
+        "a Job's field of that name. Unset: the Workflow's spec.runTTLSecondsAfterFinished, "
+        "then the operator's default; 0: deleted as soon as it finishes.",
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 
-from flux.k8s import metrics, runstore
+from flux.k8s import metrics, retention, runstore
 from flux.k8s.config import OperatorConfig
 from flux.k8s.kube import Kube, NotFound
 from flux.k8s.kube.client import Body
@@ -19,6 +19,7 @@ from flux.k8s.operator.apply import PlanApplier
 from flux.k8s.operator.cache import Cache, Key
 from flux.k8s.operator.events import BackgroundEvents
 from flux.k8s.operator.queue import BACKSTOP_SECONDS, Requeue, WorkQueue
+from flux.k8s.operator.retention import Expiry
 from flux.k8s.operator.shared_drivers import SharedDrivers
 from flux.k8s.operator.workflows import Workflows
 from flux.k8s.protocol import RESULT_LOG_MARKER
@@ -41,6 +42,7 @@ class Reconciler:
         self.shared_drivers = SharedDrivers(kube, self.queue.reconcile)
         self.applier = PlanApplier(kube, self.cache, self.shared_drivers, events)
         self.workflows = Workflows(kube, self.cache, events)
+        self.expiry = Expiry(kube, config.retention_deletes_per_second)
         self._rng = random.Random()
         # Last phase seen per run, for the metrics only; never used for decisions.
         self._phases: dict[Key, str] = {}
@@ -80,9 +82,14 @@ class Reconciler:
     async def backstop(self, interval: float = BACKSTOP_SECONDS) -> None:
         await self.queue.backstop(interval)
 
+    async def expire(self) -> None:
+        """Delete finished runs as their time to live runs out (until cancelled)."""
+        await self.expiry.run()
+
     def forget(self, namespace: str, name: str) -> None:
         key = (namespace, name)
         self.queue.forget(key)
+        self.expiry.forget(key)
         self.cache.forget_run(namespace, name)
         self.open_calls.forget(namespace, name)
         metrics.forget_run(namespace, name)
@@ -113,6 +120,9 @@ class Reconciler:
         plan = plan_run(observed, self.config, self._rng.random())
         await self.applier.apply(run, plan)
         self._observe(run, plan, now, pods)
+        after = {**run, "status": {**(run.get("status") or {}), **plan.status}}
+        ttl_default = self.config.run_ttl_seconds
+        self.expiry.schedule(key, retention.expires_at(after, workflow, ttl_default))
         return Requeue(plan.wake_at)
 
     def _finished(self, key: Key) -> bool:
