@@ -134,7 +134,7 @@ def main() -> None:
             watch_run(cluster.kubeconfig, namespace, "steps-1", args.steps, started + args.timeout)
         )
         total = time.monotonic() - started
-        status = cluster.json("get", "wfr", "steps-1", "-n", namespace)["status"]
+        status = cluster.json("get", "fxrun", "steps-1", "-n", namespace)["status"]
     finally:
         delete_namespaces(cluster, [namespace])
         operator.stop()

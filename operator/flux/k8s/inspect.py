@@ -1,6 +1,6 @@
 """A WorkflowRun read back whole, for people: what ``flux kube show`` prints.
 
-``kubectl get wfr -o yaml`` shows the summary and the newest events; the
+``kubectl get fxrun -o yaml`` shows the summary and the newest events; the
 archived history, settled task records and large outputs are in compressed
 ConfigMaps, which this reads back through :mod:`flux.k8s.runstore`.
 """

@@ -471,7 +471,7 @@ class WorkflowRunStatus(_Model):
     pause: Pause | None = Field(default=None, description="The pause the run waits at.")
     resume: Resume | None = Field(
         default=None,
-        description="Set to resume a Paused run: kubectl patch wfr NAME --subresource=status "
+        description="Set to resume a Paused run: kubectl patch fxrun NAME --subresource=status "
         '--type=merge -p \'{"status":{"resume":{"input":...}}}\'.',
     )
     history: list[HistoryEvent] = Field(
