@@ -19,7 +19,14 @@ from pathlib import Path
 from k8s_bench import REPO
 
 RESULTS = REPO / "benchmarks/RESULTS.md"
-ORDER = ("throughput-perrun", "throughput-shared", "fanout", "batched")
+ORDER = (
+    "throughput-perrun",
+    "throughput-shared",
+    "fanout",
+    "batched",
+    "retention-10",
+    "retention-1000",
+)
 INTRO = """# Scale benchmarks
 
 Figures of `benchmarks/scale.py` (issue 7) on the local test cluster
