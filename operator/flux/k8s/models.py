@@ -32,6 +32,8 @@ from flux.k8s.states import ConditionStatus, DriverMode, Phase, Step, TaskState
 API_VERSION = RUNS.api_version
 ENTRYPOINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$"
 IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# A Job's ttlSecondsAfterFinished is an int32 too (some 68 years).
+MAX_TTL_SECONDS = 2**31 - 1
 # A Kubernetes resource.Quantity written as a string ("500m", "1Gi", "1e3").
 _DECIMAL = r"([0-9]+(\.[0-9]*)?|\.[0-9]+)"
 QUANTITY_PATTERN = rf"^[+-]?{_DECIMAL}([KMGTPE]i|[numkMGTPE]|[eE][+-]?{_DECIMAL})?$"
@@ -208,6 +210,7 @@ class WorkflowSpec(_Model):
     run_ttl_seconds_after_finished: int | None = Field(
         default=None,
         ge=0,
+        le=MAX_TTL_SECONDS,
         alias="runTTLSecondsAfterFinished",
         description="Default spec.ttlSecondsAfterFinished of this Workflow's runs: seconds "
         "after a run finishes (Succeeded, Failed or Cancelled) before the operator deletes "
@@ -307,6 +310,7 @@ class WorkflowRunSpec(_Model):
     ttl_seconds_after_finished: int | None = Field(
         default=None,
         ge=0,
+        le=MAX_TTL_SECONDS,
         alias="ttlSecondsAfterFinished",
         description="Seconds after the run finishes (Succeeded, Failed or Cancelled, from "
         "status.finishTime) before the operator deletes it with its pods and ConfigMaps, as "

@@ -43,7 +43,10 @@ def expires_at(
     ttl = ttl_seconds(run, workflow, default)
     if ttl is None:
         return None
-    return finished + dt.timedelta(seconds=ttl)
+    try:
+        return finished + dt.timedelta(seconds=ttl)
+    except OverflowError:  # past the year 9999: as good as kept (the CRD caps it lower)
+        return None
 
 
 @dataclass

@@ -57,6 +57,11 @@ def test_a_run_without_a_ttl_or_a_finish_time_does_not_expire() -> None:
     assert expires_at(run(0, finish=None), None, None) is None
 
 
+def test_a_ttl_past_the_calendar_is_kept_not_a_crash() -> None:
+    # The CRD caps it at an int32; a run that reached the operator otherwise is kept.
+    assert expires_at(run(10**15), None, None) is None
+
+
 def test_the_bucket_allows_a_burst_then_one_deletion_per_token_earned() -> None:
     bucket = TokenBucket.full(rate=10, burst=3, now=0.0)
     assert [bucket.take(0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
