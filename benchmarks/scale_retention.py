@@ -35,7 +35,6 @@ from scale import (
     create_runs,
     operator_requests,
     run_manifest,
-    wait_runs,
     writes_done,
     writes_table,
 )
@@ -71,6 +70,24 @@ def workflow() -> dict[str, Any]:
     }
 
 
+def _phases(cluster: Cluster, namespace: str) -> Counter[str]:
+    out = cluster.out(
+        "get", "fxrun", "-n", namespace, "--no-headers", "-o", "custom-columns=P:.status.phase"
+    )
+    return Counter(out.split())
+
+
+def _wait_final(cluster: Cluster, namespace: str, count: int, deadline: float) -> bool:
+    """Until every run is final (read from the API: a watch may miss the last change)."""
+    while time.time() < deadline:
+        phases = _phases(cluster, namespace)
+        print(f"{time.strftime('%H:%M:%S')} phases: {dict(phases)}", flush=True)
+        if sum(phases[p] for p in ("Succeeded", "Failed", "Cancelled")) == count:
+            return True
+        time.sleep(10)
+    return False
+
+
 def _left(cluster: Cluster, namespace: str) -> tuple[int, int]:
     runs = cluster.out("get", "fxrun", "-n", namespace, "-o", "name").split()
     maps = cluster.out(
@@ -85,9 +102,9 @@ def retention(cluster: Cluster, count: int, rate: float, timeout: float) -> Repo
         runs = [run_manifest(f"r-{i:05d}", "kept", i) for i in range(count)]
         started = time.time()
         create_runs(cluster, bench.namespace, runs)
-        finished = wait_runs(bench, {r["metadata"]["name"] for r in runs}, started + timeout)
+        finished = _wait_final(cluster, bench.namespace, count, started + timeout)
         bench.wait_pods_gone()
-        phases = Counter(t.phase for t in bench.run_rows().values())
+        phases = _phases(cluster, bench.namespace)
         runs_before, maps_before = _left(cluster, bench.namespace)
         label = bench.label
         print(f"[{label}] {runs_before} runs, {maps_before} ConfigMaps; restarting", flush=True)
