@@ -196,8 +196,11 @@ def write_results(reports: list[Report], path: Path = RESULTS) -> None:
     for report in reports:
         sections[report.key] = render_markdown(report, now)
     head = text.split("<!-- scale:", 1)[0].rstrip() + "\n"
+    # What follows the last scale section (other benchmarks' figures) stays.
+    ends = list(re.finditer(r"<!-- scale:[\w-]+ end -->", text))
+    tail = text[ends[-1].end() :].lstrip("\n") if ends else ""
     body = [sections[k] for k in ORDER if k in sections]
-    path.write_text(head + "\n" + "\n\n".join(body) + "\n")
+    path.write_text(head + "\n" + "\n\n".join(body) + "\n" + ("\n" + tail if tail else ""))
 
 
 def _sections(text: str) -> dict[str, str]:
