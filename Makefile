@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # Reinstall when the dependency list changes, not on every run.
 DEPS_STAMP := $(VENV)/.deps-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: demo test venv promtool helm chromium lint typecheck imports unit local check e2e bench bench-guard bench-console bench-k8s bench-scale crds clean
+.PHONY: demo test venv promtool helm chromium lint typecheck imports unit local check e2e bench bench-guard bench-console bench-k8s bench-scale bench-retention crds clean
 
 $(DEPS_STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -87,6 +87,11 @@ bench-k8s: venv
 SCALE_ARGS ?=
 bench-scale: venv
 	$(BIN)/python benchmarks/scale.py $(SCALE_ARGS)
+
+# Retention (issue 15): 1,000 finished runs expire together; deletions per second.
+RETENTION_ARGS ?=
+bench-retention: venv
+	$(BIN)/python benchmarks/scale_retention.py $(RETENTION_ARGS)
 
 clean:
 	rm -rf $(VENV) .flux .pytest_cache .mypy_cache .ruff_cache

@@ -155,7 +155,7 @@ def delete_namespaces(cluster: Cluster, names: Iterable[str], timeout: float = 6
 def release_runs(cluster: Cluster, namespace: str) -> None:
     """Drops the finalizers of the namespace's WorkflowRuns (when no operator is left
     to release them), so that the namespace can go."""
-    names = cluster.run("get", "wfr", "-n", namespace, "-o", "name", check=False).stdout.split()
+    names = cluster.run("get", "fxrun", "-n", namespace, "-o", "name", check=False).stdout.split()
     for name in names:
         cluster.run(
             "patch", name, "-n", namespace, "--type=merge",

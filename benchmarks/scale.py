@@ -395,7 +395,7 @@ def throughput(cluster: Cluster, count: int, mode: str, timeout: float) -> Repor
         changes = bench.changes(started, time.time())
         stats = bench.operator.stats()
         bench.note_others()
-        bodies = cluster.json("get", "wfr", "-n", bench.namespace)["items"]
+        bodies = cluster.json("get", "fxrun", "-n", bench.namespace)["items"]
         return throughput_report(
             ThroughputData(
                 count=count,
@@ -689,7 +689,7 @@ def _collect(bench: Bench, spec: OneRun, name: str, poller: SizePoller, op_befor
         spec.elapsed = run.final_at - spec.started
     spec.phase, spec.largest, spec.final_size = poller.phase, poller.largest, poller.last
     spec.largest_made_of = poller.largest_made_of
-    body = bench.cluster.json("get", "wfr", name, "-n", bench.namespace)
+    body = bench.cluster.json("get", "fxrun", name, "-n", bench.namespace)
     spec.error = (body.get("status") or {}).get("error")
     roles = bench.cluster.out(
         "get", "configmaps", "-n", bench.namespace, "-l", f"flux.dev/run={name}",

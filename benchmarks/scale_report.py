@@ -19,7 +19,14 @@ from pathlib import Path
 from k8s_bench import REPO
 
 RESULTS = REPO / "benchmarks/RESULTS.md"
-ORDER = ("throughput-perrun", "throughput-shared", "fanout", "batched")
+ORDER = (
+    "throughput-perrun",
+    "throughput-shared",
+    "fanout",
+    "batched",
+    "retention-10",
+    "retention-1000",
+)
 INTRO = """# Scale benchmarks
 
 Figures of `benchmarks/scale.py` (issue 7) on the local test cluster
@@ -189,8 +196,11 @@ def write_results(reports: list[Report], path: Path = RESULTS) -> None:
     for report in reports:
         sections[report.key] = render_markdown(report, now)
     head = text.split("<!-- scale:", 1)[0].rstrip() + "\n"
+    # What follows the last scale section (other benchmarks' figures) stays.
+    ends = list(re.finditer(r"<!-- scale:[\w-]+ end -->", text))
+    tail = text[ends[-1].end() :].lstrip("\n") if ends else ""
     body = [sections[k] for k in ORDER if k in sections]
-    path.write_text(head + "\n" + "\n\n".join(body) + "\n")
+    path.write_text(head + "\n" + "\n\n".join(body) + "\n" + ("\n" + tail if tail else ""))
 
 
 def _sections(text: str) -> dict[str, str]:

@@ -113,7 +113,7 @@ def compact_size(value: Any) -> int:
 def read_run(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
     """The run with its managedFields, as etcd holds it."""
     proc = cluster.run(
-        "get", "wfr", name, "-n", namespace, "-o", "json", "--show-managed-fields", check=False
+        "get", "fxrun", name, "-n", namespace, "-o", "json", "--show-managed-fields", check=False
     )
     return json.loads(proc.stdout) if proc.returncode == 0 else None
 

@@ -309,7 +309,7 @@ def resume(cluster: Cluster, ns: str, run: str, value: Any) -> None:
     patch = {"status": {"resume": {"input": value}}}
     cluster.kubectl(
         "patch",
-        "wfr",
+        "fxrun",
         run,
         "-n",
         ns,

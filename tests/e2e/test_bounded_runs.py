@@ -65,7 +65,7 @@ def _flux_kube_show(cluster: Cluster, ns: str, run: str) -> subprocess.Completed
 
 
 def _stored_size(cluster: Cluster, ns: str, run: str) -> int:
-    return len(cluster.kubectl("get", "wfr", run, "-n", ns, "-o", "json").stdout.encode())
+    return len(cluster.kubectl("get", "fxrun", run, "-n", ns, "-o", "json").stdout.encode())
 
 
 def test_large_outputs_and_a_long_history_move_out_of_the_run(
@@ -100,7 +100,7 @@ def test_large_outputs_and_a_long_history_move_out_of_the_run(
     ).stdout.split()
     assert len(owned) >= 2  # history chunk(s) and the output, at least
 
-    cluster.kubectl("delete", "wfr", "big-1", "-n", flux_ns)
+    cluster.kubectl("delete", "fxrun", "big-1", "-n", flux_ns)
     cluster.wait_for(
         "the run's ConfigMaps to be garbage-collected",
         lambda: (

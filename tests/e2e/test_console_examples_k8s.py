@@ -160,7 +160,7 @@ def _check_run(session: Session, url: str, ns: str, run: ExampleRun, ran: Ran) -
             "run-pause"
         )
         assert page.by_id("resume-command") == (
-            f"kubectl patch wfr {run.name} -n {ns} --subresource=status --type=merge "
+            f"kubectl patch fxrun {run.name} -n {ns} --subresource=status --type=merge "
             """-p '{"status":{"resume":{"input":JSON}}}'"""
         )
 

@@ -151,7 +151,7 @@ def _check_pages(browser: Browser, url: str, namespace: str) -> None:
     paused = run_page("approval")
     assert paused.by_id("run-state") == "PAUSED"
     assert paused.by_id("resume-command") == (
-        f"kubectl patch wfr approval -n {namespace} --subresource=status --type=merge "
+        f"kubectl patch fxrun approval -n {namespace} --subresource=status --type=merge "
         """-p '{"status":{"resume":{"input":JSON}}}'"""
     )
     browser.screenshot(f"{url}/runs/{namespace}.approval", "console-k8s-paused")

@@ -229,7 +229,7 @@ def test_a_huge_int_input_is_refused_or_fails_the_run(
     )
     if created.returncode != 0:
         # Refused by the API server, with its reason, and nothing stored.
-        stored = cluster.kubectl("get", "wfr", "-n", hostile_ns, "-o", "name").stdout
+        stored = cluster.kubectl("get", "fxrun", "-n", hostile_ns, "-o", "name").stdout
         assert "huge-int" not in stored, stored
         assert created.stderr.strip(), created
         return
@@ -253,7 +253,7 @@ def test_resume_input_on_a_run_that_is_not_paused_is_dropped_with_a_warning(
     cluster.wait_for("not-paused to start its task", running, 120, describe=operator.log_tail)
     cluster.kubectl(
         "patch",
-        "wfr",
+        "fxrun",
         "not-paused",
         "-n",
         hostile_ns,

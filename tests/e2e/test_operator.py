@@ -87,7 +87,7 @@ def test_a_run_succeeds_and_kubectl_wait_sees_it(
         flux_ns,
         "--for=condition=Succeeded",
         "--timeout=180s",
-        "wfr/seq-1",
+        "fxrun/seq-1",
         timeout=200,
     )
     status = status_of(cluster, flux_ns, "seq-1")
@@ -124,7 +124,7 @@ def test_deleting_a_running_run_removes_its_pods(
         120,
         describe=operator.log_tail,
     )
-    cluster.kubectl("delete", "wfr", "slow-1", "-n", flux_ns, "--wait=false")
+    cluster.kubectl("delete", "fxrun", "slow-1", "-n", flux_ns, "--wait=false")
     cluster.wait_for(
         "pods removed with their run",
         lambda: not run_pods(cluster, flux_ns, "slow-1"),
@@ -204,9 +204,9 @@ def test_bad_workflows_and_runs_fail_clearly(
 
 def test_the_operator_account_cannot_read_secrets(cluster: Cluster) -> None:
     """deploy/operator-rbac.yaml, as installed, grants nothing on Secrets."""
-    cluster.kubectl("create", "namespace", "flux-system", check=False)
+    cluster.kubectl("create", "namespace", "flux-workflows", check=False)
     cluster.kubectl("apply", "-f", str(REPO / "deploy/operator-rbac.yaml"))
-    who = "system:serviceaccount:flux-system:flux-operator"
+    who = "system:serviceaccount:flux-workflows:flux-operator"
     for verb in ("get", "list", "watch"):
         answer = cluster.kubectl("auth", "can-i", verb, "secrets", "-A", "--as", who, check=False)
         assert answer.stdout.strip() == "no", (verb, answer.stdout, answer.stderr)

@@ -108,7 +108,7 @@ def test_policies_behave_the_same_on_both_executors(
             )
     assert not differences, "\n".join(differences)
     phases = {
-        s: cluster.get("wfr", s.replace("_", "-"), flux_ns)["status"]["phase"]
+        s: cluster.get("fxrun", s.replace("_", "-"), flux_ns)["status"]["phase"]
         for s in POLICY_SCENARIOS
     }
     assert phases == POLICY_SCENARIOS
@@ -116,7 +116,7 @@ def test_policies_behave_the_same_on_both_executors(
     tasks = {
         t["name"]: t
         for s in POLICY_SCENARIOS
-        for t in cluster.get("wfr", s.replace("_", "-"), flux_ns)["status"].get("tasks", [])
+        for t in cluster.get("fxrun", s.replace("_", "-"), flux_ns)["status"].get("tasks", [])
     }
     assert tasks["flaky"]["attempts"] == 3
     assert tasks["always_fails"]["attempts"] == 2
@@ -179,6 +179,6 @@ def test_secrets_reach_only_their_tasks_and_never_status_events_or_logs(
     assert failed["phase"] == "Failed"
     message = failed["error"]["message"]
     assert "API_KEY" in message and "no-such-secret" in message and "token" in message
-    seen = cluster.kubectl("get", "wfr,events", "-n", flux_ns, "-o", "json").stdout
+    seen = cluster.kubectl("get", "fxrun,events", "-n", flux_ns, "-o", "json").stdout
     assert value not in seen
     assert value not in operator.log_tail(100_000)

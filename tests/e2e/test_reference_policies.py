@@ -140,7 +140,7 @@ def test_a_run_reads_its_input_only_from_a_configmap_its_creator_may_read(
     plain = _create(creator, namespace, _run("plain", None))
     assert plain.status == 201, plain.body
     # Nothing was stored: every request was a dry run.
-    listed = json.loads(cluster.kubectl("get", "wfr", "-n", namespace, "-o", "json").stdout)
+    listed = json.loads(cluster.kubectl("get", "fxrun", "-n", namespace, "-o", "json").stdout)
     assert listed["items"] == []
 
 

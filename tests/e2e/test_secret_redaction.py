@@ -138,7 +138,7 @@ def test_secrets_are_masked_in_run_archive_events_and_logs(
     assert output["items"] == [f"{n}:{MASK}" for n in (1, 2, 3)]
     assert f"refused {MASK}" in output["caught"]
 
-    runs = cluster.kubectl("get", "wfr", "-n", flux_ns, "-o", "json").stdout
+    runs = cluster.kubectl("get", "fxrun", "-n", flux_ns, "-o", "json").stdout
     configmaps = configmap_texts(cluster, flux_ns)
     assert len(configmaps) > 1, "the large value was expected in an archive ConfigMap"
     assert any(f"pad {MASK}" in text for text in configmaps)

@@ -24,7 +24,7 @@ app.kubernetes.io/name: {{ include "flux.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/part-of: flux
+app.kubernetes.io/part-of: flux-workflows
 {{- end -}}
 
 {{- define "flux.serviceAccountName" -}}

@@ -149,6 +149,7 @@ class RunSpecBody(TypedDict, total=False):
     input: Any
     inputFrom: dict[str, Any]
     cancel: bool
+    ttlSecondsAfterFinished: int
 
 
 class RunBody(TypedDict, total=False):
@@ -192,6 +193,7 @@ class WorkflowSpecBody(TypedDict, total=False):
     driverMode: str  # a DriverMode
     homeVolume: dict[str, Any]
     schedules: list[ScheduleBody]
+    runTTLSecondsAfterFinished: int
 
 
 class ScheduleStatusBody(TypedDict, total=False):

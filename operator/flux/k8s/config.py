@@ -41,6 +41,18 @@ class OperatorConfig:
     # by default: whoever may patch a run's status can edit its history, and an
     # image of their choosing would get the Secrets the Workflow maps.
     allowed_task_images: tuple[str, ...] = ()
+    # Seconds a finished run is kept when neither it nor its Workflow says
+    # (ttlSecondsAfterFinished); None: kept until someone deletes it.
+    run_ttl_seconds: int | None = None
+    # Expired runs deleted per second at most: a thousand runs expiring together
+    # are deleted at this steady rate, not in one burst of API writes.
+    retention_deletes_per_second: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.run_ttl_seconds is not None and self.run_ttl_seconds < 0:
+            raise ValueError("FLUX_RUN_TTL_SECONDS_AFTER_FINISHED must be 0 or more")
+        if not self.retention_deletes_per_second > 0:
+            raise ValueError("FLUX_RETENTION_DELETES_PER_SECOND must be more than 0")
 
     def allows_task_image(self, image: str) -> bool:
         return any(fnmatch.fnmatchcase(image, pattern) for pattern in self.allowed_task_images)
@@ -62,5 +74,11 @@ class OperatorConfig:
             metrics_port=int(port) if (port := os.environ.get("FLUX_METRICS_PORT")) else None,
             allowed_task_images=tuple(
                 p.strip() for p in os.environ.get(TASK_IMAGES_ENV, "").split(",") if p.strip()
+            ),
+            run_ttl_seconds=int(ttl)
+            if (ttl := os.environ.get("FLUX_RUN_TTL_SECONDS_AFTER_FINISHED"))
+            else None,
+            retention_deletes_per_second=_env_float(
+                "FLUX_RETENTION_DELETES_PER_SECOND", cls.retention_deletes_per_second
             ),
         )

@@ -25,6 +25,11 @@ from flux.k8s.models import Workflow, WorkflowRun
 from flux.k8s.states import ConditionType
 
 HEADER = "# Generated from operator/flux/k8s/models.py by `make crds`; do not edit.\n"
+# Short names and category (`kubectl get fx` lists both kinds) carry an "fx"
+# prefix: Argo Workflows, often on the same cluster, has the kind Workflow too and
+# takes wf, cwf, cronwf, wftmpl, cwftmpl, wfeb, wfts, wftr and wfat; FluxCD's
+# (ks, hr, hc, gitrepo, ...) and its name "flux" are left alone as well.
+CATEGORY = "fx"
 AGE_COLUMN = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
 # Keys of pydantic's schema that mean nothing to Kubernetes, or that it would act
 # on: a default there is applied by the API server, and the models own defaults.
@@ -55,7 +60,7 @@ RESOURCES = (
     Resource(
         Workflow,
         WORKFLOWS.plural,
-        "wf",
+        "fxwf",
         (
             {
                 # .value: YAML writes plain strings only.
@@ -70,7 +75,7 @@ RESOURCES = (
     Resource(
         WorkflowRun,
         RUNS.plural,
-        "wfr",
+        "fxrun",
         (
             {
                 "name": "Workflow",
@@ -156,7 +161,7 @@ def crd(resource: Resource) -> dict[str, Any]:
                 "plural": resource.plural,
                 "singular": resource.kind.lower(),
                 "shortNames": [resource.short_name],
-                "categories": ["flux"],
+                "categories": [CATEGORY],
             },
             "scope": "Namespaced",
             "versions": [

@@ -1,7 +1,7 @@
 """A WorkflowRun read back whole, for people: what ``flux kube show`` and
 ``flux kube logs`` print.
 
-``kubectl get wfr -o yaml`` shows the summary and the newest events; the
+``kubectl get fxrun -o yaml`` shows the summary and the newest events; the
 archived history, settled task records and large outputs are in compressed
 ConfigMaps, which this reads back through :mod:`flux.k8s.runstore`.
 """

@@ -55,6 +55,10 @@ RUNS_FINISHED = Counter(
 RUNS_ACTIVE = Gauge(
     "flux_runs_active", "WorkflowRuns this operator process sees, by phase.", ["phase"]
 )
+RUNS_EXPIRED = Counter(
+    "flux_runs_expired_total",
+    "Finished WorkflowRuns deleted because their ttlSecondsAfterFinished had passed.",
+)
 RUN_DURATION = Histogram(
     "flux_run_duration_seconds",
     "From a run's start to its final phase.",

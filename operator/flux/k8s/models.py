@@ -45,6 +45,8 @@ CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|\S+( 
 TIME_ZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
 # A schedule's name is part of the names of the runs it starts.
 SCHEDULE_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# A Job's ttlSecondsAfterFinished is an int32 too (some 68 years).
+MAX_TTL_SECONDS = 2**31 - 1
 
 # The API server admits any JSON value here and keeps it unpruned; without a
 # type, scalars and lists are admitted too (workflow inputs and outputs are any JSON).
@@ -255,6 +257,16 @@ class WorkflowSpec(_Model):
         "pod replays all the runs of this Workflow (throughput: no pod start per run). Fixed "
         "for a run when it starts.",
     )
+    run_ttl_seconds_after_finished: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_TTL_SECONDS,
+        alias="runTTLSecondsAfterFinished",
+        description="Default spec.ttlSecondsAfterFinished of this Workflow's runs: seconds "
+        "after a run finishes (Succeeded, Failed or Cancelled) before the operator deletes "
+        "it with its pods and ConfigMaps. Unset: the operator's default "
+        "(FLUX_RUN_TTL_SECONDS_AFTER_FINISHED; unset there too: runs are kept).",
+    )
     home_volume: FreeFormObject | None = Field(
         default=None,
         description="A pod volume source mounted as FLUX_HOME in the driver and every task "
@@ -398,6 +410,16 @@ class WorkflowRunSpec(_Model):
         "Cancelled, and an Event). A run that has finished is left as it is. Cannot be "
         "unset once true. kubectl patch workflowrun NAME --type=merge "
         '-p \'{"spec":{"cancel":true}}\'',
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_TTL_SECONDS,
+        alias="ttlSecondsAfterFinished",
+        description="Seconds after the run finishes (Succeeded, Failed or Cancelled, from "
+        "status.finishTime) before the operator deletes it with its pods and ConfigMaps, as "
+        "a Job's field of that name. Unset: the Workflow's spec.runTTLSecondsAfterFinished, "
+        "then the operator's default; 0: deleted as soon as it finishes.",
     )
 
 
@@ -557,7 +579,7 @@ class WorkflowRunStatus(_Model):
     pause: Pause | None = Field(default=None, description="The pause the run waits at.")
     resume: Resume | None = Field(
         default=None,
-        description="Set to resume a Paused run: kubectl patch wfr NAME --subresource=status "
+        description="Set to resume a Paused run: kubectl patch fxrun NAME --subresource=status "
         '--type=merge -p \'{"status":{"resume":{"input":...}}}\'.',
     )
     history: list[HistoryEvent] = Field(

@@ -52,7 +52,7 @@ LOG_LINES = 1000
 # A page asks several questions of one run: read it once for all of them.
 FRESH_SECONDS = 2.0
 RESUME_COMMAND = (
-    "kubectl patch wfr {name} -n {namespace} --subresource=status --type=merge "
+    "kubectl patch fxrun {name} -n {namespace} --subresource=status --type=merge "
     """-p '{{"status":{{"resume":{{"input":JSON}}}}}}'"""
 )
 

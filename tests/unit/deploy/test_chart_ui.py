@@ -68,7 +68,7 @@ def _helm() -> str:
 def _render(*sets: str) -> list[dict[str, Any]]:
     args = [arg for s in sets for arg in ("--set", s)]
     out = subprocess.run(
-        [_helm(), "template", "r", str(CHART), "-n", "flux-system", *args],
+        [_helm(), "template", "r", str(CHART), "-n", "flux-workflows", *args],
         check=True,
         capture_output=True,
         text=True,
@@ -113,7 +113,7 @@ def test_rendered_console_is_restricted_and_has_only_its_read_only_account() -> 
     binding = by_kind["ClusterRoleBinding"]
     assert binding["roleRef"]["name"] == by_kind["ClusterRole"]["metadata"]["name"]
     assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": "r-flux-ui", "namespace": "flux-system"}
+        {"kind": "ServiceAccount", "name": "r-flux-ui", "namespace": "flux-workflows"}
     ]
     for rule in by_kind["ClusterRole"]["rules"]:
         assert set(rule["verbs"]) <= READ_VERBS and "secrets" not in rule["resources"]

@@ -393,7 +393,7 @@ def test_a_workflow_run_becomes_a_console_run_with_its_resume_command() -> None:
     assert (row.id, row.workflow, row.state) == ("etl.nightly.1", "nightly", "PAUSED")
     assert row.updated == T0 + dt.timedelta(seconds=1)
     assert resume_command(row, "approve") == (
-        "kubectl patch wfr nightly.1 -n etl --subresource=status --type=merge "
+        "kubectl patch fxrun nightly.1 -n etl --subresource=status --type=merge "
         """-p '{"status":{"resume":{"input":JSON}}}'"""
     )
     event = event_row(

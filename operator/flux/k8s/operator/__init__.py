@@ -14,6 +14,8 @@ One module per job, as controller-runtime splits cache, work queue, client and
 - :mod:`~flux.k8s.operator.shared_drivers`: the shared driver pods' lifecycle;
 - :mod:`~flux.k8s.operator.workflows`: Workflow readiness and inline source;
 - :mod:`~flux.k8s.operator.events`: Events posted without holding up a pass;
+- :mod:`~flux.k8s.operator.retention`: finished runs deleted once their time to
+  live has passed, at a bounded rate;
 - :mod:`~flux.k8s.operator.handlers`: the kopf registration, the only module
   importing kopf (``python -m flux.k8s`` imports it).
 

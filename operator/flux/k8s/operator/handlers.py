@@ -69,6 +69,7 @@ async def _startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None
     memo["events"] = BackgroundEvents(EventRecorder(KubeClient(api_client), COMPONENT))
     memo["reconciler"] = Reconciler(memo["kube"], config, memo["events"])
     memo["backstop"] = asyncio.create_task(memo["reconciler"].backstop())
+    memo["expiry"] = asyncio.create_task(memo["reconciler"].expire())
 
 
 @kopf.on.login()
@@ -94,6 +95,7 @@ def _login(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInf
 @kopf.on.cleanup()
 async def _cleanup(memo: Any, **_: Any) -> None:
     memo["backstop"].cancel()
+    memo["expiry"].cancel()
     # The Events still on their way, unless the API server does not answer:
     # shutting down must not wait on a request's timeout.
     await memo["events"].drain(timeout=EVENTS_AT_SHUTDOWN_SECONDS)

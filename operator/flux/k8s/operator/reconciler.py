@@ -12,7 +12,7 @@ import asyncio
 import datetime as dt
 import random
 
-from flux.k8s import metrics, runstore
+from flux.k8s import metrics, retention, runstore
 from flux.k8s.config import OperatorConfig
 from flux.k8s.kube import Kube, NotFound
 from flux.k8s.kube.client import Body
@@ -22,6 +22,7 @@ from flux.k8s.operator.cache import Cache, Key
 from flux.k8s.operator.events import BackgroundEvents
 from flux.k8s.operator.logs import PodLogs
 from flux.k8s.operator.queue import BACKSTOP_SECONDS, Requeue, WorkQueue
+from flux.k8s.operator.retention import Expiry
 from flux.k8s.operator.schedules import Schedules
 from flux.k8s.operator.shared_drivers import SharedDrivers
 from flux.k8s.operator.workflows import Workflows
@@ -46,6 +47,7 @@ class Reconciler:
         self.applier = PlanApplier(kube, self.cache, self.shared_drivers, events)
         self.workflows = Workflows(kube, self.cache, events)
         self.schedules = Schedules(kube, self.cache, events)
+        self.expiry = Expiry(kube, config.retention_deletes_per_second)
         self._rng = random.Random()
         # Last phase seen per run, for the metrics only; never used for decisions.
         self._phases: dict[Key, str] = {}
@@ -92,9 +94,14 @@ class Reconciler:
     async def backstop(self, interval: float = BACKSTOP_SECONDS) -> None:
         await asyncio.gather(self.queue.backstop(interval), self.schedules.backstop(interval))
 
+    async def expire(self) -> None:
+        """Delete finished runs as their time to live runs out (until cancelled)."""
+        await self.expiry.run()
+
     def forget(self, namespace: str, name: str) -> None:
         key = (namespace, name)
         self.queue.forget(key)
+        self.expiry.forget(key)
         self.cache.forget_run(namespace, name)
         self.open_calls.forget(namespace, name)
         metrics.forget_run(namespace, name)
@@ -126,6 +133,9 @@ class Reconciler:
         plan = plan_run(observed, self.config, self._rng.random())
         await self.applier.apply(run, plan, pods, pod_logs)
         self._observe(run, plan, now, pods)
+        after = {**run, "status": {**(run.get("status") or {}), **plan.status}}
+        ttl_default = self.config.run_ttl_seconds
+        self.expiry.schedule(key, retention.expires_at(after, workflow, ttl_default))
         return Requeue(plan.wake_at)
 
     def _finished(self, key: Key) -> bool:

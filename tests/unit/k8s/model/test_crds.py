@@ -97,13 +97,13 @@ def test_conditions_are_a_map_keyed_by_type(kind: str) -> None:
 
 def test_names_subresources_and_columns() -> None:
     for resource, short, columns in [
-        (BY_KIND["Workflow"], "wf", ["Ready", "Age"]),
-        (BY_KIND["WorkflowRun"], "wfr", ["Workflow", "Phase", "Age"]),
+        (BY_KIND["Workflow"], "fxwf", ["Ready", "Age"]),
+        (BY_KIND["WorkflowRun"], "fxrun", ["Workflow", "Phase", "Age"]),
     ]:
         spec = crds.crd(resource)["spec"]
         assert spec["group"] == "flux.dev" and spec["scope"] == "Namespaced"
         assert spec["names"]["shortNames"] == [short]
-        assert spec["names"]["categories"] == ["flux"]
+        assert spec["names"]["categories"] == ["fx"]
         (version,) = spec["versions"]
         assert version["name"] == "v1alpha1" and version["storage"] and version["served"]
         assert version["subresources"] == {"status": {}}
