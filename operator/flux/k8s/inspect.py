@@ -1,4 +1,5 @@
-"""A WorkflowRun read back whole, for people: what ``flux kube show`` prints.
+"""The cluster as the ``flux kube`` commands reach it, and a WorkflowRun read back
+whole for people: what ``flux kube show`` prints.
 
 ``kubectl get wfr -o yaml`` shows the summary and the newest events; the
 archived history, settled task records and large outputs are in compressed
@@ -8,11 +9,16 @@ ConfigMaps, which this reads back through :mod:`flux.k8s.runstore`.
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from flux.k8s import runstore
 from flux.k8s.kube import RUNS, Forbidden, Kube, NoCredentials, NotFound, Unreachable
-from flux.k8s.kube.http import KUBECONFIG_ENV, KubeClient, connect
+from flux.k8s.kube.http import KUBECONFIG_ENV, KubeClient, connect, context_namespace
+
+# The namespace of a kubeconfig context that names none, as kubectl uses it.
+DEFAULT_NAMESPACE = "default"
 
 
 class RunNotFoundError(LookupError):
@@ -23,18 +29,22 @@ class KubeAccessError(Exception):
     """The cluster cannot be reached or refuses us: a problem of set-up, said in one line."""
 
 
-async def read_run(namespace: str, name: str, kube: Kube | None = None) -> dict[str, Any]:
-    """The run's summary, whole history, every task record and its output; through
-    ``kube``, or the cluster the kubeconfig names."""
+@asynccontextmanager
+async def connected(kube: Kube | None = None, doing: str = "answer") -> AsyncIterator[Kube]:
+    """``kube``, or a client on the cluster the kubeconfig names (closed after);
+    within, a missing kubeconfig, an unreachable server and a refusal raise
+    :class:`KubeAccessError` saying which (``doing``: what was refused, e.g.
+    "show WorkflowRun ns/name")."""
     try:
         if kube is not None:
-            return await _read_run(kube, namespace, name)
+            yield kube
+            return
         missing = _missing_kubeconfig()
         if missing is not None:
             raise KubeAccessError(missing)
         client = KubeClient(await connect())
         try:
-            return await _read_run(client, namespace, name)
+            yield client
         finally:
             await client.close()
     except NoCredentials as exc:
@@ -44,11 +54,24 @@ async def read_run(namespace: str, name: str, kube: Kube | None = None) -> dict[
     except OSError as exc:
         raise KubeAccessError(f"cannot reach the Kubernetes API server: {exc}") from None
     except Forbidden as exc:
-        raise KubeAccessError(
-            f"the Kubernetes API server refused to show WorkflowRun {namespace}/{name}: {exc}"
-        ) from None
+        raise KubeAccessError(f"the Kubernetes API server refused to {doing}: {exc}") from None
     except Unreachable as exc:
         raise KubeAccessError(f"cannot reach the Kubernetes API server: {exc.message}") from None
+
+
+def default_namespace() -> str:
+    """The namespace of the kubeconfig's current context (in a pod: its own), else
+    "default", as kubectl chooses."""
+    if _missing_kubeconfig() is not None:
+        return DEFAULT_NAMESPACE
+    return context_namespace() or DEFAULT_NAMESPACE
+
+
+async def read_run(namespace: str, name: str, kube: Kube | None = None) -> dict[str, Any]:
+    """The run's summary, whole history, every task record and its output; through
+    ``kube``, or the cluster the kubeconfig names."""
+    async with connected(kube, f"show WorkflowRun {namespace}/{name}") as reached:
+        return await read_run_on(reached, namespace, name)
 
 
 def _missing_kubeconfig() -> str | None:
@@ -65,13 +88,9 @@ def _missing_kubeconfig() -> str | None:
     )
 
 
-async def _read_run(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
-    try:
-        body = await kube.get(RUNS, namespace, name)
-    except NotFound:
-        raise RunNotFoundError(
-            f"WorkflowRun {name!r} not found in namespace {namespace!r}"
-        ) from None
+async def read_run_on(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    """:func:`read_run` on a connected ``kube``."""
+    body = await get_run(kube, namespace, name)
     status = body.get("status") or {}
     return {
         "name": name,
@@ -86,3 +105,13 @@ async def _read_run(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
         "history": await runstore.load_history(kube, namespace, status),
         "tasks": await runstore.load_task_records(kube, namespace, status),
     }
+
+
+async def get_run(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    """The WorkflowRun; :class:`RunNotFoundError` naming it and its namespace if missing."""
+    try:
+        return await kube.get(RUNS, namespace, name)
+    except NotFound:
+        raise RunNotFoundError(
+            f"WorkflowRun {name!r} not found in namespace {namespace!r}"
+        ) from None
