@@ -32,6 +32,7 @@ from flux.local.cli_support import (
     InputFileOption,
     InputOption,
     JsonFlag,
+    ReferenceArgument,
     emit,
     parse_input,
     read_input,
@@ -133,12 +134,7 @@ RunIdArgument = Annotated[str, typer.Argument(metavar="RUN_ID", show_default=Fal
 
 @app.command()
 def run(
-    reference: Annotated[
-        str,
-        typer.Argument(
-            metavar="FILE:WORKFLOW", help="For example examples/hello.py:hello", show_default=False
-        ),
-    ],
+    reference: ReferenceArgument,
     input: InputOption = None,
     input_file: InputFileOption = None,
     as_json: ContextJsonFlag = False,

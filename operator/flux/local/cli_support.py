@@ -55,6 +55,12 @@ InputFileOption = Annotated[
         help="Read the input JSON from a file, or from stdin with `-` (for large inputs).",
     ),
 ]
+ReferenceArgument = Annotated[
+    str,
+    typer.Argument(
+        metavar="FILE:WORKFLOW", help="For example examples/hello.py:hello", show_default=False
+    ),
+]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 

@@ -36,6 +36,7 @@ from flux.local.cli_support import (
     InputFileOption,
     InputOption,
     JsonFlag,
+    ReferenceArgument,
     emit,
     parse_input,
     read_input,
@@ -80,12 +81,7 @@ RunJsonFlag = Annotated[
 
 @kube_app.command("run")
 def kube_run(
-    reference: Annotated[
-        str,
-        typer.Argument(
-            metavar="FILE:WORKFLOW", help="For example examples/hello.py:hello", show_default=False
-        ),
-    ],
+    reference: ReferenceArgument,
     input: InputOption = None,
     input_file: InputFileOption = None,
     watch: WatchFlag = False,
@@ -249,7 +245,7 @@ def kube_retry(
 
     name, code = on_cluster(retry, f"retry WorkflowRun {ns}/{run}")
     if not watch:
-        emit(name)
+        emit(render.to_json({"name": name, "namespace": ns}) if as_json else name)
     raise typer.Exit(code)
 
 
