@@ -76,9 +76,11 @@ async def read_run(namespace: str, name: str, kube: Kube | None = None) -> dict[
 
 def _missing_kubeconfig() -> str | None:
     """Why no kubeconfig will be found, or None (the client would log and then fail)."""
-    if os.environ.get("KUBERNETES_SERVICE_HOST") or os.environ.get(KUBECONFIG_ENV):
+    explicit = os.environ.get(KUBECONFIG_ENV)
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not explicit:
         return None
-    paths = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    paths = [explicit] if explicit else []
+    paths = paths or [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
     paths = paths or [os.path.expanduser("~/.kube/config")]
     if any(os.path.exists(p) for p in paths):
         return None

@@ -61,6 +61,16 @@ async def apply_workflow(kube: Kube, namespace: str, shipped: InlineWorkflow) ->
     return "updated"
 
 
+async def unfinished_runs(kube: Kube, namespace: str, workflow: str) -> list[str]:
+    """Runs of ``workflow`` that have not ended: they replay whatever source it has."""
+    return [
+        run["metadata"]["name"]
+        for run in await list_runs(kube, namespace)
+        if ((run.get("spec") or {}).get("workflowRef") or {}).get("name") == workflow
+        and phase_of(run) not in FINAL_PHASES
+    ]
+
+
 def workflow_manifest(shipped: InlineWorkflow) -> Body:
     return {
         "apiVersion": WORKFLOWS.api_version,

@@ -164,6 +164,8 @@ def test_run_again_updates_only_a_changed_source(
     file.write_text(file.read_text() + "\n# changed\n")
     result = flux("run", f"{file}:hello", "-n", NS)
     assert "workflow team/flow-hello updated" in result.err
+    # The two runs before it have not ended: they replay what the Workflow now holds.
+    assert "warning: 2 unfinished run(s) of flow-hello (" in result.err
     stored = fake.stored(WORKFLOWS, NS, "flow-hello")
     assert stored is not None and stored["spec"]["source"].endswith("# changed\n")
     assert len(fake.all(RUNS, NS)) == 3
@@ -432,6 +434,20 @@ def test_list_of_an_empty_namespace(flux: Callable[..., Result]) -> None:
 
 
 # ---------------------------------------------------------------- namespace
+
+
+def test_a_kubeconfig_named_but_missing_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FLUX_KUBECONFIG", "/nonexistent/kubeconfig")
+    monkeypatch.setattr(sys, "argv", ["flux", "kube", "list"])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: no kubeconfig: /nonexistent/kubeconfig does not exist; "
+        "set FLUX_KUBECONFIG or KUBECONFIG, or run inside a pod\n"
+    )
 
 
 def test_the_namespace_is_the_kubeconfig_contexts(
