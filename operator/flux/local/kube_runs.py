@@ -8,18 +8,20 @@ theirs); nothing here decides for the operator.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from flux.events import ExecutionEvent
-from flux.k8s import runstore
+from flux.k8s import archive, runstore
 from flux.k8s.history import event_from_status
 from flux.k8s.inspect import RunNotFoundError, get_run
-from flux.k8s.kube import RUNS, WORKFLOWS, Conflict, Kube, NotFound
+from flux.k8s.kube import CONFIGMAPS, RUNS, WORKFLOWS, Conflict, Kube, NotFound
 from flux.k8s.kube.client import Body
 from flux.k8s.kube.watch import Listed, follow
+from flux.k8s.pods import owner_reference
 from flux.k8s.states import FINAL_PHASES, Phase
 from flux.local.kube_source import InlineWorkflow
 
@@ -29,6 +31,10 @@ MANAGER = "flux-cli"
 _RETRY_SUFFIX = re.compile(r"-retry-\d+$")
 # Names of runs, as of other objects, are DNS subdomains; their labels 63 characters.
 MAX_RUN_NAME = 63
+# An input larger than this, encoded, goes to a ConfigMap of its own (spec.inputFrom),
+# as a large task output does: the run stays within its size budget.
+INLINE_INPUT_BYTES = archive.INLINE_VALUE_BYTES
+INPUT_KEY = "input.json"
 
 
 class RequestRefused(Exception):
@@ -91,9 +97,50 @@ def run_manifest(workflow: str, input: Any, *, name: str | None = None) -> Body:
 
 
 async def create_run(kube: Kube, namespace: str, workflow: str, input: Any) -> str:
-    created = await kube.create(RUNS, namespace, run_manifest(workflow, input))
-    name: str = created["metadata"]["name"]
+    """A new run of ``workflow``; an input over :data:`INLINE_INPUT_BYTES` is kept in
+    a ConfigMap the run owns (``spec.inputFrom``)."""
+    text = None if input is None else json.dumps(input, ensure_ascii=False, separators=(",", ":"))
+    if text is None or len(text.encode()) <= INLINE_INPUT_BYTES:
+        created = await kube.create(RUNS, namespace, run_manifest(workflow, input))
+        name: str = created["metadata"]["name"]
+        return name
+    holder = await kube.create(CONFIGMAPS, namespace, input_configmap(workflow, text))
+    configmap = holder["metadata"]["name"]
+    body = run_manifest(workflow, None)
+    body["spec"]["inputFrom"] = {"configMapKeyRef": {"name": configmap, "key": INPUT_KEY}}
+    try:
+        created = await kube.create(RUNS, namespace, body)
+    except BaseException:
+        await kube.delete(CONFIGMAPS, namespace, configmap)
+        raise
+    await add_owner(kube, namespace, configmap, created)
+    name = created["metadata"]["name"]
     return name
+
+
+def input_configmap(workflow: str, text: str) -> Body:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"generateName": f"{workflow}-input-", "labels": {MANAGED_BY: MANAGER}},
+        "data": {INPUT_KEY: text},
+    }
+
+
+async def add_owner(kube: Kube, namespace: str, configmap: str, run: Body) -> None:
+    """Make ``run`` one more owner of the input ``configmap``: it is deleted with
+    the last run that reads it (a run and its retries share it)."""
+    held = await kube.get(CONFIGMAPS, namespace, configmap)
+    meta = held["metadata"]
+    # Not the controller, and not blocking deletion (that needs rights on the run's
+    # finalizers): only so that the garbage collector deletes it after its runs.
+    ref = {
+        k: v for k, v in owner_reference(run).items() if k in ("apiVersion", "kind", "name", "uid")
+    }
+    owners = [*(meta.get("ownerReferences") or []), ref]
+    # resourceVersion: a merge patch of a list replaces it, so no owner added meanwhile is lost.
+    patch = {"metadata": {"ownerReferences": owners, "resourceVersion": meta["resourceVersion"]}}
+    await kube.patch(CONFIGMAPS, namespace, configmap, patch)
 
 
 # ------------------------------------------------------------ changing a run
@@ -138,11 +185,25 @@ async def retry_run(kube: Kube, namespace: str, name: str) -> str:
         new_name = retry_name(base, number)
         body = {**run_manifest("", None, name=new_name), "spec": spec}
         try:
-            await kube.create(RUNS, namespace, body)
+            created = await kube.create(RUNS, namespace, body)
         except Conflict:
             number += 1  # made meanwhile by someone else
             continue
+        await _share_input(kube, namespace, spec, created)
         return new_name
+
+
+async def _share_input(kube: Kube, namespace: str, spec: Body, run: Body) -> None:
+    """A retry reads the input ConfigMap ``flux kube run`` made: it owns it too."""
+    configmap = ((spec.get("inputFrom") or {}).get("configMapKeyRef") or {}).get("name")
+    if not configmap:
+        return
+    try:
+        held = await kube.get(CONFIGMAPS, namespace, configmap)
+    except NotFound:
+        return  # the retry fails with the same error as a run would
+    if ((held.get("metadata") or {}).get("labels") or {}).get(MANAGED_BY) == MANAGER:
+        await add_owner(kube, namespace, configmap, run)
 
 
 def next_retry_number(base: str, taken: set[str]) -> int:

@@ -153,6 +153,30 @@ def test_run_ships_the_file_and_starts_a_run(flux: Callable[..., Result], fake: 
     assert "workflow team/hello created" in result.err
 
 
+def test_a_large_input_goes_to_a_configmap_the_run_and_its_retries_own(
+    flux: Callable[..., Result], fake: FakeKube, tmp_path: Path
+) -> None:
+    big = tmp_path / "input.json"
+    big.write_text(json.dumps("x" * 20_000))
+    result = flux("run", "examples/hello.py:hello", "-n", NS, "--input-file", str(big))
+    assert result.code == 0, result.err
+    (run,) = fake.all(RUNS, NS)
+    assert "input" not in run["spec"]
+    ref = run["spec"]["inputFrom"]["configMapKeyRef"]
+    configmap = fake.stored(CONFIGMAPS, NS, ref["name"])
+    assert configmap is not None
+    assert json.loads(configmap["data"][ref["key"]]) == "x" * 20_000
+    owners = configmap["metadata"]["ownerReferences"]
+    assert [(o["kind"], o["uid"]) for o in owners] == [("WorkflowRun", run["metadata"]["uid"])]
+    retried = flux("retry", run["metadata"]["name"], "-n", NS).out.strip()
+    configmap = fake.stored(CONFIGMAPS, NS, ref["name"])
+    assert configmap is not None
+    assert [o["name"] for o in configmap["metadata"]["ownerReferences"]] == [
+        run["metadata"]["name"],
+        retried,
+    ]
+
+
 def test_run_again_updates_only_a_changed_source(
     flux: Callable[..., Result], fake: FakeKube, tmp_path: Path
 ) -> None:
