@@ -15,7 +15,6 @@ from typing import Any
 
 from flux.k8s import runstore
 from flux.k8s.kube import RUNS, Forbidden, Kube, NoCredentials, NotFound, Unreachable
-from flux.k8s.kube.http import KUBECONFIG_ENV, KubeClient, connect, context_namespace
 
 # The namespace of a kubeconfig context that names none, as kubectl uses it.
 DEFAULT_NAMESPACE = "default"
@@ -42,6 +41,8 @@ async def connected(kube: Kube | None = None, doing: str = "answer") -> AsyncIte
         missing = _missing_kubeconfig()
         if missing is not None:
             raise KubeAccessError(missing)
+        from flux.k8s.kube.http import KubeClient, connect
+
         client = KubeClient(await connect())
         try:
             yield client
@@ -64,6 +65,8 @@ def default_namespace() -> str:
     "default", as kubectl chooses."""
     if _missing_kubeconfig() is not None:
         return DEFAULT_NAMESPACE
+    from flux.k8s.kube.http import context_namespace
+
     return context_namespace() or DEFAULT_NAMESPACE
 
 
@@ -76,6 +79,10 @@ async def read_run(namespace: str, name: str, kube: Kube | None = None) -> dict[
 
 def _missing_kubeconfig() -> str | None:
     """Why no kubeconfig will be found, or None (the client would log and then fail)."""
+    # The client library is imported only to connect, as it takes a second: every
+    # `flux` command, `flux run` too, registers the kube commands.
+    from flux.k8s.kube.http import KUBECONFIG_ENV
+
     explicit = os.environ.get(KUBECONFIG_ENV)
     if os.environ.get("KUBERNETES_SERVICE_HOST") and not explicit:
         return None

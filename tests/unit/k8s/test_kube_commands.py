@@ -523,3 +523,12 @@ def test_python_m_lists_the_kube_commands() -> None:
     assert result.returncode == 0
     for command in ("run", "list", "watch", "show", "resume", "cancel", "retry", "delete"):
         assert f"│ {command} " in result.stdout, command
+
+
+def test_the_flux_command_loads_the_kubernetes_client_only_to_connect() -> None:
+    # It takes a second to import: every local command (flux run) would pay it.
+    probe = "import sys, flux.local.cli; print('kubernetes_asyncio' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.strip() == "False", result.stderr
