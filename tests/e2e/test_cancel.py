@@ -86,7 +86,9 @@ async def markers(ctx: WorkflowExecutionContext[str]) -> list[str]:
 def _cancel(cluster: Cluster, ns: str, run: str, value: bool = True) -> Any:
     """What a user (or ``flux kube cancel``) does."""
     patch = json.dumps({"spec": {"cancel": value}})
-    return cluster.kubectl("patch", "fxrun", run, "-n", ns, "--type=merge", "-p", patch, check=False)
+    return cluster.kubectl(
+        "patch", "fxrun", run, "-n", ns, "--type=merge", "-p", patch, check=False
+    )
 
 
 def _assert_cancelled(cluster: Cluster, ns: str, run: str, status: dict[str, Any]) -> None:

@@ -1,5 +1,5 @@
-"""A WorkflowRun read back whole, for people: what ``flux kube show`` and
-``flux kube logs`` print.
+"""The cluster as the ``flux kube`` commands reach it, and a WorkflowRun read back
+whole for people: what ``flux kube show`` and ``flux kube logs`` print.
 
 ``kubectl get fxrun -o yaml`` shows the summary and the newest events; the
 archived history, settled task records and large outputs are in compressed
@@ -9,16 +9,17 @@ ConfigMaps, which this reads back through :mod:`flux.k8s.runstore`.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
 from flux.events import EventType
 from flux.k8s import labels, log_archive, runstore
 from flux.k8s.kube import PODS, RUNS, Forbidden, Kube, NoCredentials, NotFound, Unreachable
-from flux.k8s.kube.http import KUBECONFIG_ENV, KubeClient, connect
 from flux.k8s.states import Phase
 
-T = TypeVar("T")
+# The namespace of a kubeconfig context that names none, as kubectl uses it.
+DEFAULT_NAMESPACE = "default"
 
 
 class RunNotFoundError(LookupError):
@@ -33,28 +34,24 @@ class KubeAccessError(Exception):
     """The cluster cannot be reached or refuses us: a problem of set-up, said in one line."""
 
 
-async def read_run(namespace: str, name: str, kube: Kube | None = None) -> dict[str, Any]:
-    """The run's summary, whole history, every task record and its output; through
-    ``kube``, or the cluster the kubeconfig names."""
-    return await on_cluster(
-        lambda k: _read_run(k, namespace, name), f"show WorkflowRun {namespace}/{name}", kube
-    )
-
-
-async def on_cluster(
-    use: Callable[[Kube], Awaitable[T]], doing: str, kube: Kube | None = None
-) -> T:
-    """``use`` through ``kube``, or the cluster the kubeconfig names; set-up problems
-    (no kubeconfig, no answer, a refusal) as one-line :class:`KubeAccessError`\\s."""
+@asynccontextmanager
+async def connected(kube: Kube | None = None, doing: str = "answer") -> AsyncIterator[Kube]:
+    """``kube``, or a client on the cluster the kubeconfig names (closed after);
+    within, a missing kubeconfig, an unreachable server and a refusal raise
+    :class:`KubeAccessError` saying which (``doing``: what was refused, e.g.
+    "show WorkflowRun ns/name")."""
     try:
         if kube is not None:
-            return await use(kube)
+            yield kube
+            return
         missing = _missing_kubeconfig()
         if missing is not None:
             raise KubeAccessError(missing)
+        from flux.k8s.kube.http import KubeClient, connect
+
         client = KubeClient(await connect())
         try:
-            return await use(client)
+            yield client
         finally:
             await client.close()
     except NoCredentials as exc:
@@ -69,11 +66,34 @@ async def on_cluster(
         raise KubeAccessError(f"cannot reach the Kubernetes API server: {exc.message}") from None
 
 
+def default_namespace() -> str:
+    """The namespace of the kubeconfig's current context (in a pod: its own), else
+    "default", as kubectl chooses."""
+    if _missing_kubeconfig() is not None:
+        return DEFAULT_NAMESPACE
+    from flux.k8s.kube.http import context_namespace
+
+    return context_namespace() or DEFAULT_NAMESPACE
+
+
+async def read_run(namespace: str, name: str, kube: Kube | None = None) -> dict[str, Any]:
+    """The run's summary, whole history, every task record and its output; through
+    ``kube``, or the cluster the kubeconfig names."""
+    async with connected(kube, f"show WorkflowRun {namespace}/{name}") as reached:
+        return await read_run_on(reached, namespace, name)
+
+
 def _missing_kubeconfig() -> str | None:
     """Why no kubeconfig will be found, or None (the client would log and then fail)."""
-    if os.environ.get("KUBERNETES_SERVICE_HOST") or os.environ.get(KUBECONFIG_ENV):
+    # The client library is imported only to connect, as it takes a second: every
+    # `flux` command, `flux run` too, registers the kube commands.
+    from flux.k8s.kube.http import KUBECONFIG_ENV
+
+    explicit = os.environ.get(KUBECONFIG_ENV)
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not explicit:
         return None
-    paths = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    paths = [explicit] if explicit else []
+    paths = paths or [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
     paths = paths or [os.path.expanduser("~/.kube/config")]
     if any(os.path.exists(p) for p in paths):
         return None
@@ -83,8 +103,9 @@ def _missing_kubeconfig() -> str | None:
     )
 
 
-async def _read_run(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
-    body = await _get_run(kube, namespace, name)
+async def read_run_on(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    """:func:`read_run` on a connected ``kube``."""
+    body = await get_run(kube, namespace, name)
     status = body.get("status") or {}
     return {
         "name": name,
@@ -101,6 +122,16 @@ async def _read_run(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
     }
 
 
+async def get_run(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    """The WorkflowRun; :class:`RunNotFoundError` naming it and its namespace if missing."""
+    try:
+        return await kube.get(RUNS, namespace, name)
+    except NotFound:
+        raise RunNotFoundError(
+            f"WorkflowRun {name!r} not found in namespace {namespace!r}"
+        ) from None
+
+
 async def read_task_logs(
     namespace: str,
     name: str,
@@ -111,29 +142,23 @@ async def read_task_logs(
     """The logs of the run's task pods, in the order they ran, each a
     :class:`~flux.k8s.log_archive.LogEntry` and ``live`` (read from a pod still
     there: ``running`` or not yet cleared away) or kept after its pod went."""
-    return await on_cluster(
-        lambda k: _read_task_logs(k, namespace, name, call_id, attempt),
-        f"show the logs of WorkflowRun {namespace}/{name}",
-        kube,
-    )
+    async with connected(kube, f"show the logs of WorkflowRun {namespace}/{name}") as reached:
+        return await _read_task_logs(reached, namespace, name, call_id, attempt)
 
 
 async def stream_task_log(
     namespace: str, pod: str, write: Callable[[str], object], kube: Kube | None = None
 ) -> None:
     """A running task pod's log, written as it comes, until the attempt ends."""
-
-    async def stream(k: Kube) -> None:
-        async for text in k.stream_pod_log(namespace, pod):
+    async with connected(kube, f"show the log of pod {namespace}/{pod}") as reached:
+        async for text in reached.stream_pod_log(namespace, pod):
             write(text)
-
-    await on_cluster(stream, f"show the log of pod {namespace}/{pod}", kube)
 
 
 async def _read_task_logs(
     kube: Kube, namespace: str, name: str, call_id: str | None, attempt: int | None
 ) -> list[dict[str, Any]]:
-    body = await _get_run(kube, namespace, name)
+    body = await get_run(kube, namespace, name)
     if call_id is not None:
         history = await runstore.load_history(kube, namespace, body.get("status") or {})
         if not any(
@@ -167,12 +192,3 @@ async def _read_task_logs(
         found.extend({**e, "live": False, "running": False} for e in again if e["pod"] not in done)
     ordered = log_archive.ordered(found)  # type: ignore[arg-type]
     return [dict(e) for e in ordered]
-
-
-async def _get_run(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
-    try:
-        return await kube.get(RUNS, namespace, name)
-    except NotFound:
-        raise RunNotFoundError(
-            f"WorkflowRun {name!r} not found in namespace {namespace!r}"
-        ) from None

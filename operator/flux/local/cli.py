@@ -10,17 +10,14 @@ import asyncio
 import contextlib
 import getpass
 import os
-import re
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import IntEnum
 from pathlib import Path
-from typing import Annotated, Any, TextIO, cast
+from typing import Annotated, Any, cast
 
 import typer
-from rich.console import Console
 
 from flux import codec
 from flux.context import WorkflowExecutionContext
@@ -29,6 +26,20 @@ from flux.errors import CodecError, PauseMismatchError, SecretsNotFoundError, Wo
 from flux.events import ExecutionState
 from flux.local import render, runs
 from flux.local.claims import RunBusyError
+from flux.local.cli_support import (
+    CliError,
+    ExitCode,
+    InputFileOption,
+    InputOption,
+    JsonFlag,
+    ReferenceArgument,
+    emit,
+    parse_input,
+    read_input,
+    reserve_stdout,
+    say,
+    stdout_console,
+)
 from flux.local.executor import LocalExecutor, new_run_id
 from flux.local.loader import LoadError, load_from_source, load_workflow, source_of
 from flux.local.progress import LiveProgress
@@ -44,15 +55,6 @@ from flux.local.store import (
 from flux.masked_output import masked_std_streams
 from flux.step_runner import SECRET_ENV_PREFIX
 from flux.workflow import Workflow
-
-
-class ExitCode(IntEnum):
-    SUCCEEDED = 0
-    FAILED = 1  # the run failed or was cancelled
-    USAGE = 2  # bad usage or input; nothing was run
-    PAUSED = 3
-    INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
-
 
 HELP = f"""
 Run durable Flux workflows on this machine.
@@ -84,20 +86,6 @@ secrets_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(secrets_app, name="secrets")
-kube_app = typer.Typer(
-    help="Runs on Kubernetes, read whole (archived history and large outputs included). "
-    "Needs the k8s extra and a kubeconfig (FLUX_KUBECONFIG or the usual one).",
-    no_args_is_help=True,
-)
-app.add_typer(kube_app, name="kube")
-
-
-class CliError(Exception):
-    """A problem the user can fix, shown as one line without a traceback."""
-
-    def __init__(self, message: str, code: ExitCode = ExitCode.USAGE):
-        super().__init__(message)
-        self.code = code
 
 
 # Errors caused by what the user asked for: exit code 2 with a one-line message.
@@ -135,24 +123,6 @@ def main() -> None:
 
 # ------------------------------------------------------------------ options
 
-InputOption = Annotated[
-    str | None,
-    typer.Option(
-        "--input",
-        "-i",
-        metavar="JSON",
-        help="Input as JSON (Flux-tagged values such as datetimes are decoded).",
-    ),
-]
-InputFileOption = Annotated[
-    str | None,
-    typer.Option(
-        "--input-file",
-        metavar="PATH",
-        help="Read the input JSON from a file, or from stdin with `-` (for large inputs).",
-    ),
-]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 ContextJsonFlag = Annotated[
     bool, typer.Option("--json", help="Print the whole run context as JSON.")
 ]
@@ -164,12 +134,7 @@ RunIdArgument = Annotated[str, typer.Argument(metavar="RUN_ID", show_default=Fal
 
 @app.command()
 def run(
-    reference: Annotated[
-        str,
-        typer.Argument(
-            metavar="FILE:WORKFLOW", help="For example examples/hello.py:hello", show_default=False
-        ),
-    ],
+    reference: ReferenceArgument,
     input: InputOption = None,
     input_file: InputFileOption = None,
     as_json: ContextJsonFlag = False,
@@ -359,52 +324,20 @@ def secrets_remove(
 # ------------------------------------------------------------------ helpers
 
 
-def say(message: str) -> None:
-    """One line for people on stderr."""
-    sys.stderr.write(re.sub(r"\s*\n\s*", " ", message.strip()) + "\n")
-    sys.stderr.flush()
-
-
-# Where results go once reserve_stdout() has moved everything else to stderr.
-_results: TextIO | None = None
-
-
-def results() -> TextIO:
-    return _results or sys.stdout
-
-
-def emit(text: str) -> None:
-    """A result, on stdout."""
-    out = results()
-    out.write(text + "\n")
-    out.flush()
-
-
-def reserve_stdout() -> None:
-    """Keep stdout for results: what tasks print (or their subprocesses) goes to stderr.
-
-    Done at the file descriptor level, so ``flux run ... > out.json`` stays
-    valid JSON whatever user code writes to stdout, from any thread or process.
-    """
-    global _results
-    if _results is not None:
-        return
+def kube_commands() -> typer.Typer:
+    """The ``flux kube`` sub-app, or without the k8s extra one that says so."""
     try:
-        if sys.stdout.fileno() != 1:
-            return  # stdout was replaced (as in tests): leave it be
-        sys.stdout.flush()
-        fd = os.dup(1)
-    except (OSError, ValueError, AttributeError):
-        return  # no usable stdout: nothing to protect
-    encoding, errors = sys.stdout.encoding, sys.stdout.errors
-    os.dup2(2, 1)
-    _results = open(fd, "w", encoding=encoding, errors=errors, closefd=True)  # noqa: SIM115
+        from flux.local.kube_cli import kube_app
+    except ImportError as exc:
+        missing = f"flux kube needs the k8s extra (pip install 'flux-k8s[k8s]'): {exc}"
+        stand_in = typer.Typer(help="Runs on Kubernetes (needs the k8s extra).")
 
+        @stand_in.callback(invoke_without_command=True)
+        def needs_k8s() -> None:
+            raise CliError(missing)
 
-def stdout_console() -> Console:
-    # Piped output is for reading later: do not squeeze tables to 80 columns.
-    out = results()
-    return Console(file=out, highlight=False, width=None if out.isatty() else 200)
+        return stand_in
+    return kube_app
 
 
 def store_path() -> Path:
@@ -420,38 +353,6 @@ def existing_store(run_id: str) -> Iterator[Store]:
     with Store(path) as store:
         store.get_run(run_id)
         yield store
-
-
-def read_input(text: str | None, path: str | None) -> str | None:
-    """The input JSON text from --input, or from --input-file (``-``: stdin)."""
-    if path is None:
-        return text
-    if text is not None:
-        raise CliError("give the input with --input or --input-file, not both")
-    try:
-        if path == "-":
-            return sys.stdin.buffer.read().decode("utf-8")
-        return Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        where = "stdin" if path == "-" else path
-        raise CliError(f"--input-file: {where} is not valid UTF-8") from None
-    except OSError as exc:
-        raise CliError(f"--input-file: cannot read {path}: {exc.strerror or exc}") from None
-
-
-def parse_input(text: str | None) -> Any:
-    if text is None:
-        return None
-    try:
-        data = codec.parse_json(text)
-    except CodecError as exc:
-        raise CliError(f"--input is not valid JSON: {exc}") from None
-    try:
-        # Plainly: the text is the user's, so it names no class to rebuild; the
-        # workflow's declared input type validates it when the run is created.
-        return codec.decode(data)
-    except CodecError as exc:
-        raise CliError(f"--input holds a value Flux cannot decode: {exc}") from None
 
 
 def workflow_of(record: RunRecord) -> Workflow[Any]:
@@ -577,115 +478,6 @@ def read_secret_value(name: str) -> str:
     return value
 
 
-@kube_app.command("show")
-def kube_show(
-    name: Annotated[str, typer.Argument(metavar="RUN", show_default=False)],
-    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
-    as_json: JsonFlag = False,
-) -> None:
-    """Show a WorkflowRun: phase, output or error, its task records and its whole history."""
-    try:
-        from flux.k8s.inspect import KubeAccessError, RunNotFoundError, read_run
-    except ImportError as exc:
-        raise CliError(f"flux kube needs the k8s extra (pip install 'flux[k8s]'): {exc}") from None
-    try:
-        view = asyncio.run(read_run(namespace, name))
-    except (RunNotFoundError, KubeAccessError) as exc:
-        raise CliError(str(exc)) from None
-    if as_json:
-        emit(render.to_json(view))
-    else:
-        render.print_kube_run(stdout_console(), view)
-
-
-@kube_app.command("logs")
-def kube_logs(
-    name: Annotated[str, typer.Argument(metavar="RUN", show_default=False)],
-    task: Annotated[
-        str | None,
-        typer.Option(
-            "--task", metavar="CALL_ID", help="Only this task call (as `kube show` names it)."
-        ),
-    ] = None,
-    attempt: Annotated[
-        int | None, typer.Option("--attempt", min=1, metavar="N", help="Only attempt N.")
-    ] = None,
-    follow: Annotated[
-        bool,
-        typer.Option("--follow", "-f", help="Stream the running attempt's log until it ends."),
-    ] = False,
-    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
-    as_json: JsonFlag = False,
-) -> None:
-    """Show the logs of a WorkflowRun's task attempts, kept after their pods are gone
-    (the last 64 KiB of each attempt), or live from a pod still running."""
-    if follow and as_json:
-        raise CliError("--follow streams text; it cannot be combined with --json")
-    try:
-        from flux.k8s.inspect import (
-            KubeAccessError,
-            RunNotFoundError,
-            UnknownCallError,
-            read_task_logs,
-            stream_task_log,
-        )
-        from flux.k8s.kube import NotFound
-    except ImportError as exc:
-        raise CliError(f"flux kube needs the k8s extra (pip install 'flux[k8s]'): {exc}") from None
-    try:
-        entries = asyncio.run(read_task_logs(namespace, name, task, attempt))
-    except (RunNotFoundError, UnknownCallError, KubeAccessError) as exc:
-        raise CliError(str(exc)) from None
-    if as_json:
-        emit(render.to_json(entries))
-        return
-    running = [e for e in entries if e["running"]] if follow else []
-    if len(running) > 1:
-        calls = ", ".join(_log_steps(e) for e in running)
-        raise CliError(f"{len(running)} attempts are running ({calls}); choose one with --task")
-    for entry in entries:
-        if entry in running:
-            continue
-        emit(_log_header(entry))
-        if entry["log"]:
-            _write_log(entry["log"])
-    if not entries:
-        say(f"no task logs for WorkflowRun {name} yet" + (f" (call {task})" if task else ""))
-    if running:
-        emit(_log_header(running[0]))
-        try:
-            asyncio.run(stream_task_log(namespace, running[0]["pod"], _write_log))
-        except KubeAccessError as exc:
-            raise CliError(str(exc)) from None
-        except NotFound:
-            say(f"pod {running[0]['pod']} is gone; its log is kept: flux kube logs {name}")
-
-
-def _log_steps(entry: dict[str, Any]) -> str:
-    steps = entry["calls"]
-    if not steps:
-        return str(entry["pod"])
-    return ", ".join(f"{s['callId']} {s['step']} {s['attempt']}" for s in steps)
-
-
-def _log_header(entry: dict[str, Any]) -> str:
-    """A line before each attempt's log, as ``tail`` puts before each file's."""
-    notes = [f"pod {entry['pod']}"]
-    if entry["running"]:
-        notes.append("running")
-    if entry["truncated"]:
-        notes.append("only its last 64 KiB kept")
-    if entry["missing"]:
-        notes.append(f"no log: {entry['missing']}")
-    return f"==> {_log_steps(entry)} ({'; '.join(notes)}) <=="
-
-
-def _write_log(text: str) -> None:
-    out = results()
-    out.write(text)
-    out.flush()
-
-
 @app.command()
 def ui(
     host: Annotated[
@@ -706,6 +498,8 @@ def ui(
     except CannotServe as exc:
         raise CliError(str(exc)) from None
 
+
+app.add_typer(kube_commands(), name="kube")
 
 # Last, so that every command above is registered under `python -m flux.local.cli`.
 if __name__ == "__main__":

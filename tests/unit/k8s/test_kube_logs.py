@@ -6,7 +6,6 @@ import asyncio
 import json
 import sys
 import threading
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ from flux.k8s import inspect, log_archive
 from flux.k8s.kube import PODS, RUNS, Kube
 from flux.k8s.kube.fake import FakeKube
 from flux.k8s.operator.logs import LogKeeper, PodLogs
-from flux.local import cli
+from flux.local import cli, kube_cli
 from support.k8s_bodies import logged_task_pod
 
 
@@ -77,12 +76,11 @@ def test_an_unknown_call_or_run_is_one_error(cluster: FakeKube) -> None:
 def flux_kube_logs(
     kube: FakeKube, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
 ) -> tuple[int, str, str]:
-    original = inspect.on_cluster
+    def on_fake(_: Kube | None, doing: str) -> Any:
+        return inspect.connected(kube, doing)
 
-    def on_fake(use: Callable[[Kube], Awaitable[Any]], doing: str, _: Kube | None = None) -> Any:
-        return original(use, doing, kube)
-
-    monkeypatch.setattr(inspect, "on_cluster", on_fake)
+    monkeypatch.setattr(kube_cli, "open_cluster", on_fake)
+    monkeypatch.setenv("FLUX_KUBECONFIG", "/nonexistent")  # never a real cluster
     monkeypatch.setattr(sys, "argv", ["flux", "kube", "logs", *args])
     with pytest.raises(SystemExit) as exited:
         cli.main()

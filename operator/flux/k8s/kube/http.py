@@ -294,3 +294,25 @@ def _query(**params: Any) -> Query:
 def _singular(resource: Resource) -> str:
     # pods -> pod, configmaps -> config_map, events -> event: the generated names.
     return {"Pod": "pod", "ConfigMap": "config_map", "Event": "event"}[resource.kind]
+
+
+# Where a pod's service account says which namespace it is in.
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def context_namespace() -> str | None:
+    """The namespace the credentials :func:`connect` picks name: the current
+    kubeconfig context's, or in a pod its own; None when they name none."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get(KUBECONFIG_ENV):
+        try:
+            with open(SERVICE_ACCOUNT_NAMESPACE, encoding="utf-8") as file:
+                return file.read().strip() or None
+        except OSError:
+            return None
+    try:
+        _, current = config.list_kube_config_contexts(config_file=os.environ.get(KUBECONFIG_ENV))
+    except Exception:
+        # Only a default is at stake: connect() reports what is wrong with the file.
+        return None
+    namespace = ((current or {}).get("context") or {}).get("namespace")
+    return namespace if isinstance(namespace, str) and namespace else None
