@@ -98,7 +98,7 @@ def test_run_watch_list_resume_and_delete_from_the_terminal(
 
     deleted = flux(cluster, "delete", hello_run, *ns)
     assert deleted.returncode == 0, deleted.stderr
-    gone = cluster.kubectl("get", "wfr", hello_run, "-n", flux_ns, check=False)
+    gone = cluster.kubectl("get", "fxrun", hello_run, "-n", flux_ns, check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr
     missing = flux(cluster, "show", hello_run, *ns)
     assert missing.returncode == 2

@@ -148,7 +148,7 @@ async def add_owner(kube: Kube, namespace: str, configmap: str, run: Body) -> No
 
 async def request_resume(kube: Kube, namespace: str, name: str, input: Any) -> None:
     """Set ``status.resume`` of a Paused run, as
-    ``kubectl patch wfr NAME --subresource=status --type=merge`` does."""
+    ``kubectl patch fxrun NAME --subresource=status --type=merge`` does."""
     run = await get_run(kube, namespace, name)
     phase = phase_of(run)
     if phase != Phase.PAUSED:
