@@ -365,3 +365,17 @@ def test_batch_results_round_trip_through_their_message() -> None:
     assert json.loads(message)["kind"] == "batch"
     assert parse_batch_result(message) == result
     assert parse_batch_result(RESULT_LOG_MARKER + message + "\n") == result
+
+
+def test_a_task_pod_starts_without_pydantic() -> None:
+    """Importing pydantic and building its validators was most of a task pod's start-up
+    (issue 17): the runner and the pod protocol must not need it."""
+    heavy = ("pydantic", "kubernetes_asyncio", "typer")
+    probe = (
+        "import sys, flux.runtime.task; "
+        f"print(sorted(m for m in sys.modules if m.startswith({heavy!r})))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert found == "[]"
