@@ -24,7 +24,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-import pytest
+from support.prerequisites import missing
 
 REPO = Path(__file__).resolve().parents[1]
 ARTEFACTS = Path(os.environ.get("FLUX_TEST_ARTEFACTS") or REPO / "test-artefacts")
@@ -53,10 +53,7 @@ def chromium_path() -> str:
     found = shutil.which("chromium")
     if found:
         return found
-    message = "chromium is not installed (make chromium installs Debian's package)"
-    if os.environ.get("CI"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    missing("chromium is not installed (make chromium installs Debian's package)")
 
 
 @dataclass

@@ -31,6 +31,7 @@ from flux.engine.failures import FailureKind
 from flux.events import EventType
 from flux.k8s import labels
 from flux.k8s.states import ACTIVE_PHASES, FINAL_PHASES, PodPhase, PodRole, TaskState
+from flux.k8s.timestamps import parse_time
 
 RUN_OUTCOMES = tuple(sorted(phase.lower() for phase in FINAL_PHASES))
 _KNOWN_FAILURE_KINDS = frozenset(
@@ -210,16 +211,6 @@ def _bump(counts: dict[Any, int], key: Any, by: int = 1) -> None:
         counts[key] = counts.get(key, 0) + by
 
 
-def _time(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-
-
 def _step_outcome(new: Mapping[str, Any], added_steps: list[str]) -> str:
     """Outcome of the step (attempt, fallback, rollback) whose pod the record just let go."""
     state = new.get("state")
@@ -235,10 +226,13 @@ def _stages(record: Mapping[str, Any], pod: Mapping[str, Any]) -> list[tuple[str
     """Stage latencies of a task pod whose container has terminated."""
     statuses = (pod.get("status") or {}).get("containerStatuses") or []
     terminated = ((statuses[0].get("state") or {}).get("terminated") or {}) if statuses else {}
-    created = _time((pod.get("metadata") or {}).get("creationTimestamp"))
-    running, finished = _time(terminated.get("startedAt")), _time(terminated.get("finishedAt"))
+    created = parse_time((pod.get("metadata") or {}).get("creationTimestamp"))
+    running, finished = (
+        parse_time(terminated.get("startedAt")),
+        parse_time(terminated.get("finishedAt")),
+    )
     found: list[tuple[str, float]] = []
-    started = _time(record.get("startTime"))
+    started = parse_time(record.get("startTime"))
     if int(record.get("podStarts", 0)) == 1 and started is not None and created is not None:
         found.append(("queued", (created - started).total_seconds()))
     if created is not None and running is not None:
@@ -257,7 +251,7 @@ def _pending_since(pods: Iterable[Mapping[str, Any]]) -> tuple[float, ...]:
             "deletionTimestamp"
         ):
             continue
-        created = _time(meta.get("creationTimestamp"))
+        created = parse_time(meta.get("creationTimestamp"))
         if (
             created is not None
             and (pod.get("status") or {}).get("phase", PodPhase.PENDING) == PodPhase.PENDING
@@ -316,10 +310,10 @@ def deltas(
     out.started = before is None and after is not None
     if after in FINAL_PHASES and seen_phase is not None and seen_phase not in FINAL_PHASES:
         out.finished = str(after).lower()
-        start = _time(status.get("startTime")) or _time(
+        start = parse_time(status.get("startTime")) or parse_time(
             (run.get("metadata") or {}).get("creationTimestamp")
         )
-        finish = _time(changes.get("finishTime") or status.get("finishTime")) or now
+        finish = parse_time(changes.get("finishTime") or status.get("finishTime")) or now
         if start is not None:
             out.duration = max((finish - start).total_seconds(), 0.0)
     old_records = {r.get("callId"): r for r in status.get("tasks") or []}

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from flux.k8s.states import Phase
+from flux.k8s.timestamps import parse_time
 from flux.local.cli_support import ExitCode
 from flux.local.render import short_text
 
@@ -27,17 +28,6 @@ EXIT_CODES: dict[Phase | None, ExitCode] = {
     Phase.CANCELLED: ExitCode.FAILED,
     Phase.PAUSED: ExitCode.PAUSED,
 }
-
-
-def parse_time(value: Any) -> dt.datetime | None:
-    """A Kubernetes timestamp (RFC 3339, ``Z`` or an offset); None if absent or unreadable."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def span(seconds: float) -> str:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+
+from support import prerequisites
 
 REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "charts/flux"
@@ -99,22 +98,13 @@ def test_the_chart_grants_the_operator_exactly_what_deploy_grants() -> None:
     assert driver_deploy and driver_chart == driver_deploy
 
 
-def _promtool() -> str | None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("promtool is missing: install Debian's 'prometheus' package in CI")
-        pytest.skip("promtool not installed (apt-get install -y prometheus)")
-    return promtool
-
-
 def _rule_groups() -> list[dict[str, Any]]:
     groups: list[dict[str, Any]] = yaml.safe_load((CHART / "files/alerts.yaml").read_text())
     return groups
 
 
 def test_promtool_parses_every_alert_and_dashboard_query(tmp_path: Path) -> None:
-    promtool = _promtool()
+    promtool = prerequisites.promtool()
     board = json.loads((CHART / "files/dashboard.json").read_text())
     exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
     assert len(exprs) >= 10
@@ -144,7 +134,7 @@ def _firing(name: str, summary: str, severity: str = "warning", **labels: str) -
 
 def test_every_alert_fires_on_the_series_it_is_about(tmp_path: Path) -> None:
     """Prometheus' own rule engine (promtool test rules) evaluates every alert."""
-    promtool = _promtool()
+    promtool = prerequisites.promtool()
     names = {r["alert"] for g in _rule_groups() for r in g["rules"]}
     (tmp_path / "alerts.yaml").write_text(yaml.safe_dump({"groups": _rule_groups()}))
     series = [

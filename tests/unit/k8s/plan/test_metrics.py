@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import shutil
 import subprocess
 from typing import Any
 
@@ -13,6 +11,7 @@ from prometheus_client import REGISTRY, generate_latest
 
 from flux.k8s import metrics
 from flux.k8s.config import OperatorConfig
+from support import prerequisites
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 
@@ -339,11 +338,7 @@ def test_exposition_has_every_metric_without_run_or_pod_labels() -> None:
 
 
 def test_promtool_accepts_the_exposition(tmp_path: Any) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("promtool is missing: install Debian's 'prometheus' package in CI")
-        pytest.skip("promtool not installed (apt-get install -y prometheus)")
+    promtool = prerequisites.promtool()
     done = subprocess.run(
         [promtool, "check", "metrics"],
         input=_exercise(),
