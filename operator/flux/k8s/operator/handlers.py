@@ -15,9 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
-import prometheus_client
 
-from flux.k8s import metrics
 from flux.k8s.config import OperatorConfig
 from flux.k8s.kube.client import Body
 from flux.k8s.kube.events import EventRecorder
@@ -61,9 +59,8 @@ async def _startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None
     api_client = await connect()
     memo["kube"] = KubeClient(api_client, observe=count_request)
     config = OperatorConfig.from_env()
-    metrics.set_build_info()
-    if config.metrics_port is not None:
-        prometheus_client.start_http_server(config.metrics_port)
+    # The metrics server and flux_build are started by flux.k8s.__main__ before the
+    # leader election, so that standbys are scraped too.
     # Events go through a client of their own, uncounted: the request metrics
     # are the reconciler's own requests (kopf posted the Events before).
     memo["events"] = BackgroundEvents(EventRecorder(KubeClient(api_client), COMPONENT))
