@@ -22,7 +22,7 @@ from flux.k8s import metrics
 from flux.k8s.config import OperatorConfig
 from flux.k8s.kube.http import KubeClient, connect
 from flux.k8s.leadership import LeaderElection, new_identity
-from flux.k8s.operator import handlers as _handlers  # noqa: F401  (registers them)
+from flux.k8s.operator import handlers  # registers them
 from flux.k8s.operator.leader import LeaderElector
 from flux.k8s.probes import Probes
 
@@ -51,7 +51,15 @@ class _State:
         return elector.in_contact()
 
 
-async def _run_kopf(config: OperatorConfig, state: _State, stop: asyncio.Event) -> None:
+async def _run_kopf(
+    config: OperatorConfig,
+    state: _State,
+    stop: asyncio.Event,
+    elector: LeaderElector | None = None,
+) -> None:
+    memo = kopf.Memo()
+    if elector is not None:
+        memo[handlers.RELEASE_LEADERSHIP] = elector.release
     await kopf.operator(
         clusterwide=not config.namespaces,
         namespaces=list(config.namespaces),
@@ -59,6 +67,7 @@ async def _run_kopf(config: OperatorConfig, state: _State, stop: asyncio.Event) 
         standalone=True,
         stop_flag=stop,
         ready_flag=state.kopf_ready,
+        memo=memo,
     )
 
 
@@ -98,14 +107,12 @@ async def _elect_and_run(config: OperatorConfig, election: LeaderElection, state
         holding = asyncio.create_task(elector.hold())
         holding.add_done_callback(lambda _: stop.set())
         try:
-            await _run_kopf(config, state, stop)
+            await _run_kopf(config, state, stop, elector)
         finally:
             state.stopping = True
-            lost = holding.done()
             holding.cancel()
-            if not lost:
-                await elector.release()
-        if lost:
+            await elector.release()  # if kopf's cleanup did not
+        if elector.lost:
             log.error("leadership lost: exiting so that this replica restarts as a standby")
             return EXIT_LEADERSHIP_LOST
         return 0
@@ -123,7 +130,10 @@ def main() -> None:
     )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if not args.verbose:
         # kopf logs every handler call that succeeded: a line per watch event.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)

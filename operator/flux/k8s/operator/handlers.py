@@ -28,6 +28,8 @@ from flux.k8s.operator.reconciler import Reconciler
 from flux.k8s.states import PodRole
 
 EVENTS_AT_SHUTDOWN_SECONDS = 5.0
+# The memo key of an ``async () -> None`` that gives up leadership at cleanup.
+RELEASE_LEADERSHIP = "release_leadership"
 
 
 class _NoDiffBase(kopf.DiffBaseStorage):
@@ -91,6 +93,12 @@ def _login(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInf
 @kopf.on.cleanup()
 async def _cleanup(memo: Any, **_: Any) -> None:
     memo["backstop"].cancel()
+    memo["reconciler"].stop()
+    # Hand over now, not after kopf waited for every task to end (up to 5 s):
+    # flux.k8s.__main__ gives the Lease's release, when it elected this process.
+    release = memo.get(RELEASE_LEADERSHIP)
+    if release is not None:
+        await release()
     # The Events still on their way, unless the API server does not answer:
     # shutting down must not wait on a request's timeout.
     await memo["events"].drain(timeout=EVENTS_AT_SHUTDOWN_SECONDS)

@@ -57,6 +57,10 @@ class LeaderElector:
         # When the API server last answered about the Lease: a standby that hears
         # nothing cannot take over in time (readiness).
         self.answered_at: float | None = None
+        # Given up for good (shutting down): never taken again by this process.
+        self.released = False
+        # Lost while held (not given up): the process must stop acting.
+        self.lost = False
         metrics.OPERATOR_LEADER.set(0)
 
     @property
@@ -74,6 +78,8 @@ class LeaderElector:
 
     async def try_acquire_or_renew(self) -> bool:
         """One attempt: create the Lease, renew it, or take it if it may be taken."""
+        if self.released:
+            return False
         now = self._clock()
         try:
             lease = await self.kube.get(LEASES, self.settings.namespace, self.settings.name)
@@ -104,9 +110,11 @@ class LeaderElector:
 
     async def hold(self) -> None:
         """Renews the Lease every ``retry`` seconds; returns once leadership is lost
-        (another holder, or no renewal within the renew deadline)."""
+        (another holder, or no renewal within the renew deadline) or released."""
         while True:
             await asyncio.sleep(self.settings.retry)
+            if self.released:
+                return
             renewed = await self._attempt()
             if not self.leading:
                 log.error(
@@ -115,6 +123,7 @@ class LeaderElector:
                     "taken by another" if self._renewed_at is None else "no renewal in time",
                 )
                 self._set_leading(None)
+                self.lost = True
                 return
             if not renewed:
                 log.warning("leader election: %s could not renew the lease", self.identity)
@@ -122,6 +131,7 @@ class LeaderElector:
     async def release(self) -> None:
         """Give the Lease up, if held: a standby takes it at its next look. Best
         effort: when the API server does not answer, the Lease simply expires."""
+        self.released = True
         held, self._held = self._held, None
         self._set_leading(None)
         if held is None:

@@ -167,3 +167,34 @@ def test_a_leader_whose_lease_was_taken_stops_at_its_next_renewal() -> None:
 
     asyncio.run(scenario())
     assert not a.leading and holder(kube) == "usurper"
+
+
+def test_a_released_leader_stops_renewing_and_never_takes_the_lease_again() -> None:
+    fast = LeaderElection(namespace="flux-system", duration=0.4, renew_deadline=0.2, retry=0.02)
+    kube = FakeKube()
+    a = LeaderElector(kube, fast, "a")
+
+    async def scenario() -> None:
+        await a.acquire()
+        holding = asyncio.create_task(a.hold())
+        await asyncio.sleep(0.05)
+        await a.release()
+        await asyncio.wait_for(holding, 0.1)  # returns instead of renewing
+        assert not await a.try_acquire_or_renew()  # free, but not for us any more
+
+    asyncio.run(scenario())
+    assert holder(kube) == "" and a.released and not a.lost
+
+
+def test_losing_the_lease_is_told_apart_from_giving_it_up() -> None:
+    fast = LeaderElection(namespace="flux-system", duration=0.4, renew_deadline=0.2, retry=0.02)
+    kube = FakeKube()
+    a = LeaderElector(kube, fast, "a")
+
+    async def scenario() -> None:
+        await a.acquire()
+        kube.fail("get", LEASES, Unreachable("connection refused"), times=1000)
+        await asyncio.wait_for(a.hold(), 1)
+
+    asyncio.run(scenario())
+    assert a.lost and not a.released
