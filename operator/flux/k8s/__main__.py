@@ -30,7 +30,7 @@ log = logging.getLogger("flux.k8s")
 EXIT_LEADERSHIP_LOST = 3
 
 
-class _State:
+class ProbeState:
     """What the readiness probe looks at."""
 
     def __init__(self) -> None:
@@ -53,7 +53,7 @@ class _State:
 
 async def _run_kopf(
     config: OperatorConfig,
-    state: _State,
+    state: ProbeState,
     stop: asyncio.Event,
     elector: LeaderElector | None = None,
 ) -> None:
@@ -72,7 +72,7 @@ async def _run_kopf(
 
 
 async def _serve(config: OperatorConfig, election: LeaderElection, probes_at: str | None) -> int:
-    state = _State()
+    state = ProbeState()
     probes = Probes(state.ready)
     if probes_at:
         await probes.start(probes_at)
@@ -86,7 +86,9 @@ async def _serve(config: OperatorConfig, election: LeaderElection, probes_at: st
         await probes.stop()
 
 
-async def _elect_and_run(config: OperatorConfig, election: LeaderElection, state: _State) -> int:
+async def _elect_and_run(
+    config: OperatorConfig, election: LeaderElection, state: ProbeState
+) -> int:
     api = await connect()
     # Uncounted: the request metrics are the reconciler's own requests.
     elector = state.elector = LeaderElector(KubeClient(api), election, new_identity())

@@ -198,3 +198,34 @@ def test_losing_the_lease_is_told_apart_from_giving_it_up() -> None:
 
     asyncio.run(scenario())
     assert a.lost and not a.released
+
+
+def test_readiness_is_the_leader_with_kopf_started_or_a_standby_in_touch() -> None:
+    from flux.k8s.__main__ import ProbeState
+
+    async def scenario() -> list[bool]:
+        kube, clock = FakeKube(), Clock()
+        seen = []
+        state = ProbeState()
+        seen.append(state.ready())  # no election, kopf not started
+        state.kopf_ready.set()
+        seen.append(state.ready())  # no election, kopf started
+        state.kopf_ready.clear()
+        a, b = elector(kube, "a", clock), elector(kube, "b", clock)
+        state.elector = a
+        await a.try_acquire_or_renew()
+        seen.append(state.ready())  # leading, kopf not started
+        state.kopf_ready.set()
+        seen.append(state.ready())  # leading, kopf started
+        state.elector = b
+        await b.try_acquire_or_renew()
+        seen.append(state.ready())  # standby that just read the Lease
+        clock.now += 6
+        seen.append(state.ready())  # standby without an answer for the renew deadline
+        state.elector = a
+        clock.now -= 6
+        state.stopping = True
+        seen.append(state.ready())  # shutting down
+        return seen
+
+    assert asyncio.run(scenario()) == [False, True, False, True, True, False, False]
