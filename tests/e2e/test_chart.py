@@ -365,12 +365,12 @@ def test_install_run_upgrade_and_uninstall(
         # new leader serves a new run.
         leader = _operator_pod(cluster, namespace, release)
         assert leader != pod, "the upgrade kept the old leader pod"
-        cluster.apply(run_manifest("hello-2", "hello", "upgraded"), namespace)
+        cluster.apply(run_manifest("hello-upgraded", "hello", "upgraded"), namespace)
         status = wait_phase(
             cluster,
             _PodOperator(cluster, namespace, leader),
             namespace,
-            "hello-2",
+            "hello-upgraded",
             "Succeeded",
             "Failed",
         )
