@@ -271,9 +271,11 @@ def namespace(cluster: Cluster, _namespaces: list[str]) -> Iterator[str]:
 class Operator:
     """The operator as a local process on the test cluster's kubeconfig."""
 
-    def __init__(self, cluster: Cluster, log_path: Path):
+    def __init__(self, cluster: Cluster, log_path: Path, env: dict[str, str] | None = None):
         self.cluster = cluster
         self.log_path = log_path
+        # Settings over the suite's (test_operator_failover.py runs a pair elsewhere).
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -285,6 +287,7 @@ class Operator:
             # Only the per-test namespaces: an operator installed by the chart test
             # serves its own (chart-*) namespace, and no run may have two operators.
             "FLUX_WATCH_NAMESPACES": "e2e-*",
+            **self.env,
         }
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
@@ -334,6 +337,21 @@ def operator(
     yield op
     op.stop()
     print("operator log tail:\n" + op.log_tail())
+
+
+@pytest.fixture
+def make_operator(cluster: Cluster, crds: None) -> Iterator[Callable[..., Operator]]:
+    """Operator processes of the test's own (``make_operator(log_path, **env)``, not
+    started), stopped after it: e.g. a leader and a standby."""
+    made: list[Operator] = []
+
+    def make(log_path: Path, **env: str) -> Operator:
+        made.append(Operator(cluster, log_path, env))
+        return made[-1]
+
+    yield make
+    for op in made:
+        op.stop()
 
 
 @pytest.fixture(scope="session")

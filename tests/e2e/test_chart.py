@@ -361,6 +361,20 @@ def test_install_run_upgrade_and_uninstall(
         ][0]["env"]
         assert {"name": "FLUX_DRIVER_LINGER_SECONDS", "value": "7"} in env
         cluster.kubectl("rollout", "status", "-n", namespace, deployment, "--timeout=120s")
+        # The rolling update replaced both replicas, the leader handing over: the
+        # new leader serves a new run.
+        leader = _operator_pod(cluster, namespace, release)
+        assert leader != pod, "the upgrade kept the old leader pod"
+        cluster.apply(run_manifest("hello-upgraded", "hello", "upgraded"), namespace)
+        status = wait_phase(
+            cluster,
+            _PodOperator(cluster, namespace, leader),
+            namespace,
+            "hello-upgraded",
+            "Succeeded",
+            "Failed",
+        )
+        assert status["phase"] == "Succeeded" and status["output"] == "hello upgraded", status
     finally:
         try:
             if installed:
@@ -617,8 +631,14 @@ def _pending_pod_counted_until_its_run_is_deleted(
 
 
 def _operator_pod(cluster: Cluster, namespace: str, release: str) -> str:
+    """The running operator pod that holds the leader Lease (the other stands by)."""
+    env = cluster.get("deployment", release, namespace)["spec"]["template"]["spec"]["containers"][
+        0
+    ]["env"]
+    lease = next(e["value"] for e in env if e["name"] == "FLUX_LEASE_NAME")
+
     def probe() -> str | None:
-        out = cluster.kubectl(
+        running = cluster.kubectl(
             "get",
             "pods",
             "-n",
@@ -629,9 +649,20 @@ def _operator_pod(cluster: Cluster, namespace: str, release: str) -> str:
             "-o",
             "jsonpath={.items[*].metadata.name}",
         ).stdout.split()
-        return out[0] if len(out) == 1 else None
+        holder = cluster.kubectl(
+            "get",
+            "lease",
+            lease,
+            "-n",
+            namespace,
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+            check=False,
+        ).stdout
+        pod = holder.rsplit("_", 1)[0]
+        return pod if holder and pod in running else None
 
-    return cluster.wait_for("one running operator pod", probe, 120)
+    return cluster.wait_for("the leading operator pod", probe, 120)
 
 
 def _scrape(cluster: Cluster, namespace: str, pod: str) -> str:

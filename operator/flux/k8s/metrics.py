@@ -112,6 +112,11 @@ DRIVER_RESTARTS = Counter(
     ["workflow"],
 )
 BUILD = Info("flux_build", "The operator's version.")
+OPERATOR_LEADER = Gauge(
+    "flux_operator_leader",
+    "1 while this operator process holds the leader Lease and acts, 0 on a standby "
+    "(flux.k8s.operator.leader).",
+)
 TASK_PODS_PENDING = Gauge(
     "flux_task_pods_pending",
     "Task pods in phase Pending, as the last reconcile of their run saw them.",

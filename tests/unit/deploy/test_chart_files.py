@@ -139,6 +139,8 @@ def test_every_alert_fires_on_the_series_it_is_about(tmp_path: Path) -> None:
     (tmp_path / "alerts.yaml").write_text(yaml.safe_dump({"groups": _rule_groups()}))
     series = [
         ("flux_build_info", "1+0x120"),
+        ('flux_operator_leader{pod="a"}', "1+0x120"),
+        ('flux_operator_leader{pod="b"}', "0+0x120"),
         ('flux_runs_finished_total{workflow="etl",outcome="failed"}', "0+1x120"),
         ('flux_runs_finished_total{workflow="etl",outcome="succeeded"}', "0+1x120"),
         ('flux_runs_finished_total{workflow="ok",outcome="succeeded"}', "0+5x120"),
@@ -185,6 +187,7 @@ def test_every_alert_fires_on_the_series_it_is_about(tmp_path: Path) -> None:
             workflow="etl",
         ),
         {"alertname": "FluxOperatorDown", "exp_alerts": []},
+        {"alertname": "FluxOperatorNoLeader", "exp_alerts": []},
     ]
     down = _firing(
         "FluxOperatorDown", "No Flux operator has been scraped for 10 minutes.", severity="critical"
@@ -215,6 +218,25 @@ def test_every_alert_fires_on_the_series_it_is_about(tmp_path: Path) -> None:
                             "FluxTasksPendingTooLong",
                             "A task pod of workflow etl has been Pending for more than 10 minutes.",
                             workflow="etl",
+                        ),
+                    },
+                ],
+            },
+            {
+                # Both replicas standing by from minute 0: pending, then firing.
+                "interval": "1m",
+                "input_series": [
+                    {"series": 'flux_operator_leader{pod="a"}', "values": "0+0x10"},
+                    {"series": 'flux_operator_leader{pod="b"}', "values": "0+0x10"},
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "0m", "alertname": "FluxOperatorNoLeader", "exp_alerts": []},
+                    {
+                        "eval_time": "2m",
+                        **_firing(
+                            "FluxOperatorNoLeader",
+                            "No Flux operator replica has been the leader for a minute.",
+                            severity="critical",
                         ),
                     },
                 ],

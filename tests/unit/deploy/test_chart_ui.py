@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from support.prerequisites import missing
+from support.helm import render_chart
 
 REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "charts/flux"
@@ -49,30 +48,6 @@ def test_the_console_is_off_by_default() -> None:
     assert values["ui"]["enabled"] is False
 
 
-def _helm() -> str:
-    bin_dir = subprocess.run(
-        ["bash", "-c", f"source {REPO}/cluster/scripts/lib.sh && echo $BIN_DIR"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    helm = Path(bin_dir) / "helm"
-    if not helm.is_file():
-        missing(f"no helm at {helm} (make helm builds it)")
-    return str(helm)
-
-
-def _render(*sets: str) -> list[dict[str, Any]]:
-    args = [arg for s in sets for arg in ("--set", s)]
-    out = subprocess.run(
-        [_helm(), "template", "r", str(CHART), "-n", "flux-workflows", *args],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
-
-
 def _ui(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         o
@@ -82,11 +57,11 @@ def _ui(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_rendered_without_ui_there_is_no_console() -> None:
-    assert _ui(_render()) == []
+    assert _ui(render_chart()) == []
 
 
 def test_rendered_console_is_restricted_and_has_only_its_read_only_account() -> None:
-    objects = _ui(_render("ui.enabled=true"))
+    objects = _ui(render_chart("ui.enabled=true"))
     kinds = sorted(o["kind"] for o in objects)
     assert kinds == [
         "ClusterRole",
@@ -117,7 +92,7 @@ def test_rendered_console_is_restricted_and_has_only_its_read_only_account() -> 
 
 
 def test_rendered_console_of_some_namespaces_is_bound_only_there() -> None:
-    objects = _ui(_render("ui.enabled=true", "watchNamespaces={a,b}"))
+    objects = _ui(render_chart("ui.enabled=true", "watchNamespaces={a,b}"))
     bindings = [o for o in objects if o["kind"].endswith("Binding")]
     assert sorted((o["kind"], o["metadata"]["namespace"]) for o in bindings) == [
         ("RoleBinding", "a"),
@@ -126,5 +101,5 @@ def test_rendered_console_of_some_namespaces_is_bound_only_there() -> None:
     [deployment] = [o for o in objects if o["kind"] == "Deployment"]
     env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "FLUX_UI_NAMESPACES", "value": "a,b"} in env
-    only_c = _ui(_render("ui.enabled=true", "watchNamespaces={a,b}", "ui.namespaces={c}"))
+    only_c = _ui(render_chart("ui.enabled=true", "watchNamespaces={a,b}", "ui.namespaces={c}"))
     assert [o["metadata"]["namespace"] for o in only_c if o["kind"] == "RoleBinding"] == ["c"]

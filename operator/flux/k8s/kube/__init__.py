@@ -20,11 +20,12 @@ from flux.k8s.kube.errors import (
     Unreachable,
 )
 from flux.k8s.kube.patch import JsonPatch
-from flux.k8s.kube.resources import CONFIGMAPS, EVENTS, PODS, RUNS, WORKFLOWS, Resource
+from flux.k8s.kube.resources import CONFIGMAPS, EVENTS, LEASES, PODS, RUNS, WORKFLOWS, Resource
 
 __all__ = [
     "CONFIGMAPS",
     "EVENTS",
+    "LEASES",
     "PODS",
     "RUNS",
     "WORKFLOWS",

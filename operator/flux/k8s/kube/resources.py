@@ -30,3 +30,5 @@ WORKFLOWS = Resource(GROUP, VERSION, "workflows", "Workflow")
 PODS = Resource("", "v1", "pods", "Pod")
 CONFIGMAPS = Resource("", "v1", "configmaps", "ConfigMap")
 EVENTS = Resource("", "v1", "events", "Event")
+# The operator's leader election (flux.k8s.leadership).
+LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")

@@ -15,9 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
-import prometheus_client
 
-from flux.k8s import metrics
 from flux.k8s.config import OperatorConfig
 from flux.k8s.kube.client import Body
 from flux.k8s.kube.events import EventRecorder
@@ -30,6 +28,8 @@ from flux.k8s.operator.reconciler import Reconciler
 from flux.k8s.states import PodRole
 
 EVENTS_AT_SHUTDOWN_SECONDS = 5.0
+# The memo key of an ``async () -> None`` that gives up leadership at cleanup.
+RELEASE_LEADERSHIP = "release_leadership"
 
 
 class _NoDiffBase(kopf.DiffBaseStorage):
@@ -61,9 +61,8 @@ async def _startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None
     api_client = await connect()
     memo["kube"] = KubeClient(api_client, observe=count_request)
     config = OperatorConfig.from_env()
-    metrics.set_build_info()
-    if config.metrics_port is not None:
-        prometheus_client.start_http_server(config.metrics_port)
+    # The metrics server and flux_build are started by flux.k8s.__main__ before the
+    # leader election, so that standbys are scraped too.
     # Events go through a client of their own, uncounted: the request metrics
     # are the reconciler's own requests (kopf posted the Events before).
     memo["events"] = BackgroundEvents(EventRecorder(KubeClient(api_client), COMPONENT))
@@ -96,6 +95,12 @@ def _login(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInf
 async def _cleanup(memo: Any, **_: Any) -> None:
     memo["backstop"].cancel()
     memo["expiry"].cancel()
+    memo["reconciler"].stop()
+    # Hand over now, not after kopf waited for every task to end (up to 5 s):
+    # flux.k8s.__main__ gives the Lease's release, when it elected this process.
+    release = memo.get(RELEASE_LEADERSHIP)
+    if release is not None:
+        await release()
     # The Events still on their way, unless the API server does not answer:
     # shutting down must not wait on a request's timeout.
     await memo["events"].drain(timeout=EVENTS_AT_SHUTDOWN_SECONDS)

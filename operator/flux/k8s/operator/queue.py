@@ -58,9 +58,12 @@ class WorkQueue:
         # Runs not known to be finished, with when a pass last started (backstop).
         self._unfinished: dict[Key, float] = {}
         self._backstops: set[asyncio.Task[None]] = set()
+        self._stopped = False
 
     async def reconcile(self, namespace: str, name: str) -> None:
         """A pass of the run now, or one more after the one running."""
+        if self._stopped:
+            return
         key = (namespace, name)
         if not self._finished(key):
             self._unfinished[key] = time.monotonic()
@@ -92,6 +95,16 @@ class WorkQueue:
                     metrics.RECONCILE_DURATION.labels(result).observe(elapsed)
                 if key not in self._again:
                     return
+
+    def stop(self) -> None:
+        """No pass starts from now on (passes in flight finish): the operator is
+        handing over to another replica, which must be the only one to act."""
+        self._stopped = True
+        for waker in self._wakers.values():
+            waker.cancel()
+        self._wakers.clear()
+        for task in self._backstops:
+            task.cancel()
 
     def finished(self, key: Key) -> None:
         """The run is finished: the backstop leaves it alone."""

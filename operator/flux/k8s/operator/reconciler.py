@@ -91,6 +91,10 @@ class Reconciler:
     async def reconcile(self, namespace: str, name: str) -> None:
         await self.queue.reconcile(namespace, name)
 
+    def stop(self) -> None:
+        """Start no more passes: leadership is being handed over."""
+        self.queue.stop()
+
     async def backstop(self, interval: float = BACKSTOP_SECONDS) -> None:
         await asyncio.gather(self.queue.backstop(interval), self.schedules.backstop(interval))
 

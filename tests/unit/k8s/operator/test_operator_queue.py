@@ -159,3 +159,19 @@ def test_the_backstop_passes_unfinished_runs_only() -> None:
         assert set(passes.calls) == {("ns", "open")}
 
     asyncio.run(scenario())
+
+
+def test_a_stopped_queue_starts_no_pass_and_its_wake_ups_are_cancelled() -> None:
+    """Leadership is being handed over: this replica must not act any more."""
+
+    async def scenario() -> None:
+        soon = dt.datetime.now(dt.UTC)
+        passes = Passes(Requeue(at=soon))
+        queue = passes.queue()
+        await queue.reconcile(*KEY)  # schedules a wake-up right away
+        queue.stop()
+        await asyncio.sleep(0.3)  # past the wake-up and its slack
+        await queue.reconcile(*KEY)
+        assert passes.calls == [KEY]
+
+    asyncio.run(scenario())
