@@ -19,7 +19,16 @@ from flux.errors import ExecutionError, ExecutionTimeoutError, RetryError, TaskE
 
 
 class FailureKind(StrEnum):
-    """Why an attempt failed: only ``CODE`` and ``TIMEOUT`` use the task's retries."""
+    """Why an attempt failed, which decides what pays for trying again.
+
+    ``CODE`` and ``TIMEOUT`` use the task's own retries, then its fallback or
+    rollback. ``INFRASTRUCTURE`` (the pod was deleted, evicted or lost with its
+    node) uses the operator's infrastructure-retry budget instead, so a task's
+    retries are not spent on faults that are not its own. ``UNSTARTABLE``: a
+    pod that could not start within the pending timeout uses the task's retries
+    (a pull may succeed later); a call whose secrets or pod settings cannot be
+    granted fails at once, without a pod and without retries.
+    """
 
     CODE = "code"
     TIMEOUT = "timeout"
