@@ -9,10 +9,17 @@ revision the run recorded at its start, not the Workflow's current one.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
-from flux_runs import resume, run_manifest, status_of, wait_phase, workflow_manifest
+from flux_runs import (
+    patch_status,
+    resume,
+    run_manifest,
+    status_of,
+    wait_phase,
+    workflow_manifest,
+)
 
 from flux.k8s.pods import source_configmap_name
 
@@ -128,18 +135,7 @@ def test_a_run_recording_another_workflows_revision_fails_clearly(
     status = wait_phase(cluster, operator, ns, "pinned-hostile", "Paused")
     assert status["revision"] == mine
     # Its status names the other Workflow's revision (a hostile patch), then resumes.
-    patch: dict[str, Any] = {"status": {"revision": other, "resume": {"input": "go"}}}
-    cluster.kubectl(
-        "patch",
-        "fxrun",
-        "pinned-hostile",
-        "-n",
-        ns,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps(patch),
-    )
+    patch_status(cluster, ns, "pinned-hostile", {"revision": other, "resume": {"input": "go"}})
     status = wait_phase(cluster, operator, ns, "pinned-hostile", "Failed", "Succeeded")
     assert status["phase"] == "Failed"
     assert status["error"]["type"] == "RevisionInvalid"
