@@ -306,7 +306,12 @@ def output_of(cluster: Cluster, ns: str, run: str) -> Any:
 
 def resume(cluster: Cluster, ns: str, run: str, value: Any) -> None:
     """Resume a paused run as a user does: a merge patch of status.resume."""
-    patch = {"status": {"resume": {"input": value}}}
+    patch_status(cluster, ns, run, {"resume": {"input": value}})
+
+
+def patch_status(cluster: Cluster, ns: str, run: str, status: dict[str, Any]) -> None:
+    """A merge patch of a run's status, as a user (or a hostile one) may write it."""
+    patch = {"status": status}
     cluster.kubectl(
         "patch",
         "fxrun",

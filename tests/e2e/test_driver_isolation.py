@@ -120,11 +120,22 @@ def test_a_driver_writes_no_configmap_but_an_archive_and_events_only_about_runs(
     driver = As(cluster, driver_token(cluster, ns, pod))
     planted = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "planted"}}
     assert refused(driver.create(ns, planted), "only archive ConfigMaps")
-    # The Workflow's inline source: rewriting it would run code in its next pods.
-    source = cluster.get("configmap", source_configmap_name("napping"), ns)
-    source["data"] = {k: "raise SystemExit('planted')" for k in source["data"]}
-    assert refused(driver.replace(ns, source), "only archive ConfigMaps")
-    kept = cluster.get("configmap", source_configmap_name("napping"), ns)
+    # The Workflow's inline source is immutable (no one rewrites it); a revision
+    # planted next to it would be code a run's record could name.
+    revision = cluster.get("workflow", "napping", ns)["status"]["revision"]
+    source = cluster.get("configmap", source_configmap_name("napping", revision), ns)
+    assert source["immutable"] is True
+    planted = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": source_configmap_name("napping", "0" * 12),
+            "labels": source["metadata"]["labels"],
+        },
+        "data": {k: "raise SystemExit('planted')" for k in source["data"]},
+    }
+    assert refused(driver.create(ns, planted), "only archive ConfigMaps")
+    kept = cluster.get("configmap", source_configmap_name("napping", revision), ns)
     assert "planted" not in json.dumps(kept["data"])
 
     def event(kind: str, name: str) -> dict[str, Any]:

@@ -138,6 +138,10 @@ class RunStatusBody(TypedDict, total=False):
     driver: DriverStatusBody
     cancelRequested: list[str]
     cancelledAfter: int
+    revision: str
+    entrypoint: str
+    image: str
+    imageDigest: str
 
 
 class WorkflowRefBody(TypedDict, total=False):
@@ -207,6 +211,7 @@ class WorkflowStatusBody(TypedDict, total=False):
     conditions: list[ConditionBody]
     observedGeneration: int
     schedules: list[ScheduleStatusBody]
+    revision: str
 
 
 class WorkflowBody(TypedDict, total=False):
@@ -226,6 +231,8 @@ class ContainerStateBody(TypedDict, total=False):
 class ContainerStatusBody(TypedDict, total=False):
     name: str
     state: ContainerStateBody
+    image: str
+    imageID: str
 
 
 class PodStatusBody(TypedDict, total=False):

@@ -17,3 +17,5 @@ ANNOTATION_STEP = "flux.dev/step"
 ANNOTATION_ATTEMPT = "flux.dev/attempt"
 ANNOTATION_BATCH_SIZE = "flux.dev/batch-size"
 ANNOTATION_SCHEDULED_TIME = "flux.dev/scheduled-time"  # the time a scheduled run is for
+LABEL_REVISION = "flux.dev/revision"  # on a Workflow's inline source ConfigMaps
+LABEL_PART_OF = "app.kubernetes.io/part-of"

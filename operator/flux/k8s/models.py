@@ -61,6 +61,12 @@ Quantity = Annotated[
 ]
 
 
+# A code revision (flux.k8s.revisions): this many hex digits of a sha256, 48 bits,
+# plenty for one Workflow's revisions (a collision needs two of them to share them).
+REVISION_LENGTH = 12
+REVISION_PATTERN = f"^[0-9a-f]{{{REVISION_LENGTH}}}$"
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
@@ -327,6 +333,12 @@ class WorkflowStatus(_Model):
     )
     observed_generation: int | None = Field(
         default=None, description="The metadata.generation last checked."
+    )
+    revision: str | None = Field(
+        default=None,
+        pattern=REVISION_PATTERN,
+        description="The code revision a run starting now records (flux.k8s.revisions): "
+        "a hash of the inline source and function, or of the image and entrypoint.",
     )
 
 
@@ -601,6 +613,29 @@ class WorkflowRunStatus(_Model):
         ge=0,
         description="The id of the last history event before the driver took up spec.cancel "
         "(written by the driver); a replay cancels the workflow at that point.",
+    )
+    revision: str | None = Field(
+        default=None,
+        pattern=REVISION_PATTERN,
+        description="The code revision the run executes, recorded by the operator when it "
+        "starts and never changed: every pod of the run uses it, whatever the Workflow "
+        "says now.",
+    )
+    entrypoint: str | None = Field(
+        default=None,
+        max_length=512,
+        description="The module:function of the revision, recorded with it.",
+    )
+    image: str | None = Field(
+        default=None,
+        max_length=512,
+        description="The image the run's pods run, recorded with the revision.",
+    )
+    image_digest: str | None = Field(
+        default=None,
+        max_length=512,
+        description="The image's digest as the node reported it for the run's first pod "
+        "(status.containerStatuses[].imageID), where it reports one.",
     )
 
 

@@ -15,9 +15,9 @@ from flux.k8s.config import TASK_IMAGES_ENV, OperatorConfig
 from flux.k8s.models import API_VERSION
 from flux.k8s.protocol import (
     HOME_ENV,
-    INLINE_SOURCE_MODULE,
     LINGER_ENV,
     NAMESPACE_ENV,
+    REVISION_ENV,
     RUN_ENV,
     SOURCE_DIR_ENV,
     SOURCE_MOUNT_PATH,
@@ -27,6 +27,7 @@ from flux.k8s.protocol import (
     BatchSpec,
     TaskSpec,
 )
+from flux.k8s.revisions import SOURCE_KEY, Revision, run_revision, workflow_revision
 from flux.k8s.states import PodRole, Step
 from flux.pod_settings import PodSettings
 from flux.step_runner import secret_env_name
@@ -52,8 +53,11 @@ def dns_label(*parts: str, limit: int = 63) -> str:
     return f"{slug[: limit - len(suffix) - 1].rstrip('-')}-{suffix}"
 
 
-def source_configmap_name(workflow_name: str) -> str:
-    return dns_label("flux-source", workflow_name)
+def source_configmap_name(workflow_name: str, revision: str) -> str:
+    """The immutable ConfigMap holding one revision of a Workflow (named by its
+    hash: see :mod:`flux.k8s.revisions`); an inline one's pods mount its source."""
+    prefix = dns_label("flux-source", workflow_name, limit=62 - len(revision))
+    return f"{prefix}-{revision}"
 
 
 def task_pod_name(run_name: str, call_id: str, start: int) -> str:
@@ -80,11 +84,15 @@ def shared_driver_pod_name(workflow_name: str) -> str:
     return workflow_name + SHARED_DRIVER_SUFFIX
 
 
-def workflow_reference(workflow: WorkflowBody) -> str:
-    spec = workflow.get("spec") or {}
-    if spec.get("source"):
-        return f"{INLINE_SOURCE_MODULE}:{spec['function']}"
-    return str(spec["entrypoint"])
+def current_revision(workflow: WorkflowBody, config: OperatorConfig) -> Revision:
+    """The revision a run of ``workflow`` starting now records."""
+    return workflow_revision(workflow.get("spec") or {}, workflow_image(workflow, config))
+
+
+def revision_of(run: RunBody, workflow: WorkflowBody, config: OperatorConfig) -> Revision:
+    """The code ``run``'s pods execute: the revision its status recorded at the start,
+    never the Workflow's current one (that only for a run whose start is not recorded)."""
+    return run_revision(run.get("status") or {}) or current_revision(workflow, config)
 
 
 def owner_reference(run: Mapping[str, Any]) -> dict[str, Any]:
@@ -124,6 +132,7 @@ def _base_pod(
     role: PodRole,
     module: str,
     env: list[dict[str, Any]],
+    revision: Revision,
 ) -> dict[str, Any]:
     spec = workflow.get("spec") or {}
     pod_security, container_security = _security()
@@ -134,12 +143,11 @@ def _base_pod(
         volumes.append({"name": "flux-home", **spec["homeVolume"]})
         mounts.append({"name": "flux-home", "mountPath": HOME_MOUNT_PATH})
         env = [*env, {"name": HOME_ENV, "value": HOME_MOUNT_PATH}]
-    if spec.get("source"):
+    if revision.inline:
+        name_of_source = source_configmap_name(workflow["metadata"]["name"], revision.name)
+        only_source = [{"key": SOURCE_KEY, "path": SOURCE_KEY}]
         volumes.append(
-            {
-                "name": "source",
-                "configMap": {"name": source_configmap_name(workflow["metadata"]["name"])},
-            }
+            {"name": "source", "configMap": {"name": name_of_source, "items": only_source}}
         )
         mounts.append({"name": "source", "mountPath": SOURCE_MOUNT_PATH, "readOnly": True})
         env = [*env, {"name": SOURCE_DIR_ENV, "value": SOURCE_MOUNT_PATH}]
@@ -162,7 +170,7 @@ def _base_pod(
             "containers": [
                 {
                     "name": role.value,
-                    "image": workflow_image(workflow, config),
+                    "image": revision.image,
                     "imagePullPolicy": "IfNotPresent",
                     "args": [*PYTHON_ARGS, module],
                     "env": env,
@@ -178,35 +186,44 @@ def _base_pod(
 def driver_pod(
     run: RunBody, workflow: WorkflowBody, config: OperatorConfig, start: int
 ) -> dict[str, Any]:
+    revision = revision_of(run, workflow, config)
     env = [
         {"name": RUN_ENV, "value": run["metadata"]["name"]},
         {"name": NAMESPACE_ENV, "value": run["metadata"]["namespace"]},
-        {"name": WORKFLOW_ENV, "value": workflow_reference(workflow)},
+        {"name": WORKFLOW_ENV, "value": revision.entrypoint},
+        {"name": REVISION_ENV, "value": revision.name},
         {"name": LINGER_ENV, "value": f"{config.driver_linger:g}"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
     name = driver_pod_name(run["metadata"]["name"], start)
-    pod = _base_pod(name, run, workflow, config, PodRole.DRIVER, DRIVER_MODULE, env)
+    pod = _base_pod(name, run, workflow, config, PodRole.DRIVER, DRIVER_MODULE, env, revision)
     pod["spec"]["serviceAccountName"] = config.driver_service_account
     pod["spec"]["automountServiceAccountToken"] = True
     return pod
 
 
-def shared_driver_pod(workflow: WorkflowBody, config: OperatorConfig) -> dict[str, Any]:
-    """The driver pod serving every shared-mode run of ``workflow``; owned by it."""
+def shared_driver_pod(
+    workflow: WorkflowBody, config: OperatorConfig, revision: Revision | None = None
+) -> dict[str, Any]:
+    """The driver pod serving the shared-mode runs of ``workflow`` that recorded
+    ``revision`` (by default its current one); owned by the Workflow."""
     meta = workflow["metadata"]
+    revision = revision or current_revision(workflow, config)
     env = [
         {"name": WORKFLOW_NAME_ENV, "value": meta["name"]},
         {"name": NAMESPACE_ENV, "value": meta["namespace"]},
-        {"name": WORKFLOW_ENV, "value": workflow_reference(workflow)},
+        {"name": WORKFLOW_ENV, "value": revision.entrypoint},
+        {"name": REVISION_ENV, "value": revision.name},
         {"name": LINGER_ENV, "value": f"{config.driver_linger:g}"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
     name = shared_driver_pod_name(meta["name"])
-    pod = _base_pod(name, workflow, workflow, config, PodRole.DRIVER, DRIVER_MODULE, env)
+    role = PodRole.DRIVER
+    pod = _base_pod(name, workflow, workflow, config, role, DRIVER_MODULE, env, revision)
     pod["metadata"]["labels"] = {
         labels.LABEL_ROLE: PodRole.SHARED_DRIVER.value,
         labels.LABEL_WORKFLOW: meta["name"],
+        labels.LABEL_REVISION: revision.name,
     }
     pod["metadata"]["ownerReferences"] = [{**owner_reference(workflow), "kind": "Workflow"}]
     pod["spec"]["serviceAccountName"] = config.driver_service_account
@@ -290,7 +307,8 @@ def _task_pod(
                     "valueFrom": {"secretKeyRef": {"name": ref["secretName"], "key": ref["key"]}},
                 }
             )
-    pod = _base_pod(name, run, workflow, config, PodRole.TASK, TASK_MODULE, env)
+    revision = revision_of(run, workflow, config)
+    pod = _base_pod(name, run, workflow, config, PodRole.TASK, TASK_MODULE, env, revision)
     pod_spec = pod["spec"]
     pod_spec["automountServiceAccountToken"] = False
     defaults = wf_spec.get("taskDefaults") or {}

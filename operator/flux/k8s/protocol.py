@@ -38,6 +38,9 @@ NAMESPACE_ENV = "FLUX_NAMESPACE"
 LINGER_ENV = "FLUX_DRIVER_LINGER_SECONDS"
 # Set instead of FLUX_RUN for a shared driver: the Workflow whose runs it serves.
 WORKFLOW_NAME_ENV = "FLUX_WORKFLOW_NAME"
+# The code revision a driver runs (flux.k8s.revisions): a shared driver serves
+# only the runs that recorded it.
+REVISION_ENV = "FLUX_REVISION"
 # Where file-backed output storage keeps values (mounted from spec.homeVolume).
 HOME_ENV = "FLUX_HOME"
 SOURCE_DIR_ENV = "FLUX_SOURCE_DIR"

@@ -144,6 +144,7 @@ class Reason(StrEnum):
     WORKFLOW_NOT_FOUND = "WorkflowNotFound"
     WORKFLOW_INVALID = "WorkflowInvalid"
     DRIVER_FAILED = "DriverFailed"
+    REVISION_INVALID = "RevisionInvalid"  # status.revision names no revision of its Workflow
     # Events
     TASK_FAILED = "TaskFailed"
     # Events of a Workflow's schedules
@@ -156,7 +157,12 @@ class Reason(StrEnum):
 
 # The failures the operator finds itself; the run's error type is the reason.
 OPERATOR_REASONS = frozenset(
-    {Reason.WORKFLOW_NOT_FOUND, Reason.WORKFLOW_INVALID, Reason.DRIVER_FAILED}
+    {
+        Reason.WORKFLOW_NOT_FOUND,
+        Reason.WORKFLOW_INVALID,
+        Reason.DRIVER_FAILED,
+        Reason.REVISION_INVALID,
+    }
 )
 # Routine progress of every run: the condition says it, an Event would be a write per run.
 QUIET_REASONS = frozenset({Reason.PENDING, Reason.RUNNING})

@@ -108,9 +108,9 @@ def kube_run(
             say(f"workflow {ns}/{shipped.name} {done} from {reference}")
         if done == "updated" and (busy := await kube_runs.unfinished_runs(kube, ns, shipped.name)):
             say(
-                f"warning: {len(busy)} unfinished run(s) of {shipped.name} ({', '.join(busy[:3])}"
-                f"{', ...' if len(busy) > 3 else ''}) now replay the new source; a change to "
-                "steps they already took fails them as diverged"
+                f"{len(busy)} unfinished run(s) of {shipped.name} ({', '.join(busy[:3])}"
+                f"{', ...' if len(busy) > 3 else ''}) keep the revision they started with; "
+                "new runs use the new source"
             )
         name = await kube_runs.create_run(kube, ns, shipped.name, value)
         say(f"run {name} started: workflow {shipped.name} (namespace {ns})")

@@ -68,7 +68,7 @@ async def apply_workflow(kube: Kube, namespace: str, shipped: InlineWorkflow) ->
 
 
 async def unfinished_runs(kube: Kube, namespace: str, workflow: str) -> list[str]:
-    """Runs of ``workflow`` that have not ended: they replay whatever source it has."""
+    """Runs of ``workflow`` that have not ended (on the revision each recorded)."""
     return [
         run["metadata"]["name"]
         for run in await list_runs(kube, namespace)

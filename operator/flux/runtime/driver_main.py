@@ -19,6 +19,7 @@ from flux.k8s.kube.http import KubeClient, connect
 from flux.k8s.protocol import (
     LINGER_ENV,
     NAMESPACE_ENV,
+    REVISION_ENV,
     RUN_ENV,
     WORKFLOW_ENV,
     WORKFLOW_NAME_ENV,
@@ -37,28 +38,35 @@ async def drive(kube: Kube, env: dict[str, str]) -> int:
     namespace = env[NAMESPACE_ENV]
     linger = float(env.get(LINGER_ENV, "30"))
     shared_for = env.get(WORKFLOW_NAME_ENV)
+    revision = env.get(REVISION_ENV)
     try:
         workflow = import_object(env[WORKFLOW_ENV])
         if not isinstance(workflow, Workflow):
             raise TypeError(f"{env[WORKFLOW_ENV]} is not a @workflow")
     except Exception as exc:
-        names = [env[RUN_ENV]] if not shared_for else await served(kube, namespace, shared_for)
+        if shared_for:
+            names = await served(kube, namespace, shared_for, revision)
+        else:
+            names = [env[RUN_ENV]]
         for name in names:
             await fail_to_load(kube, namespace, name, exc)
         return 1
     events = EventRecorder(kube, COMPONENT)
     if shared_for:
-        return await SharedDriver(kube, namespace, shared_for, workflow, linger, events).serve()
+        shared = SharedDriver(kube, namespace, shared_for, workflow, linger, events, revision)
+        return await shared.serve()
     driver = Driver(kube, namespace, env[RUN_ENV], workflow, linger, events=events)
     return await driver.run()
 
 
-async def served(kube: Kube, namespace: str, workflow_name: str) -> list[str]:
-    """The runs a shared driver for ``workflow_name`` would serve now."""
+async def served(
+    kube: Kube, namespace: str, workflow_name: str, revision: str | None = None
+) -> list[str]:
+    """The runs a shared driver for ``workflow_name`` (of ``revision``) would serve now."""
     listed = await kube.list(
         RUNS, namespace, field_selector=f"spec.workflowRef.name={workflow_name}"
     )
-    return [r["metadata"]["name"] for r in listed.get("items") or [] if serves(r)]
+    return [r["metadata"]["name"] for r in listed.get("items") or [] if serves(r, revision)]
 
 
 async def main_async() -> int:

@@ -37,9 +37,16 @@ __all__ = ["SharedDriver", "serves"]
 CONCURRENCY = 32
 
 
-def serves(body: dict[str, Any]) -> bool:
-    """Whether a shared driver should hold this run now."""
+def serves(body: dict[str, Any], revision: str | None = None) -> bool:
+    """Whether a shared driver (of code ``revision``) should hold this run now.
+
+    With a revision, only runs that recorded it: the operator records a run's
+    revision before anyone drives it, so this driver never claims a new run
+    itself (it may be an older revision's, lingering after an edit).
+    """
     status = body.get("status") or {}
+    if revision is not None and status.get("revision") != revision:
+        return False  # not started yet, or another revision's
     if not status:
         return not body["metadata"].get("deletionTimestamp")  # new: ours to claim
     if not (status.get("driver") or {}).get("shared"):
@@ -71,8 +78,11 @@ class SharedDriver:
         workflow: Workflow[Any],
         linger: float = 30.0,
         events: EventRecorder | None = None,
+        revision: str | None = None,
     ):
         self.kube = kube
+        # The code revision this driver runs; None (tests, older operators) serves any.
+        self.revision = revision
         self.namespace = namespace
         self.workflow_name = workflow_name
         self.workflow = workflow
@@ -160,7 +170,7 @@ class SharedDriver:
             if version != held.awaiting and not newer(version, held.awaiting):
                 return
             held.awaiting = None
-        if kind == "DELETED" or not serves(body):
+        if kind == "DELETED" or not serves(body, self.revision):
             self.held.pop(name, None)
             return
         if held is None:

@@ -188,8 +188,10 @@ def test_run_again_updates_only_a_changed_source(
     file.write_text(file.read_text() + "\n# changed\n")
     result = flux("run", f"{file}:hello", "-n", NS)
     assert "workflow team/flow-hello updated" in result.err
-    # The two runs before it have not ended: they replay what the Workflow now holds.
-    assert "warning: 2 unfinished run(s) of flow-hello (" in result.err
+    # The two runs before it have not ended: they keep the code they started with.
+    assert "2 unfinished run(s) of flow-hello (" in result.err
+    assert "keep the revision they started with; new runs use the new source" in result.err
+    assert "warning" not in result.err
     stored = fake.stored(WORKFLOWS, NS, "flow-hello")
     assert stored is not None and stored["spec"]["source"].endswith("# changed\n")
     assert len(fake.all(RUNS, NS)) == 3

@@ -35,12 +35,23 @@ def test_a_new_run_of_a_shared_workflow_uses_the_shared_driver_pod() -> None:
     assert not [p for p in result.create if p["metadata"]["labels"]["flux.dev/role"] == "driver"]
 
 
-def test_a_new_run_is_left_to_a_shared_driver_that_is_up() -> None:
+def test_a_new_run_records_its_revision_before_a_shared_driver_that_is_up_takes_it() -> None:
     observed = Observed(run(), shared_workflow(), [], NOW, shared_driver_up=True)
     result = plan_run(observed, CONFIG)
-    # The driver's first write claims it, with phase and conditions: nothing to write here.
-    assert result.status == {} and result.events == [] and result.create == []
+    # The operator writes first (the driver up may be an older revision's, lingering).
+    assert result.status["phase"] == "Pending" and result.status["driver"] == {"shared": True}
+    assert result.status["revision"] and result.create == []
     assert result.shared_driver is not None  # still made sure of
+    labels = result.shared_driver["metadata"]["labels"]
+    assert labels["flux.dev/revision"] == result.status["revision"]
+
+
+def test_a_shared_driver_serves_only_runs_that_recorded_its_revision() -> None:
+    mine = {"revision": "a" * 12, "phase": "Running", "driver": {"shared": True}}
+    assert serves(run(mine), "a" * 12)
+    assert not serves(run({**mine, "revision": "b" * 12}), "a" * 12)
+    assert not serves(run(), "a" * 12)  # not started: the operator records it first
+    assert serves(run())  # a driver without a revision (an older operator's) claims
 
 
 def test_a_shared_run_removes_a_per_run_driver_whose_claim_lost() -> None:

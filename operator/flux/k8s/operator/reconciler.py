@@ -13,6 +13,7 @@ import datetime as dt
 import random
 
 from flux.k8s import metrics, retention, runstore
+from flux.k8s.bodies import as_workflow
 from flux.k8s.config import OperatorConfig
 from flux.k8s.kube import Kube, NotFound
 from flux.k8s.kube.client import Body
@@ -26,8 +27,10 @@ from flux.k8s.operator.retention import Expiry
 from flux.k8s.operator.schedules import Schedules
 from flux.k8s.operator.shared_drivers import SharedDrivers
 from flux.k8s.operator.workflows import Workflows
+from flux.k8s.pods import current_revision
 from flux.k8s.protocol import RESULT_LOG_MARKER
 from flux.k8s.reconcile import Observed, Plan, plan_run
+from flux.k8s.revisions import valid_name
 from flux.k8s.states import FINAL_PHASES
 
 
@@ -45,7 +48,7 @@ class Reconciler:
         )
         self.shared_drivers = SharedDrivers(kube, self.queue.reconcile)
         self.applier = PlanApplier(kube, self.cache, self.shared_drivers, events)
-        self.workflows = Workflows(kube, self.cache, events)
+        self.workflows = Workflows(kube, self.cache, events, config)
         self.schedules = Schedules(kube, self.cache, events)
         self.expiry = Expiry(kube, config.retention_deletes_per_second)
         self._rng = random.Random()
@@ -65,6 +68,7 @@ class Reconciler:
             await self.schedules.run_ended(namespace, labels.get(LABEL_WORKFLOW, ""))
         if event == "DELETED":
             self.forget(namespace, name)
+            await self._revision_unused(run)
             return
         if event == "ADDED":  # not listed at start
             self.cache.run_created(namespace, name)
@@ -134,6 +138,7 @@ class Reconciler:
         workflow_name = (run.get("spec") or {}).get("workflowRef", {}).get("name", "")
         shared_up = self.shared_drivers.is_up(namespace, workflow_name)
         observed = Observed(run, workflow, pods, now, logs, open_calls, shared_up)
+        observed.revision_configmap = await self._older_revision(run, workflow)
         plan = plan_run(observed, self.config, self._rng.random())
         await self.applier.apply(run, plan, pods, pod_logs)
         self._observe(run, plan, now, pods)
@@ -141,6 +146,30 @@ class Reconciler:
         ttl_default = self.config.run_ttl_seconds
         self.expiry.schedule(key, retention.expires_at(after, workflow, ttl_default))
         return Requeue(plan.wake_at)
+
+    async def _older_revision(self, run: Body, workflow: Body | None) -> Body | None:
+        """The ConfigMap of the revision ``run`` recorded, when that is not its
+        Workflow's current one (plan_run checks the run may use it)."""
+        recorded = (run.get("status") or {}).get("revision")
+        if workflow is None or not valid_name(recorded):
+            return None
+        if recorded == current_revision(as_workflow(workflow), self.config).name:
+            return None
+        meta = workflow["metadata"]
+        return await self.workflows.revision_configmap(meta["namespace"], meta["name"], recorded)
+
+    async def _revision_unused(self, run: Body) -> None:
+        """A deleted run may have been the last user of an older revision."""
+        recorded = (run.get("status") or {}).get("revision")
+        namespace = run["metadata"]["namespace"]
+        workflow_name = (run.get("spec") or {}).get("workflowRef", {}).get("name", "")
+        try:
+            workflow = await self.cache.workflow(namespace, workflow_name)
+        except NotFound:
+            return  # its ConfigMaps go with it
+        current = (workflow.get("status") or {}).get("revision")
+        if recorded and current and recorded != current:
+            await self.workflows.collect(namespace, workflow_name, current)
 
     def _finished(self, key: Key) -> bool:
         return self._phases.get(key) in FINAL_PHASES

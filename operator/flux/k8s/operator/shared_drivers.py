@@ -14,13 +14,15 @@ from collections.abc import Awaitable, Callable
 from flux.k8s import metrics
 from flux.k8s.kube import PODS, RUNS, Conflict, Kube, KubeError, NotFound
 from flux.k8s.kube.client import Body
-from flux.k8s.labels import LABEL_WORKFLOW
+from flux.k8s.labels import LABEL_REVISION, LABEL_WORKFLOW
 from flux.k8s.operator.cache import Key
 from flux.k8s.states import FINAL_PHASES, PodPhase
 
 log = logging.getLogger("flux.operator")
 # The longest wait before a failed shared driver is started again.
 MAX_BACKOFF_SECONDS = 60
+# How soon a run whose revision is not the up shared driver's looks again.
+OTHER_REVISION_WAIT = dt.timedelta(seconds=5)
 
 
 class SharedDrivers:
@@ -35,6 +37,9 @@ class SharedDrivers:
         # which no new one starts.
         self._up: dict[Key, str] = {}
         self._failures: dict[Key, tuple[int, float]] = {}
+        # The code revision of each Workflow's shared driver pod (one pod name per
+        # Workflow, see pods.shared_driver_pod_name): it serves only runs of it.
+        self._revisions: dict[Key, str] = {}
 
     def is_up(self, namespace: str, workflow: str) -> bool:
         return (namespace, workflow) in self._up
@@ -43,14 +48,20 @@ class SharedDrivers:
         """Start the Workflow's shared driver unless it is up; when it must wait, until when."""
         meta = pod["metadata"]
         key = (meta["namespace"], meta["labels"][LABEL_WORKFLOW])
+        wanted = meta["labels"].get(LABEL_REVISION, "")
         if key in self._up:
-            return None
+            if self._revisions.get(key, wanted) == wanted:
+                return None
+            # Another revision's driver is up: it exits when idle for its linger
+            # time, and its pod's deletion wakes this run; look again meanwhile.
+            return dt.datetime.now(dt.UTC) + OTHER_REVISION_WAIT
         failures, not_before = self._failures.get(key, (0, 0.0))
         if time.time() < not_before:
             return dt.datetime.fromtimestamp(not_before, dt.UTC)
         # Up from now on, for the passes running meanwhile too: a burst of new runs
         # is left to the driver's claims, not each written as Pending first.
         self._up[key] = meta["name"]
+        self._revisions[key] = wanted
         try:
             await self.kube.create(PODS, meta["namespace"], pod)
             if failures:
@@ -77,6 +88,7 @@ class SharedDrivers:
             return
         if phase not in (PodPhase.SUCCEEDED, PodPhase.FAILED):
             self._up[key] = meta["name"]
+            self._revisions[key] = (meta.get("labels") or {}).get(LABEL_REVISION, "")
             return
         failures = self._failures.get(key, (0, 0.0))[0]
         if phase == PodPhase.FAILED:

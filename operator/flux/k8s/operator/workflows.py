@@ -1,27 +1,35 @@
-"""Workflows: their Ready and Scheduled conditions, and the ConfigMap holding an inline
-source."""
+"""Workflows: their Ready and Scheduled conditions, their code revisions (an immutable
+ConfigMap each, see flux.k8s.revisions) and the deletion of revisions no run uses."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 
-from flux.k8s import metrics
+from flux.k8s import metrics, revisions
+from flux.k8s.bodies import as_workflow
+from flux.k8s.config import OperatorConfig
 from flux.k8s.decisions import condition_changed, set_condition, workflow_ready
-from flux.k8s.kube import CONFIGMAPS, WORKFLOWS, Kube, NotFound
+from flux.k8s.kube import CONFIGMAPS, RUNS, WORKFLOWS, Conflict, Kube, NotFound
 from flux.k8s.kube.client import Body
-from flux.k8s.labels import LABEL_WORKFLOW
+from flux.k8s.labels import LABEL_REVISION, LABEL_WORKFLOW
 from flux.k8s.models import Condition, to_json
 from flux.k8s.operator.cache import Cache
 from flux.k8s.operator.events import BackgroundEvents
-from flux.k8s.pods import owner_reference, source_configmap_name
-from flux.k8s.protocol import INLINE_SOURCE_MODULE
+from flux.k8s.pods import current_revision, owner_reference, source_configmap_name
+from flux.k8s.revisions import Revision
 from flux.k8s.schedules import scheduled_condition
 from flux.k8s.states import ConditionStatus, ConditionType, EventKind
 
 
 class Workflows:
-    def __init__(self, kube: Kube, cache: Cache, events: BackgroundEvents) -> None:
+    def __init__(
+        self, kube: Kube, cache: Cache, events: BackgroundEvents, config: OperatorConfig
+    ) -> None:
         self.kube = kube
+        self.config = config
+        # Revision ConfigMaps read for runs of older revisions, by (namespace, name).
+        self._revisions: dict[tuple[str, str], Body] = {}
         self.cache = cache
         self.events = events
 
@@ -30,8 +38,14 @@ class Workflows:
         meta, spec = workflow["metadata"], workflow.get("spec") or {}
         metrics.workflow_seen(meta["name"])
         self.cache.workflow_seen(workflow)
-        if spec.get("source"):
-            await self._ensure_source(workflow)
+        revision = current_revision(as_workflow(workflow), self.config)
+        stored_status = workflow.get("status") or {}
+        if stored_status.get("revision") != revision.name:
+            # Its ConfigMap is created before the status says it is current.
+            await self._ensure_revision(workflow, revision)
+        if stored_status.get("revision") not in (None, revision.name):
+            # Edited: the revision it had may be used by no run any more.
+            await self.collect(meta["namespace"], meta["name"], revision.name)
         stored = [
             Condition.model_validate(c)
             for c in (workflow.get("status") or {}).get("conditions") or []
@@ -43,7 +57,11 @@ class Workflows:
         changed = [c for c in wanted if condition_changed(stored, c)]
         # Schedules all removed: their condition goes with them.
         kept = [c for c in stored if scheduled is not None or c.type != ConditionType.SCHEDULED]
-        if not changed and len(kept) == len(stored):
+        if (
+            not changed
+            and len(kept) == len(stored)
+            and stored_status.get("revision") == revision.name
+        ):
             return
         now = dt.datetime.now(dt.UTC)
         for condition in wanted:
@@ -51,6 +69,7 @@ class Workflows:
         status = {
             "conditions": [to_json(c) for c in kept],
             "observedGeneration": meta.get("generation"),
+            "revision": revision.name,
         }
         written = await self.kube.patch(
             WORKFLOWS, meta["namespace"], meta["name"], {"status": status}, status=True
@@ -61,22 +80,63 @@ class Workflows:
             kind = EventKind.NORMAL if ok else EventKind.WARNING
             self.events.post(workflow, kind, condition.reason, condition.message)
 
-    async def _ensure_source(self, workflow: Body) -> None:
+    async def _ensure_revision(self, workflow: Body, revision: Revision) -> None:
+        """Create the revision's ConfigMap unless it exists (immutable: never replaced)."""
         meta = workflow["metadata"]
-        owner = {**owner_reference(workflow), "kind": "Workflow"}
         configmap: Body = {
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {
-                "name": source_configmap_name(meta["name"]),
+                "name": source_configmap_name(meta["name"], revision.name),
                 "namespace": meta["namespace"],
-                "ownerReferences": [owner],
-                "labels": {LABEL_WORKFLOW: meta["name"]},
+                # Owned by the Workflow, not controlled: it goes with the Workflow
+                # (whose runs then fail: WorkflowNotFound) or when collect() finds
+                # no run using it.
+                "ownerReferences": [
+                    {**owner_reference(workflow), "kind": "Workflow", "controller": False}
+                ],
+                "labels": revisions.configmap_labels(meta["name"], revision.name),
             },
-            "data": {f"{INLINE_SOURCE_MODULE}.py": workflow["spec"]["source"]},
+            "immutable": True,
+            "data": revisions.configmap_data(revision),
         }
-        name = configmap["metadata"]["name"]
-        try:
-            await self.kube.replace(CONFIGMAPS, meta["namespace"], name, configmap)
-        except NotFound:
+        with contextlib.suppress(Conflict):  # there already: same name, same content
             await self.kube.create(CONFIGMAPS, meta["namespace"], configmap)
+
+    async def revision_configmap(self, namespace: str, workflow: str, revision: str) -> Body | None:
+        """The ConfigMap of a Workflow's revision, as stored (None if there is none).
+
+        Read once per revision and held: it is immutable, so only its deletion can
+        change what a read would say, and collect() forgets it then."""
+        key = (namespace, source_configmap_name(workflow, revision))
+        if key not in self._revisions:
+            try:
+                self._revisions[key] = await self.kube.get(CONFIGMAPS, *key)
+            except NotFound:
+                return None
+        return self._revisions[key]
+
+    async def collect(self, namespace: str, workflow: str, current: str | None) -> None:
+        """Delete the Workflow's revision ConfigMaps that are not ``current`` and that
+        no run records. Two lists and at most one delete per revision: it runs when a
+        Workflow's revision changes and when a run of an older revision is deleted."""
+        selector = f"{LABEL_WORKFLOW}={workflow},{LABEL_REVISION}"
+        found = await self.kube.list(CONFIGMAPS, namespace, label_selector=selector)
+        by_name = {
+            c["metadata"]["name"]: (c["metadata"].get("labels") or {}).get(LABEL_REVISION, "")
+            for c in found.get("items") or []
+        }
+        if not any(revision != current for revision in by_name.values()):
+            return
+        runs = await self.kube.list(
+            RUNS, namespace, field_selector=f"spec.workflowRef.name={workflow}"
+        )
+        in_use = {
+            str((r.get("status") or {}).get("revision"))
+            for r in runs.get("items") or []
+            if not r["metadata"].get("deletionTimestamp")
+        }
+        for name in revisions.unused(by_name, current, in_use):
+            self._revisions.pop((namespace, name), None)
+            with contextlib.suppress(NotFound):
+                await self.kube.delete(CONFIGMAPS, namespace, name)

@@ -9,7 +9,7 @@ from flux.k8s.bodies import DriverStatusBody, RunBody, RunStatusBody, WorkflowBo
 from flux.k8s.config import OperatorConfig
 from flux.k8s.decisions import cancel_requested
 from flux.k8s.pod_view import PodView
-from flux.k8s.pods import driver_pod, driver_pod_name, shared_driver_pod
+from flux.k8s.pods import driver_pod, driver_pod_name, revision_of, shared_driver_pod
 from flux.k8s.reconcile.failures import Unrunnable, fail
 from flux.k8s.reconcile.plan import Plan
 from flux.k8s.reconcile.tasks import Records
@@ -41,7 +41,8 @@ def plan_driver(
         # requires a run without status. A per-run driver started by a pass whose
         # claim lost is removed here, before it does anything but read.
         if driver_needed(status, records, open_calls, now, cancel=cancel_requested(run)):
-            plan.shared_driver = shared_driver_pod(workflow, config)
+            revision = revision_of(run, workflow, config)  # a shared driver serves one
+            plan.shared_driver = shared_driver_pod(workflow, config, revision)
         if not driver.get("shared") and (status or not shared_driver_up):
             plan.status["driver"] = {"shared": True}
         plan.delete.extend(drivers)

@@ -20,8 +20,9 @@ from flux.k8s.reconcile.failures import (
     workflow_not_ready,
 )
 from flux.k8s.reconcile.plan import Observed, Plan
+from flux.k8s.reconcile.revision import pin_revision
 from flux.k8s.reconcile.tasks import Records, Room, RunContext, TaskPass, in_play, pods_held
-from flux.k8s.states import FINAL_PHASES, DriverMode, Phase, PodRole
+from flux.k8s.states import FINAL_PHASES, Phase, PodRole
 
 # A driver that records the workflow's end posts its Event right after the write,
 # with a token bound to its pod: deleting the pod at once (which also voids the
@@ -59,13 +60,15 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
     if problem is not None:
         return _unrunnable(plan, status, views, problem, now, generation)
     spec = workflow.get("spec") or {}
-    # A new run of a Shared Workflow whose driver is up is claimed by the driver's
-    # first write (phase, conditions and all); an operator write saying Pending
-    # first would be a write per run for a state that lasts milliseconds.
-    claimable = (
-        not status and observed.shared_driver_up and spec.get("driverMode") == DriverMode.SHARED
-    )
-    if phase is None and not claimable:
+    problem = pin_revision(plan, run, workflow, config, observed)
+    if problem is not None:
+        return _unrunnable(plan, status, views, problem, now, generation)
+    # From here on the pass acts on the run as it is with its revision recorded: the
+    # pods it creates use that revision (written by the same status patch, first).
+    run = as_run({**run, "status": {**status, **plan.status}})
+    # The operator's write recording the revision comes first, also for a Shared
+    # Workflow: a shared driver serves only runs that recorded its revision.
+    if phase is None:
         plan.status["phase"] = Phase.PENDING
     open_calls = observed.open_calls
     if open_calls is None:

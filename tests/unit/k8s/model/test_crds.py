@@ -97,8 +97,8 @@ def test_conditions_are_a_map_keyed_by_type(kind: str) -> None:
 
 def test_names_subresources_and_columns() -> None:
     for resource, short, columns in [
-        (BY_KIND["Workflow"], "fxwf", ["Ready", "Age"]),
-        (BY_KIND["WorkflowRun"], "fxrun", ["Workflow", "Phase", "Age"]),
+        (BY_KIND["Workflow"], "fxwf", ["Ready", "Revision", "Age"]),
+        (BY_KIND["WorkflowRun"], "fxrun", ["Workflow", "Phase", "Revision", "Age"]),
     ]:
         spec = crds.crd(resource)["spec"]
         assert spec["group"] == "flux.dev" and spec["scope"] == "Namespaced"

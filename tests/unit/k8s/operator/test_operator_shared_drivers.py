@@ -14,12 +14,15 @@ from flux.k8s.kube.fake import FakeKube
 from flux.k8s.operator.shared_drivers import SharedDrivers
 
 
-def driver(phase: str | None = None, name: str = "wf-driver-1") -> dict[str, Any]:
+def driver(
+    phase: str | None = None, name: str = "wf-driver-1", revision: str = "a" * 12
+) -> dict[str, Any]:
+    labels = {"flux.dev/workflow": "wf", "flux.dev/role": "shared-driver"}
     body: dict[str, Any] = {
         "metadata": {
             "name": name,
             "namespace": "ns",
-            "labels": {"flux.dev/workflow": "wf", "flux.dev/role": "shared-driver"},
+            "labels": {**labels, "flux.dev/revision": revision},
         }
     }
     if phase:
@@ -126,5 +129,21 @@ def test_a_driver_gone_wakes_its_shared_and_unclaimed_runs(kube: FakeKube) -> No
         drivers = SharedDrivers(kube, woken)
         await drivers.changed("DELETED", driver())
         assert sorted(woken.runs) == [("ns", "shared"), ("ns", "unclaimed")]
+
+    asyncio.run(scenario())
+
+
+def test_a_run_of_another_revision_waits_for_the_driver_up_to_go(kube: FakeKube) -> None:
+    async def scenario() -> None:
+        woken = Woken()
+        drivers = SharedDrivers(kube, woken)
+        assert await drivers.ensure(driver()) is None
+        wait = await drivers.ensure(driver(revision="b" * 12))
+        assert wait is not None and wait > dt.datetime.now(dt.UTC)
+        assert kube.count("create", PODS) == 1
+        # The older one goes (idle past its linger time): the next run starts its own.
+        await drivers.changed("DELETED", driver())
+        assert await drivers.ensure(driver(revision="b" * 12)) is None
+        assert kube.count("create", PODS) == 2
 
     asyncio.run(scenario())
