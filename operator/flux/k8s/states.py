@@ -144,6 +144,8 @@ class Reason(StrEnum):
     WORKFLOW_NOT_FOUND = "WorkflowNotFound"
     WORKFLOW_INVALID = "WorkflowInvalid"
     DRIVER_FAILED = "DriverFailed"
+    # Pending or Running, waiting for one of the operator's driver pod slots
+    DRIVER_QUEUED = "DriverQueued"
     # Events
     TASK_FAILED = "TaskFailed"
     # Events of a Workflow's schedules
@@ -159,7 +161,7 @@ OPERATOR_REASONS = frozenset(
     {Reason.WORKFLOW_NOT_FOUND, Reason.WORKFLOW_INVALID, Reason.DRIVER_FAILED}
 )
 # Routine progress of every run: the condition says it, an Event would be a write per run.
-QUIET_REASONS = frozenset({Reason.PENDING, Reason.RUNNING})
+QUIET_REASONS = frozenset({Reason.PENDING, Reason.RUNNING, Reason.DRIVER_QUEUED})
 
 
 class EventKind(StrEnum):

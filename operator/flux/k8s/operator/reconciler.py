@@ -19,6 +19,7 @@ from flux.k8s.kube.client import Body
 from flux.k8s.labels import LABEL_SCHEDULE, LABEL_WORKFLOW
 from flux.k8s.operator.apply import PlanApplier
 from flux.k8s.operator.cache import Cache, Key
+from flux.k8s.operator.driver_slots import DriverSlots
 from flux.k8s.operator.events import BackgroundEvents
 from flux.k8s.operator.logs import PodLogs
 from flux.k8s.operator.queue import BACKSTOP_SECONDS, Requeue, WorkQueue
@@ -48,6 +49,8 @@ class Reconciler:
         self.workflows = Workflows(kube, self.cache, events)
         self.schedules = Schedules(kube, self.cache, events)
         self.expiry = Expiry(kube, config.retention_deletes_per_second)
+        self.driver_slots = DriverSlots(config.max_driver_pods, self._wake)
+        self._woken: set[asyncio.Task[None]] = set()
         self._rng = random.Random()
         # Last phase seen per run, for the metrics only; never used for decisions.
         self._phases: dict[Key, str] = {}
@@ -73,6 +76,7 @@ class Reconciler:
 
     async def pod_event(self, event: str, pod: Body, run_name: str) -> None:
         """A task or driver pod's watch event; ``run_name`` is its run label."""
+        self.driver_slots.pod_seen(event, pod)
         if self.cache.pod_seen(event, pod):
             await self.queue.reconcile(pod["metadata"]["namespace"], run_name)
 
@@ -107,6 +111,7 @@ class Reconciler:
         self.queue.forget(key)
         self.expiry.forget(key)
         self.cache.forget_run(namespace, name)
+        self.driver_slots.forget_run(key)
         self.open_calls.forget(namespace, name)
         metrics.forget_run(namespace, name)
         if self._phases.pop(key, None) is not None:
@@ -133,14 +138,24 @@ class Reconciler:
         now = dt.datetime.now(dt.UTC)
         workflow_name = (run.get("spec") or {}).get("workflowRef", {}).get("name", "")
         shared_up = self.shared_drivers.is_up(namespace, workflow_name)
-        observed = Observed(run, workflow, pods, now, logs, open_calls, shared_up)
+        status = run.get("status") or {}
+        # No await from here to planned(): see DriverSlots.
+        slots = self.driver_slots.slots_for(key, status)
+        observed = Observed(run, workflow, pods, now, logs, open_calls, shared_up, slots)
         plan = plan_run(observed, self.config, self._rng.random())
+        self.driver_slots.planned(key, status, plan)
         await self.applier.apply(run, plan, pods, pod_logs)
         self._observe(run, plan, now, pods)
         after = {**run, "status": {**(run.get("status") or {}), **plan.status}}
         ttl_default = self.config.run_ttl_seconds
         self.expiry.schedule(key, retention.expires_at(after, workflow, ttl_default))
         return Requeue(plan.wake_at)
+
+    def _wake(self, key: Key) -> None:
+        """A pass of a run waiting for a driver slot, now that one is free."""
+        task = asyncio.ensure_future(self.queue.reconcile(*key))
+        self._woken.add(task)
+        task.add_done_callback(self._woken.discard)
 
     def _finished(self, key: Key) -> bool:
         return self._phases.get(key) in FINAL_PHASES
@@ -155,6 +170,7 @@ class Reconciler:
             metrics.set_active(self._phases.values())
         if phase in FINAL_PHASES:
             self.queue.finished(key)
+            self.driver_slots.finished(key)
             if not pods and not plan.delete:
                 # Finished and cleared away: rarely looked at again, and then read.
                 self.cache.forget_run(*key)
