@@ -146,3 +146,21 @@ def test_the_bound_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("FLUX_MAX_DRIVER_PODS", "many")
     with pytest.raises(ValueError, match="FLUX_MAX_DRIVER_PODS must be a whole number"):
         OperatorConfig.from_env()
+
+
+def test_passes_of_runs_created_together_never_start_more_drivers_than_the_bound(
+    kube: FakeKube, reconciler: Any
+) -> None:
+    async def scenario() -> None:
+        bodies = [created(kube, f"r{i}") for i in range(5)]
+        # Their passes interleave at every await (the API calls).
+        await asyncio.gather(*(reconciler.run_event("ADDED", body) for body in bodies))
+        assert len(kube.all(PODS, "ns")) == 1
+        queued = [
+            name
+            for name in (f"r{i}" for i in range(5))
+            if ((kube.stored(RUNS, "ns", name) or {})["status"].get("driver") or {}).get("queued")
+        ]
+        assert len(queued) == 4
+
+    asyncio.run(scenario())
