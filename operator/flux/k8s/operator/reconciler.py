@@ -50,6 +50,9 @@ class Reconciler:
         self.schedules = Schedules(kube, self.cache, events)
         self.expiry = Expiry(kube, config.retention_deletes_per_second)
         self.driver_slots = DriverSlots(config.max_driver_pods, self._wake)
+        # Read at scrape time: nothing to keep in step.
+        metrics.DRIVER_PODS.set_function(lambda: self.driver_slots.running)
+        metrics.RUNS_WAITING_FOR_DRIVER.set_function(lambda: self.driver_slots.waiting)
         self._woken: set[asyncio.Task[None]] = set()
         self._rng = random.Random()
         # Last phase seen per run, for the metrics only; never used for decisions.

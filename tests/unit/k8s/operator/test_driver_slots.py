@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from test_operator_reconciler import created
 
+from flux.k8s import metrics
 from flux.k8s.config import OperatorConfig
 from flux.k8s.kube import PODS, RUNS
 from flux.k8s.kube.fake import FakeKube
@@ -162,5 +163,7 @@ def test_passes_of_runs_created_together_never_start_more_drivers_than_the_bound
             if ((kube.stored(RUNS, "ns", name) or {})["status"].get("driver") or {}).get("queued")
         ]
         assert len(queued) == 4
+        assert metrics.RUNS_WAITING_FOR_DRIVER.collect()[0].samples[0].value == 4
+        assert metrics.DRIVER_PODS.collect()[0].samples[0].value == 1
 
     asyncio.run(scenario())
