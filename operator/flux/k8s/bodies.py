@@ -102,6 +102,7 @@ class DriverStatusBody(TypedDict, total=False):
     pod: str | None
     lastFailure: str | None
     shared: bool
+    queued: bool
 
 
 class RunErrorBody(TypedDict, total=False):

@@ -15,6 +15,16 @@ def _env_float(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
 
 
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, not {value!r}") from None
+
+
 @dataclass(frozen=True)
 class OperatorConfig:
     # Image for Workflows that name none: the operator's own image, normally.
@@ -47,12 +57,21 @@ class OperatorConfig:
     # Expired runs deleted per second at most: a thousand runs expiring together
     # are deleted at this steady rate, not in one burst of API writes.
     retention_deletes_per_second: float = 10.0
+    # Per-run driver pods (driverMode PerRun) running at once, all runs together;
+    # runs beyond it wait with status.driver.queued and the Succeeded condition's
+    # reason DriverQueued, and start in turn as drivers finish. Without a bound a
+    # thousand runs created together made a thousand driver pods that queued on the
+    # nodes (110 pods each by default), failed their pending timeout and retried:
+    # 20 runs a minute (benchmarks/RESULTS.md, throughput).
+    max_driver_pods: int = 100
 
     def __post_init__(self) -> None:
         if self.run_ttl_seconds is not None and self.run_ttl_seconds < 0:
             raise ValueError("FLUX_RUN_TTL_SECONDS_AFTER_FINISHED must be 0 or more")
         if not self.retention_deletes_per_second > 0:
             raise ValueError("FLUX_RETENTION_DELETES_PER_SECOND must be more than 0")
+        if self.max_driver_pods < 1:
+            raise ValueError("FLUX_MAX_DRIVER_PODS must be 1 or more")
 
     def allows_task_image(self, image: str) -> bool:
         return any(fnmatch.fnmatchcase(image, pattern) for pattern in self.allowed_task_images)
@@ -81,4 +100,5 @@ class OperatorConfig:
             retention_deletes_per_second=_env_float(
                 "FLUX_RETENTION_DELETES_PER_SECOND", cls.retention_deletes_per_second
             ),
+            max_driver_pods=_env_int("FLUX_MAX_DRIVER_PODS", cls.max_driver_pods),
         )

@@ -182,6 +182,13 @@ def succeeded_condition(status: Mapping[str, Any], generation: int | None = None
         pause = (status.get("pause") or {}).get("name", "")
         state, reason = ConditionStatus.UNKNOWN, Reason.PAUSED
         message = f"waiting at pause {pause!r}; resume by patching status.resume"
+    elif (status.get("driver") or {}).get("queued"):
+        state, reason = ConditionStatus.UNKNOWN, Reason.DRIVER_QUEUED
+        message = (
+            f"the run is {phase.lower()} and waits for a driver pod: the operator runs "
+            "at most FLUX_MAX_DRIVER_PODS per-run driver pods at once (chart value "
+            "operator.maxDriverPods); it starts when one finishes"
+        )
     else:
         # Pending, Running: the reason is the phase.
         state, reason, message = ConditionStatus.UNKNOWN, phase, f"the run is {phase.lower()}"

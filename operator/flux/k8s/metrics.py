@@ -117,6 +117,14 @@ OPERATOR_LEADER = Gauge(
     "1 while this operator process holds the leader Lease and acts, 0 on a standby "
     "(flux.k8s.operator.leader).",
 )
+DRIVER_PODS = Gauge(
+    "flux_driver_pods",
+    "Per-run driver pods counted against FLUX_MAX_DRIVER_PODS (created, not yet finished).",
+)
+RUNS_WAITING_FOR_DRIVER = Gauge(
+    "flux_runs_waiting_for_driver",
+    "Runs that need a driver pod and wait for one of the FLUX_MAX_DRIVER_PODS slots.",
+)
 TASK_PODS_PENDING = Gauge(
     "flux_task_pods_pending",
     "Task pods in phase Pending, as the last reconcile of their run saw them.",

@@ -565,6 +565,11 @@ class DriverStatus(_Model):
     shared: bool | None = Field(
         default=None, description="The run is driven by its Workflow's shared driver pod."
     )
+    queued: bool | None = Field(
+        default=None,
+        description="The run waits for a driver pod: the operator's limit of per-run driver "
+        "pods at once (setting FLUX_MAX_DRIVER_PODS) is reached.",
+    )
 
 
 class WorkflowRunStatus(_Model):

@@ -145,6 +145,8 @@ class Reason(StrEnum):
     WORKFLOW_INVALID = "WorkflowInvalid"
     DRIVER_FAILED = "DriverFailed"
     REVISION_INVALID = "RevisionInvalid"  # status.revision names no revision of its Workflow
+    # Pending or Running, waiting for one of the operator's driver pod slots
+    DRIVER_QUEUED = "DriverQueued"
     # Events
     TASK_FAILED = "TaskFailed"
     # Events of a Workflow's schedules
@@ -165,7 +167,7 @@ OPERATOR_REASONS = frozenset(
     }
 )
 # Routine progress of every run: the condition says it, an Event would be a write per run.
-QUIET_REASONS = frozenset({Reason.PENDING, Reason.RUNNING})
+QUIET_REASONS = frozenset({Reason.PENDING, Reason.RUNNING, Reason.DRIVER_QUEUED})
 
 
 class EventKind(StrEnum):

@@ -20,6 +20,7 @@ from flux.k8s.kube.client import Body
 from flux.k8s.labels import LABEL_SCHEDULE, LABEL_WORKFLOW
 from flux.k8s.operator.apply import PlanApplier
 from flux.k8s.operator.cache import Cache, Key
+from flux.k8s.operator.driver_slots import DriverSlots
 from flux.k8s.operator.events import BackgroundEvents
 from flux.k8s.operator.logs import PodLogs
 from flux.k8s.operator.queue import BACKSTOP_SECONDS, Requeue, WorkQueue
@@ -51,6 +52,11 @@ class Reconciler:
         self.workflows = Workflows(kube, self.cache, events, config)
         self.schedules = Schedules(kube, self.cache, events)
         self.expiry = Expiry(kube, config.retention_deletes_per_second)
+        self.driver_slots = DriverSlots(config.max_driver_pods, self._wake)
+        # Read at scrape time: nothing to keep in step.
+        metrics.DRIVER_PODS.set_function(lambda: self.driver_slots.running)
+        metrics.RUNS_WAITING_FOR_DRIVER.set_function(lambda: self.driver_slots.waiting)
+        self._woken: set[asyncio.Task[None]] = set()
         self._rng = random.Random()
         # Last phase seen per run, for the metrics only; never used for decisions.
         self._phases: dict[Key, str] = {}
@@ -77,6 +83,7 @@ class Reconciler:
 
     async def pod_event(self, event: str, pod: Body, run_name: str) -> None:
         """A task or driver pod's watch event; ``run_name`` is its run label."""
+        self.driver_slots.pod_seen(event, pod)
         if self.cache.pod_seen(event, pod):
             await self.queue.reconcile(pod["metadata"]["namespace"], run_name)
 
@@ -111,6 +118,7 @@ class Reconciler:
         self.queue.forget(key)
         self.expiry.forget(key)
         self.cache.forget_run(namespace, name)
+        self.driver_slots.forget_run(key)
         self.open_calls.forget(namespace, name)
         metrics.forget_run(namespace, name)
         if self._phases.pop(key, None) is not None:
@@ -137,9 +145,23 @@ class Reconciler:
         now = dt.datetime.now(dt.UTC)
         workflow_name = (run.get("spec") or {}).get("workflowRef", {}).get("name", "")
         shared_up = self.shared_drivers.is_up(namespace, workflow_name)
-        observed = Observed(run, workflow, pods, now, logs, open_calls, shared_up)
-        observed.revision_configmap = await self._older_revision(run, workflow)
+        status = run.get("status") or {}
+        revision_configmap = await self._older_revision(run, workflow)
+        # No await from here to planned(): see DriverSlots.
+        slots = self.driver_slots.slots_for(key, status)
+        observed = Observed(
+            run,
+            workflow,
+            pods,
+            now,
+            logs,
+            open_calls,
+            shared_up,
+            driver_slots=slots,
+            revision_configmap=revision_configmap,
+        )
         plan = plan_run(observed, self.config, self._rng.random())
+        self.driver_slots.planned(key, status, plan)
         await self.applier.apply(run, plan, pods, pod_logs)
         self._observe(run, plan, now, pods)
         after = {**run, "status": {**(run.get("status") or {}), **plan.status}}
@@ -171,6 +193,12 @@ class Reconciler:
         if recorded and current and recorded != current:
             await self.workflows.collect(namespace, workflow_name, current)
 
+    def _wake(self, key: Key) -> None:
+        """A pass of a run waiting for a driver slot, now that one is free."""
+        task = asyncio.ensure_future(self.queue.reconcile(*key))
+        self._woken.add(task)
+        task.add_done_callback(self._woken.discard)
+
     def _finished(self, key: Key) -> bool:
         return self._phases.get(key) in FINAL_PHASES
 
@@ -184,6 +212,7 @@ class Reconciler:
             metrics.set_active(self._phases.values())
         if phase in FINAL_PHASES:
             self.queue.finished(key)
+            self.driver_slots.finished(key)
             if not pods and not plan.delete:
                 # Finished and cleared away: rarely looked at again, and then read.
                 self.cache.forget_run(*key)

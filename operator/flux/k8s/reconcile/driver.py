@@ -27,8 +27,13 @@ def plan_driver(
     records: Records,
     open_calls: OpenCalls,
     shared_driver_up: bool,
+    driver_slots: int | None = None,
 ) -> None:
-    """Start, replace or remove the run's driver pods (``drivers``: its driver pods by name)."""
+    """Start, replace or remove the run's driver pods (``drivers``: its driver pods by name).
+
+    ``driver_slots``: how many per-run driver pods this run may start now (the
+    operator's bound on them, less those running and the runs queued ahead);
+    None: no bound. A run that needs a driver and has no slot is queued."""
     status: RunStatusBody = run.get("status") or {}
     driver: DriverStatusBody = {**(status.get("driver") or {"starts": 0, "failures": 0})}
     before: DriverStatusBody = {**driver}
@@ -82,11 +87,18 @@ def plan_driver(
         )
         if not_before > now:
             plan.wake(not_before)
+        elif driver_slots is not None and driver_slots < 1:
+            # Woken when a driver pod finishes (and by the backstop): no timer.
+            driver["queued"] = True
         else:
             starts = driver.get("starts", 0) + 1
             plan.create.append(driver_pod(run, workflow, config, starts))
             driver["starts"] = starts
             driver["pod"] = driver_pod_name(run["metadata"]["name"], starts)
+            driver.pop("queued", None)
+    elif not active:
+        # No longer needs one (finished, cancelled while queued): not waiting either.
+        driver.pop("queued", None)
     if driver != before:
         plan.status["driver"] = driver
 

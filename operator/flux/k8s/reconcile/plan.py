@@ -24,6 +24,9 @@ class Observed:
     open_calls: OpenCalls | None = None
     # Whether the shared driver of the run's Workflow is known to be up.
     shared_driver_up: bool = False
+    # Per-run driver pods this run may start now (see reconcile.driver.plan_driver);
+    # None: no bound.
+    driver_slots: int | None = None
     # The ConfigMap of the revision the run recorded, read when that is not its
     # Workflow's current one (None: not read, or not found).
     revision_configmap: dict[str, Any] | None = None

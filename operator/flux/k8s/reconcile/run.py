@@ -119,6 +119,7 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
         records=updated,
         open_calls=open_calls,
         shared_driver_up=observed.shared_driver_up,
+        driver_slots=observed.driver_slots,
     )
     for until in pending_sleeps(open_calls):
         plan.wake(until)
