@@ -3,14 +3,16 @@ ConfigMap each, see flux.k8s.revisions) and the deletion of revisions no run use
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
+import logging
 
 from flux.k8s import metrics, revisions
 from flux.k8s.bodies import as_workflow
 from flux.k8s.config import OperatorConfig
 from flux.k8s.decisions import condition_changed, set_condition, workflow_ready
-from flux.k8s.kube import CONFIGMAPS, RUNS, WORKFLOWS, Conflict, Kube, NotFound
+from flux.k8s.kube import CONFIGMAPS, RUNS, WORKFLOWS, Conflict, Kube, KubeError, NotFound
 from flux.k8s.kube.client import Body
 from flux.k8s.labels import LABEL_REVISION, LABEL_WORKFLOW
 from flux.k8s.models import Condition, to_json
@@ -21,6 +23,12 @@ from flux.k8s.revisions import Revision
 from flux.k8s.schedules import scheduled_condition
 from flux.k8s.states import ConditionStatus, ConditionType, EventKind
 
+log = logging.getLogger("flux.operator")
+# Seconds after an edit before the Workflow's unused revisions are looked for: a
+# pass that read the Workflow just before the edit may still be recording the
+# old revision on a new run, and a pass takes well under this.
+COLLECT_DELAY_SECONDS = 10.0
+
 
 class Workflows:
     def __init__(
@@ -30,6 +38,8 @@ class Workflows:
         self.config = config
         # Revision ConfigMaps read for runs of older revisions, by (namespace, name).
         self._revisions: dict[tuple[str, str], Body] = {}
+        self._collecting: set[asyncio.Task[None]] = set()
+        self.collect_delay = COLLECT_DELAY_SECONDS
         self.cache = cache
         self.events = events
 
@@ -45,7 +55,7 @@ class Workflows:
             await self._ensure_revision(workflow, revision)
         if stored_status.get("revision") not in (None, revision.name):
             # Edited: the revision it had may be used by no run any more.
-            await self.collect(meta["namespace"], meta["name"], revision.name)
+            self._collect_later(meta["namespace"], meta["name"])
         stored = [
             Condition.model_validate(c)
             for c in (workflow.get("status") or {}).get("conditions") or []
@@ -115,6 +125,29 @@ class Workflows:
             except NotFound:
                 return None
         return self._revisions[key]
+
+    def _collect_later(self, namespace: str, workflow: str) -> None:
+        """collect() once the passes that may have read the Workflow before its edit
+        are done: one of them may still record the old revision on a new run."""
+        task = asyncio.create_task(self._collect_after_delay(namespace, workflow))
+        self._collecting.add(task)
+        task.add_done_callback(self._collecting.discard)
+
+    async def _collect_after_delay(self, namespace: str, workflow: str) -> None:
+        await asyncio.sleep(self.collect_delay)
+        try:
+            body = await self.cache.workflow(namespace, workflow)
+            current = current_revision(as_workflow(body), self.config).name
+            await self.collect(namespace, workflow, current)
+        except NotFound:
+            return  # deleted: its revisions go with it
+        except KubeError as exc:  # the next edit or run deletion looks again
+            log.warning("unused revisions of Workflow %s/%s: %s", namespace, workflow, exc)
+
+    async def drain(self) -> None:
+        """Wait for the collections scheduled so far (tests)."""
+        while self._collecting:
+            await asyncio.gather(*self._collecting)
 
     async def collect(self, namespace: str, workflow: str, current: str | None) -> None:
         """Delete the Workflow's revision ConfigMaps that are not ``current`` and that

@@ -70,9 +70,13 @@ def test_each_revision_of_an_inline_source_is_an_immutable_configmap(
         }
         edited["metadata"] = {**edited["metadata"], "generation": 2}
         edited = kube.put(WORKFLOWS, edited)
+        reconciler.workflows.collect_delay = 0.05
         await reconciler.workflow_event("MODIFIED", edited)
         second = (kube.stored(WORKFLOWS, "ns", "wf") or {})["status"]["revision"]
         assert second != first
+        # Not at once: a pass that read the Workflow before the edit may record it.
+        assert sorted(revision_configmaps(kube)) == sorted([first, second])
+        await reconciler.workflows.drain()
         assert list(revision_configmaps(kube)) == [second]
         assert kube.count("update", CONFIGMAPS) == 0
 
@@ -99,7 +103,9 @@ def test_an_older_revision_stays_while_a_run_records_it(
         stored_wf = kube.stored(WORKFLOWS, "ns", "wf") or {}
         edited = {**stored_wf, "spec": {**stored_wf["spec"], "function": "g"}}
         edited["metadata"] = {**edited["metadata"], "generation": 2}
+        reconciler.workflows.collect_delay = 0
         await reconciler.workflow_event("MODIFIED", kube.put(WORKFLOWS, edited))
+        await reconciler.workflows.drain()
         second = (kube.stored(WORKFLOWS, "ns", "wf") or {})["status"]["revision"]
         assert sorted(revision_configmaps(kube)) == sorted([first, second])
         # The run keeps its revision: its pods mount the first one's ConfigMap.
