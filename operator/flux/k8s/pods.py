@@ -353,25 +353,26 @@ def workflow_image(workflow: WorkflowBody, config: OperatorConfig) -> str:
 def pod_settings_refusal(
     settings: PodSettings | None,
     problem: str | None,
-    workflow: WorkflowBody,
+    run_image: str,
     config: OperatorConfig,
 ) -> str | None:
     """Why a call's pod settings cannot be used, or None when they can.
 
     ``problem`` is what was wrong with them as history recorded them. A task's
-    own image must be the Workflow's or one the operator allows.
+    own image must be the run's (the one its revision recorded: the Workflow's
+    image when the run started, even if edited since) or one the operator allows.
     """
     if problem is not None:
         return f"its pod settings in history are invalid: {problem}"
     if settings is None or settings.image is None:
         return None
-    if settings.image == workflow_image(workflow, config):
+    if settings.image == run_image:
         return None
     if config.allows_task_image(settings.image):
         return None
     allowed = ", ".join(config.allowed_task_images) or "none"
     return (
         f"image {settings.image!r} is not allowed for task pods: the operator allows "
-        f"the Workflow's image and those matching {TASK_IMAGES_ENV} (chart value "
+        f"the run's own image and those matching {TASK_IMAGES_ENV} (chart value "
         f"operator.allowedTaskImages; now: {allowed})"
     )

@@ -20,7 +20,7 @@ from flux.k8s.bodies import RunBody, SecretRefBody, TaskRecordBody, WorkflowBody
 from flux.k8s.calls import Call, CallMove, next_move, parse_pod_settings, refuse_pod
 from flux.k8s.config import OperatorConfig
 from flux.k8s.pod_view import PodView
-from flux.k8s.pods import batch_pod, pod_settings_refusal, task_pod, task_pod_name
+from flux.k8s.pods import batch_pod, pod_settings_refusal, revision_of, task_pod, task_pod_name
 from flux.k8s.protocol import BatchItem, BatchSpec, TaskSpec
 from flux.k8s.reconcile.plan import Plan
 from flux.k8s.states import FINISHED_TASK_STATES, POD_STATES, Step, TaskState
@@ -274,7 +274,9 @@ class TaskPass:
         return refuse_pod(call, record, move, refusal, context.now)
 
     def _pod_refusal(self, settings: PodSettings | None, problem: str | None) -> str | None:
-        return pod_settings_refusal(settings, problem, self.context.workflow, self.context.config)
+        context = self.context
+        image = revision_of(context.run, context.workflow, context.config).image
+        return pod_settings_refusal(settings, problem, image, context.config)
 
     def _not_started(self, shapes: list[str] | None, skip: Container[str]) -> Iterator[Waiting]:
         """Open calls without a record, in history order; of ``shapes`` only, if given."""

@@ -8,7 +8,7 @@ from flux.k8s import revisions
 from flux.k8s.pods import source_configmap_name
 from flux.k8s.reconcile import Observed, plan_run
 from flux.k8s.revisions import Revision, workflow_revision
-from support.k8s_bodies import CONFIG, NOW, WF_STARTED, run, workflow
+from support.k8s_bodies import CONFIG, NOW, WF_STARTED, run, started, workflow
 
 SOURCE = "def f(x):\n    return x\n"
 EDITED = "def f(x):\n    return 2 * x\n"
@@ -158,3 +158,22 @@ def test_unused_revisions_are_those_neither_current_nor_recorded() -> None:
     found = {"cm-a": "a" * 12, "cm-b": "b" * 12, "cm-c": "c" * 12}
     assert revisions.unused(found, "a" * 12, {"b" * 12}) == ["cm-c"]
     assert revisions.unused(found, None, set()) == ["cm-a", "cm-b", "cm-c"]
+
+
+def test_a_task_may_still_name_the_image_its_run_started_with_after_an_image_edit() -> None:
+    old = workflow(entrypoint="examples.hello:hello", image="team/app:7")
+    call = started("say#0")
+    call["value"]["pod"] = {"image": "team/app:7"}
+    call["value"]["secrets"] = []
+    status = {
+        "phase": "Running",
+        "history": [WF_STARTED, call],
+        "driver": {"starts": 1, "pod": "d"},
+        **revisions.pinned_status(revision_of(old)),
+    }
+    edited = workflow(entrypoint="examples.hello:hello", image="team/app:8")
+    observed = Observed(run(status), edited, [], NOW, revision_configmap=configmap(old))
+    result = plan_run(observed, CONFIG)
+    tasks = [p for p in result.create if p["metadata"]["labels"]["flux.dev/role"] == "task"]
+    assert [p["spec"]["containers"][0]["image"] for p in tasks] == ["team/app:7"]
+    assert "phase" not in result.status

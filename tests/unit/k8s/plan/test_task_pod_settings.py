@@ -162,11 +162,14 @@ def test_a_task_image_needs_the_operators_allow_list() -> None:
 def test_the_workflows_own_image_is_always_allowed() -> None:
     wf = _wf(image="registry.example.com/team/app:7")
     settings = PodSettings(image="registry.example.com/team/app:7")
-    assert pod_settings_refusal(settings, None, wf, CONFIG) is None
-    assert (
-        pod_settings_refusal(PodSettings(image=CONFIG.default_image), None, _wf(), CONFIG) is None
-    )
-    assert pod_settings_refusal(PodSettings(image="other:1"), None, wf, CONFIG) is not None
+    own = "registry.example.com/team/app:7"
+    assert pod_settings_refusal(settings, None, own, CONFIG) is None
+    default = CONFIG.default_image
+    assert pod_settings_refusal(PodSettings(image=default), None, default, CONFIG) is None
+    assert pod_settings_refusal(PodSettings(image="other:1"), None, own, CONFIG) is not None
+    status = _status(_call("say#0", {"image": own}))
+    (task,) = _task_pods(plan(status, [pod("d", "driver", "Running")], wf=wf))
+    assert task["spec"]["containers"][0]["image"] == own
 
 
 def test_the_allow_list_comes_from_the_environment(monkeypatch: Any) -> None:
