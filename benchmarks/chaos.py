@@ -28,10 +28,12 @@ step (run, key, step, pod, time) in a file per run on a volume all pods of the
 namespace share (the Workflows' spec.homeVolume: a PersistentVolumeClaim bound
 to a hostPath PersistentVolume the tool creates, as an administrator would;
 task pods stay restricted). After the faults stop, it waits up to --settle
-seconds for every run to reach a final phase, then reports:
+seconds (a bound) for every run to reach a final phase, or until no run has
+changed for --quiet seconds, then reports:
 
   faults injected per kind; runs lost (a created run that is gone or never
-  finished); runs stuck (not final --settle s after the faults stopped); wrong
+  finished); runs stuck (not final when the waiting ends, so without progress
+  for --quiet s after the faults stopped, or past --settle s); wrong
   outputs (a final run whose phase or output is not the expected one); steps
   re-run after their completion was recorded (a ledger start of a call later
   than the history event that settled it); retries per cause (history) and
@@ -42,7 +44,7 @@ lock, with nothing else on the cluster):
 
     flock -o /tmp/flux-cluster.lock .venv/bin/python benchmarks/chaos.py \
         [--runs 200] [--duration 660] [--interval 5] [--seed 1] [--max-faults 300] \
-        [--settle 300] [--results benchmarks/RESULTS.md]
+        [--settle 900] [--quiet 180] [--results benchmarks/RESULTS.md]
 
 Exit code 0 when every count that must be zero is zero, 1 otherwise.
 `make chaos` runs the full form; tests/e2e/test_chaos_short.py a short one.
@@ -322,13 +324,15 @@ def retry_causes(history: Iterable[dict[str, Any]]) -> Counter[str]:
 
 
 def infrastructure_causes(records: Iterable[dict[str, Any]]) -> Counter[str]:
-    """Pod starts after a lost pod, by the cause the record gives (``lastError``)."""
+    """Pods started again after one was lost, by the step they ran. The operator
+    records one cause only (PodLost: deleted, evicted, its node gone), and a later
+    failure of the call overwrites the record's ``lastError``, so the step is
+    what can be told apart."""
     causes: Counter[str] = Counter()
     for record in records:
         count = int(record.get("infrastructureRetries") or 0)
         if count:
-            last = record.get("lastError") or {}
-            causes[str(last.get("reason") or last.get("type") or "unknown")] += count
+            causes[f"PodLost ({record.get('step') or 'attempt'})"] += count
     return causes
 
 
@@ -529,7 +533,8 @@ class Settings:
     interval: float = 5
     seed: int = 1
     max_faults: int = 300
-    settle: float = 300
+    settle: float = 900
+    quiet: float = 180
     keep_namespace: bool = False
 
 
@@ -602,7 +607,11 @@ def _run_manifest(name: str, workflow: str) -> dict[str, Any]:
 
 
 def _phases(cluster: Cluster, namespace: str) -> dict[str, str] | None:
-    template = '{range .items[*]}{.metadata.name}{"\\t"}{.status.phase}{"\\n"}{end}'
+    """Each run's phase and resourceVersion ("Running 1234"): a change is progress."""
+    template = (
+        '{range .items[*]}{.metadata.name}{"\\t"}{.status.phase} '
+        '{.metadata.resourceVersion}{"\\n"}{end}'
+    )
     proc = cluster.run(
         "get", "fxrun", "-n", namespace, "-o", f"jsonpath={template}", check=False, timeout=30
     )
@@ -650,7 +659,10 @@ class Driver:
 
     def resume_paused(self, phases: dict[str, str]) -> None:
         for name, phase in phases.items():
-            if phase != "Paused" or time.monotonic() - self.resumed.get(name, -1e9) < 30:
+            if (
+                phase.split(" ")[0] != "Paused"
+                or time.monotonic() - self.resumed.get(name, -1e9) < 30
+            ):
                 continue
             patch = {"status": {"resume": {"input": RESUME_INPUT}}}
             proc = self.cluster.run(
@@ -710,21 +722,27 @@ def run(settings: Settings, cluster: Cluster | None = None) -> Outcome:
             started + settings.duration,
         )  # fmt: skip
         injector.start()
-        settle_by = None
+        settle_by, faults_end = None, 0.0
+        last: dict[str, str] | None = None
+        changed = time.monotonic()
         while True:
             operators.supervise()
             driver.create_due()
             phases = _phases(cluster, namespace)
             if phases is not None:
                 driver.resume_paused(phases)
+                if phases != last:
+                    last, changed = phases, time.monotonic()
             faults_over = not injector.is_alive()
             if faults_over and settle_by is None:
-                settle_by = time.monotonic() + settings.settle
+                faults_end = time.monotonic()
+                settle_by = faults_end + settings.settle
                 print(f"chaos: faults over after {time.monotonic() - started:.0f} s", flush=True)
             if settle_by is not None and not driver.pending and phases is not None:
-                if all(phases.get(n) in FINAL for n in driver.created):
+                if all(phases.get(n, "").split(" ")[0] in FINAL for n in driver.created):
                     break
-                if time.monotonic() > settle_by:
+                # Stuck: no run changed for --quiet s, or --settle s passed.
+                if time.monotonic() > min(settle_by, max(changed, faults_end) + settings.quiet):
                     break
             time.sleep(3)
     except BaseException as exc:
@@ -852,16 +870,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=Settings.seed)
     parser.add_argument("--max-faults", type=int, default=Settings.max_faults)
     parser.add_argument("--settle", type=float, default=Settings.settle)
+    parser.add_argument("--quiet", type=float, default=Settings.quiet)
     parser.add_argument("--results", type=Path, default=None)
     args = parser.parse_args(argv)
-    for name in ("runs", "duration", "interval", "max_faults", "settle"):
+    for name in ("runs", "duration", "interval", "max_faults", "settle", "quiet"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
     if args.duration > 3600 or args.max_faults > 2000:
         parser.error("--duration is capped at 3600 s and --max-faults at 2000")
     settings = Settings(
         runs=args.runs, duration=args.duration, interval=args.interval, seed=args.seed,
-        max_faults=args.max_faults, settle=args.settle,
+        max_faults=args.max_faults, settle=args.settle, quiet=args.quiet,
     )  # fmt: skip
     outcome = run(settings)
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()

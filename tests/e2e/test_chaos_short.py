@@ -14,6 +14,7 @@ the local cluster (not FLUX_E2E_KUBECONFIG) and must not share it with another r
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,12 +44,13 @@ def test_short_chaos_loses_nothing_and_reruns_no_completed_step(
             "the chaos test restarts the local cluster's daemons: it needs `make cluster-up`"
         )
     settings = chaos.Settings(
-        runs=20, duration=200, interval=6, seed=SEED, max_faults=20, settle=480
+        runs=20, duration=200, interval=5, seed=SEED, max_faults=20, settle=600, quiet=240
     )
     outcome = chaos.run(
         settings, BenchCluster(cluster.kubeconfig, cluster.kubectl_path, cluster.image)
     )
-    text = chaos.report(outcome, f"tests/e2e/test_chaos_short.py (seed {SEED})", "")
+    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    text = chaos.report(outcome, f"tests/e2e/test_chaos_short.py (seed {SEED})", load)
     print(text)
     found = outcome.findings
     assert outcome.error is None, text

@@ -65,7 +65,7 @@ def test_judge_counts_lost_stuck_wrong_and_retries() -> None:
     assert found.stuck == ["retried-0002: Running"]
     assert [w.split(" ")[0] for w in found.wrong] == ["fan-out-0001", "rolled-back-0003"]
     assert found.retries == {"ConnectionError": 1}
-    assert found.infrastructure_retries == {"PodLost": 2}
+    assert found.infrastructure_retries == {"PodLost (attempt)": 2}
     assert not found.ok
     every = chaos.judge(["sequential-0000"], runs, {}, {}, {})
     assert every.ok
