@@ -80,6 +80,9 @@ from k8s_bench import (
     wait_until,
 )
 
+sys.path.insert(0, str(REPO / "tests"))
+from support.volumes import claim, host_path_volume
+
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
 RESTART_DAEMON = REPO / "cluster" / "scripts" / "restart-daemon.sh"
 LEASE = "flux-operator-chaos"
@@ -555,33 +558,8 @@ def _shared_volume(cluster: Cluster, namespace: str, path: str) -> dict[str, Any
     """A hostPath PersistentVolume (the administrator's side) bound to a claim in the
     namespace; the Workflows mount the claim as their homeVolume."""
     volume = f"flux-chaos-{namespace}"
-    cluster.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": volume},
-            "spec": {
-                "capacity": {"storage": "100Mi"},
-                "accessModes": ["ReadWriteMany"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": "",
-                "hostPath": {"path": path, "type": "Directory"},
-            },
-        },
-        "default",
-    )
-    claim = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": "chaos-ledger"},
-        "spec": {
-            "accessModes": ["ReadWriteMany"],
-            "resources": {"requests": {"storage": "100Mi"}},
-            "storageClassName": "",
-            "volumeName": volume,
-        },
-    }
-    cluster.apply(claim, namespace)
+    cluster.apply(host_path_volume(volume, path), "default")
+    cluster.apply(claim("chaos-ledger", volume), namespace)
     return {"persistentVolumeClaim": {"claimName": "chaos-ledger"}}
 
 
