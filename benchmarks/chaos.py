@@ -272,6 +272,8 @@ class Findings:
     retries: Counter[str] = field(default_factory=Counter)
     infrastructure_retries: Counter[str] = field(default_factory=Counter)
     phases: Counter[str] = field(default_factory=Counter)
+    # Seconds from each finished run's startTime to its finishTime.
+    durations: list[float] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -357,6 +359,8 @@ def judge(
         status = body.get("status") or {}
         phase = str(status.get("phase") or "none")
         found.phases[phase] += 1
+        if status.get("startTime") and status.get("finishTime"):
+            found.durations.append(_when(status["finishTime"]) - _when(status["startTime"]))
         history = histories.get(name, [])
         found.retries += retry_causes(history)
         found.infrastructure_retries += infrastructure_causes(records.get(name, []))
@@ -786,6 +790,13 @@ def _counts(counter: Counter[str]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(counter.items())) or "none"
 
 
+def _spread(values: list[float]) -> str:
+    if not values:
+        return "none"
+    ordered = sorted(values)
+    return f"p50 {ordered[len(ordered) // 2]:.0f} s, max {ordered[-1]:.0f} s"
+
+
 def report(outcome: Outcome, command: str, load: str) -> str:
     f = outcome.findings
     lines = [
@@ -804,6 +815,7 @@ def report(outcome: Outcome, command: str, load: str) -> str:
         f"| faults with nothing to hit (not counted) | {_counts(outcome.missed)} |",
         f"| operator processes restarted after exiting | {_counts(outcome.operator_restarts)} |",
         f"| final phases | {_counts(f.phases)} |",
+        f"| run duration (start to finish) | {_spread(f.durations)} |",
         f"| runs lost | {len(f.lost)} |",
         f"| runs stuck | {len(f.stuck)} |",
         f"| wrong outputs | {len(f.wrong)} |",
