@@ -10,19 +10,21 @@
 #   cluster/scripts/restart-daemon.sh --missing             # starts those not running; stops none
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
+(($# > 0)) || die "usage: $0 <daemon>... | --missing (daemons: ${DAEMONS[*]})"
+if [[ $1 != --missing ]]; then
+  for name in "$@"; do
+    [[ " ${DAEMONS[*]} " == *" $name "* ]] || die "unknown daemon $name (one of: ${DAEMONS[*]})"
+  done
+fi
 need_root
 take_lock
-if [[ ${1:-} == --missing ]]; then
+if [[ $1 == --missing ]]; then
   for name in "${DAEMONS[@]}"; do
     daemon_pid "$name" >/dev/null || { log "$name is not running"; start_cluster_daemon "$name"; }
   done
   wait_for "kube-apiserver /readyz" 120 kube-apiserver kctl get --raw /readyz
   exit 0
 fi
-(($# > 0)) || die "usage: $0 <daemon>... (of: ${DAEMONS[*]})"
-for name in "$@"; do
-  [[ " ${DAEMONS[*]} " == *" $name "* ]] || die "unknown daemon $name (one of: ${DAEMONS[*]})"
-done
 
 restore() {
   local name
