@@ -446,9 +446,24 @@ def restart_daemons(*names: str) -> None:
     subprocess.run(["bash", str(RESTART_DAEMON), *names], check=True, timeout=600)
 
 
-def restore_daemons() -> None:
-    """Starts every cluster daemon that is not running (none, normally)."""
-    subprocess.run(["bash", str(RESTART_DAEMON), "--missing"], check=True, timeout=600)
+def restore_daemons() -> list[str]:
+    """Starts every cluster daemon that is not running, as systemd would restart a
+    daemon that exited (kube-scheduler exits by design when it finds its cache
+    inconsistent, which restarts of etcd and the API server can cause); the
+    daemons it started."""
+    proc = subprocess.run(
+        ["bash", str(RESTART_DAEMON), "--missing"],
+        check=True,
+        timeout=600,
+        capture_output=True,
+        text=True,
+    )
+    sys.stderr.write(proc.stderr)
+    return [
+        line.split("] ", 1)[1].split(" ", 1)[0]
+        for line in proc.stderr.splitlines()
+        if line.endswith(" is not running") and "] " in line
+    ]
 
 
 class Injector(threading.Thread):
@@ -551,6 +566,7 @@ class Outcome:
     injected: Counter[str]
     missed: Counter[str]
     operator_restarts: Counter[str]
+    daemon_restarts: Counter[str]
     created: int
     seconds: float
     ledger_lines: int
@@ -693,6 +709,7 @@ def run(settings: Settings, cluster: Cluster | None = None) -> Outcome:
     rng.shuffle(names)
     driver = Driver(cluster, namespace, names, started + 0.8 * settings.duration)
     runs: dict[str, dict[str, Any]] = {}
+    daemon_exits: Counter[str] = Counter()
     try:
         volume = _shared_volume(cluster, namespace, str(home))
         for scenario in SCENARIOS:
@@ -704,11 +721,14 @@ def run(settings: Settings, cluster: Cluster | None = None) -> Outcome:
             started + settings.duration,
         )  # fmt: skip
         injector.start()
-        settle_by, faults_end = None, 0.0
+        settle_by, faults_end, supervised = None, 0.0, time.monotonic()
         last: dict[str, str] | None = None
         changed = time.monotonic()
         while True:
             operators.supervise()
+            if time.monotonic() - supervised > 10:
+                daemon_exits.update(restore_daemons())
+                supervised = time.monotonic()
             driver.create_due()
             phases = _phases(cluster, namespace)
             if phases is not None:
@@ -736,7 +756,7 @@ def run(settings: Settings, cluster: Cluster | None = None) -> Outcome:
             injector.join(timeout=700)
             if injector.error is not None and error is None:
                 error = f"injector: {type(injector.error).__name__}: {injector.error}"
-        restore_daemons()
+        daemon_exits.update(restore_daemons())
         wait_until(
             "the API server", lambda: cluster.run("get", "--raw", "/readyz", check=False,
                                                    timeout=10).returncode == 0, timeout=300,
@@ -775,6 +795,7 @@ def run(settings: Settings, cluster: Cluster | None = None) -> Outcome:
         injected=injector.injected,
         missed=injector.missed,
         operator_restarts=operators.restarts,
+        daemon_restarts=daemon_exits,
         created=len(driver.created),
         seconds=time.monotonic() - started,
         ledger_lines=sum(len(v) for v in ledgers.values()),
@@ -814,6 +835,8 @@ def report(outcome: Outcome, command: str, load: str) -> str:
         f"| faults per kind | {_counts(outcome.injected)} |",
         f"| faults with nothing to hit (not counted) | {_counts(outcome.missed)} |",
         f"| operator processes restarted after exiting | {_counts(outcome.operator_restarts)} |",
+        f"| cluster daemons restarted after exiting by themselves "
+        f"| {_counts(outcome.daemon_restarts)} |",
         f"| final phases | {_counts(f.phases)} |",
         f"| run duration (start to finish) | {_spread(f.durations)} |",
         f"| runs lost | {len(f.lost)} |",

@@ -19,10 +19,15 @@ fi
 need_root
 take_lock
 if [[ $1 == --missing ]]; then
+  started=0
   for name in "${DAEMONS[@]}"; do
-    daemon_pid "$name" >/dev/null || { log "$name is not running"; start_cluster_daemon "$name"; }
+    if ! daemon_pid "$name" >/dev/null; then
+      log "$name is not running"
+      start_cluster_daemon "$name"
+      started=1
+    fi
   done
-  wait_for "kube-apiserver /readyz" 120 kube-apiserver kctl get --raw /readyz
+  ((started == 0)) || wait_for "kube-apiserver /readyz" 120 kube-apiserver kctl get --raw /readyz
   exit 0
 fi
 
