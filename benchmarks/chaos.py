@@ -296,7 +296,8 @@ def settled_calls(history: Iterable[dict[str, Any]]) -> dict[str, tuple[str, flo
     keys: dict[str, str] = {}
     settled: dict[str, tuple[str, float]] = {}
     for event in history:
-        kind, call = event.get("type"), event.get("source_id", "")
+        # status.history says sourceId (flux.k8s.bodies.HistoryEventBody).
+        kind, call = event.get("type"), event.get("sourceId") or event.get("source_id") or ""
         value = event.get("value")
         if kind == "TASK_STARTED" and isinstance(value, dict) and value.get("args"):
             keys[call] = str(value["args"][0])
@@ -793,6 +794,8 @@ def run(settings: Settings, cluster: Cluster | None = None) -> Outcome:
                     *(status.get("tasks") or []),
                 ]
             ledgers = _read_ledger(home / "ledger")
+            # Kept for a second look: the namespace and its runs are deleted below.
+            (logs / "runs.json").write_text(json.dumps(list(runs.values())))
         finally:
             if not settings.keep_namespace:
                 left = delete_namespaces(cluster, [namespace], timeout=120)

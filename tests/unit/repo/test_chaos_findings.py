@@ -85,3 +85,21 @@ def test_the_results_section_is_replaced_not_appended(tmp_path: Path) -> None:
     text = results.read_text()
     assert "second" in text and "first" not in text and "kept" in text
     assert text.count("## Chaos") == 1
+
+
+def test_calls_are_told_apart_by_the_sourceId_status_history_uses() -> None:
+    """A fan-out starts three calls before the first completes; the last one's pod
+    starting after a sibling completed is no re-run (the first full run counted 13
+    such, reading ``source_id``, which status.history does not have)."""
+
+    def event(kind: str, call: str, at: float, value: Any = None) -> dict[str, Any]:
+        return {"type": kind, "sourceId": call, "name": "step", "time": _at(at), "value": value}
+
+    history = [
+        *[event("TASK_STARTED", f"step#{i}", 1, {"args": [f"r/p{i}", i]}) for i in range(3)],
+        event("TASK_COMPLETED", "step#0", 5, 1),
+        event("TASK_COMPLETED", "step#1", 6, 2),
+        event("TASK_COMPLETED", "step#2", 20, 3),
+    ]
+    assert chaos.reruns(history, [_line("r", "p2", 8), _line("r", "p0", 4)]) == []
+    assert len(chaos.reruns(history, [_line("r", "p1", 7)])) == 1
