@@ -157,6 +157,76 @@ stop_daemon() { # <name> [seconds before SIGKILL]
   rm -f "$PID_DIR/$name.pid"
 }
 
+# start_cluster_daemon <one of DAEMONS>: starts it with this cluster's flags.
+# The one place each daemon's command line is written: cluster-up.sh starts them
+# all, restart-daemon.sh (the chaos tool) one at a time, the same way.
+start_cluster_daemon() {
+  local pki="$STATE_DIR/pki"
+  case $1 in
+    containerd)
+      start_daemon containerd /usr/bin/containerd --config "$STATE_DIR/containerd.toml" ;;
+    etcd)
+      # On loopback only, plain HTTP (nothing else can reach it). No fsync:
+      # the data is thrown away at cluster-down anyway.
+      start_daemon etcd "$BIN_DIR/etcd" --name flux-e2e --data-dir "$ETCD_DATA" \
+        --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+        --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+        --initial-cluster flux-e2e=http://127.0.0.1:2380 --listen-metrics-urls http://127.0.0.1:2381 \
+        --unsafe-no-fsync --log-level warn ;;
+    kube-apiserver)
+      # The requestheader flags only publish a client CA for the controller-manager
+      # and scheduler's delegated authentication (no cert is issued for that name).
+      start_daemon kube-apiserver "$BIN_DIR/kube-apiserver" \
+        --etcd-servers http://127.0.0.1:2379 \
+        --bind-address "$BRIDGE_IP" --advertise-address "$BRIDGE_IP" --secure-port "$API_PORT" \
+        --endpoint-reconciler-type lease \
+        --service-cluster-ip-range "$SERVICE_CIDR" \
+        --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
+        --client-ca-file "$pki/ca.crt" \
+        --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+        --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" \
+        --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
+        --kubelet-certificate-authority "$pki/ca.crt" \
+        --kubelet-preferred-address-types InternalIP \
+        --service-account-issuer https://kubernetes.default.svc.cluster.local \
+        --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
+        --requestheader-client-ca-file "$pki/ca.crt" --requestheader-allowed-names front-proxy-client \
+        --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+        --requestheader-extra-headers-prefix X-Remote-Extra- \
+        --allow-privileged=false --profiling=false ;;
+    kube-controller-manager)
+      start_daemon kube-controller-manager "$BIN_DIR/kube-controller-manager" \
+        --kubeconfig "$STATE_DIR/controller-manager.kubeconfig" \
+        --authentication-kubeconfig "$STATE_DIR/controller-manager.kubeconfig" \
+        --authorization-kubeconfig "$STATE_DIR/controller-manager.kubeconfig" \
+        --bind-address 127.0.0.1 --leader-elect=false --use-service-account-credentials \
+        --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
+        --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" \
+        --controllers '*,-nodeipam' --profiling=false ;;
+    kube-scheduler)
+      # The scheduler's client allows 50 requests/s by default; each pod costs a
+      # binding and an Event, so bursts of task pods on the simulated node
+      # (benchmarks/scale.py) would wait on that limit rather than on Flux. kwokctl's
+      # --disable-qps-limits lifts it the same way.
+      start_daemon kube-scheduler "$BIN_DIR/kube-scheduler" \
+        --kubeconfig "$STATE_DIR/scheduler.kubeconfig" \
+        --authentication-kubeconfig "$STATE_DIR/scheduler.kubeconfig" \
+        --authorization-kubeconfig "$STATE_DIR/scheduler.kubeconfig" \
+        --bind-address 127.0.0.1 --leader-elect=false --profiling=false \
+        --kube-api-qps 500 --kube-api-burst 1000 ;;
+    kubelet)
+      start_daemon kubelet "$BIN_DIR/kubelet" --config "$STATE_DIR/kubelet.yaml" \
+        --kubeconfig "$STATE_DIR/kubelet.kubeconfig" --node-ip "$BRIDGE_IP" \
+        --hostname-override "$NODE_NAME" --root-dir "$KUBELET_ROOT" ;;
+    kube-proxy)
+      start_daemon kube-proxy "$BIN_DIR/kube-proxy" --config "$STATE_DIR/kube-proxy.yaml" ;;
+    *) die "unknown daemon $1 (one of: ${DAEMONS[*]})" ;;
+  esac
+}
+
+etcd_healthy() { curl -fsS http://127.0.0.1:2379/health; }
+ctr_() { ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
+
 # PIDs of this cluster's kwok processes (scripts/sim-node.sh), found by their
 # exact --config path whatever the pid file says: one left behind by a replaced
 # binary or a lost pid file is still found.

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
+from support.volumes import claim, host_path_volume
+
 if TYPE_CHECKING:
     from conftest import Cluster
 
@@ -223,33 +225,13 @@ def events_for(cluster: Cluster, ns: str, name: str) -> list[dict[str, Any]]:
 def shared_home_volume(cluster: Cluster, namespace: str) -> Iterator[dict[str, Any]]:
     """A ReadWriteMany volume all pods of a run can reach (a Workflow's homeVolume):
     a host directory on the local cluster, FLUX_E2E_RWX_STORAGE_CLASS elsewhere."""
-    claim: dict[str, Any] = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": "flux-home"},
-        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "100Mi"}}},
-    }
     volume_name = f"flux-home-{namespace}"
     if cluster.local:
         # On the local single-node cluster: a host directory as a static volume.
         path = tempfile.mkdtemp(prefix="flux-e2e-home-")
         os.chmod(path, 0o1777)
-        cluster.apply(
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {"name": volume_name},
-                "spec": {
-                    "capacity": {"storage": "100Mi"},
-                    "accessModes": ["ReadWriteMany"],
-                    "persistentVolumeReclaimPolicy": "Retain",
-                    "storageClassName": "",
-                    "hostPath": {"path": path, "type": "Directory"},
-                },
-            },
-            "default",
-        )
-        claim["spec"].update(storageClassName="", volumeName=volume_name)
+        cluster.apply(host_path_volume(volume_name, path), "default")
+        manifest = claim("flux-home", volume_name)
     else:
         storage_class = os.environ.get("FLUX_E2E_RWX_STORAGE_CLASS")
         if not storage_class:
@@ -258,8 +240,9 @@ def shared_home_volume(cluster: Cluster, namespace: str) -> Iterator[dict[str, A
                 "the cluster under test (needed by examples/configured_task.py and "
                 "the task-policy scenarios)"
             )
-        claim["spec"]["storageClassName"] = storage_class
-    cluster.apply(claim, namespace)
+        manifest = claim("flux-home")
+        manifest["spec"]["storageClassName"] = storage_class
+    cluster.apply(manifest, namespace)
     try:
         yield {"persistentVolumeClaim": {"claimName": "flux-home"}}
     finally:

@@ -18,6 +18,11 @@ INFRASTRUCTURE_REASONS = frozenset({"Evicted", "NodeLost", "Preempted", "Termina
 # The container's terminated reason when it passed its memory limit: the task's
 # own code asked for more than it was given, so it fails as code (calls._failure).
 OOM_KILLED = "OOMKilled"
+# The scheduler's reason for a node that is full only by its pod count
+# (NodeResourcesFit): pods that finish make room, so waiting helps. A request
+# larger than a node's free CPU or memory reads "Insufficient ...", which may be
+# for ever (more than any node has), so that one still times out.
+NODE_FULL = "Too many pods"
 # Container waiting reasons that mean the pod will not start without a change.
 UNSTARTABLE_REASONS = frozenset(
     {
@@ -106,7 +111,8 @@ class PodView:
     def stuck_pending(self) -> bool:
         """Pending for a reason that will not go away by waiting."""
         return self.phase == PodPhase.PENDING and (
-            self.waiting_reason in UNSTARTABLE_REASONS or self.unschedulable is not None
+            self.waiting_reason in UNSTARTABLE_REASONS
+            or (self.unschedulable is not None and NODE_FULL not in self.unschedulable)
         )
 
     def for_item(self, call_id: str) -> PodView:
