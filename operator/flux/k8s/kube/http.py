@@ -59,7 +59,8 @@ def skip_env_lookups(api: client.ApiClient) -> None:
     session offers no public switch, hence the attribute; a proxy set in the
     environment is still honoured.
     """
-    session = getattr(api.rest_client, "pool_manager", None)
+    # Stand-ins for the API client (tests) have no session.
+    session = getattr(getattr(api, "rest_client", None), "pool_manager", None)
     if session is None or any(os.environ.get(name) for name in PROXY_ENV):
         return
     if getattr(session, "_trust_env", False):
