@@ -32,6 +32,8 @@ MERGE_PATCH = "application/merge-patch+json"
 # Told each request as it ends: verb, resource and the HTTP status (0 unreachable).
 RequestObserver = Callable[[str, str, int], None]
 Query = list[tuple[str, Any]]
+# The environment variables through which aiohttp's trust_env finds a proxy.
+PROXY_ENV = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy")
 
 
 async def connect() -> client.ApiClient:
@@ -44,6 +46,25 @@ async def connect() -> client.ApiClient:
     except config.ConfigException as exc:
         raise NoCredentials(f"no usable kubeconfig ({exc})") from None
     return client.ApiClient()
+
+
+def skip_env_lookups(api: client.ApiClient) -> None:
+    """Without a proxy in the environment, no per-request look for one.
+
+    kubernetes-asyncio opens its session with ``trust_env=True``, so aiohttp
+    sends every request through the thread pool twice, for a proxy in the
+    environment and for ~/.netrc credentials (which the Kubernetes clients
+    never use): two thread hops a request, a third of the client's CPU a
+    request in `benchmarks/RESULTS.md` ("the client's thread hops"). The
+    session offers no public switch, hence the attribute; a proxy set in the
+    environment is still honoured.
+    """
+    # Stand-ins for the API client (tests) have no session.
+    session = getattr(getattr(api, "rest_client", None), "pool_manager", None)
+    if session is None or any(os.environ.get(name) for name in PROXY_ENV):
+        return
+    if getattr(session, "_trust_env", False):
+        session._trust_env = False
 
 
 def kube_error(exc: ApiException) -> KubeError:
@@ -77,6 +98,7 @@ class KubeClient:
     def __init__(self, api: client.ApiClient, observe: RequestObserver | None = None) -> None:
         self.api = api
         self._observe = observe
+        skip_env_lookups(api)
         # Watches need the generated list functions (kubernetes-asyncio's Watch calls one).
         self._custom: Any = client.CustomObjectsApi(api)
         self._core: Any = client.CoreV1Api(api)

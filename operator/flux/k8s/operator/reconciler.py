@@ -9,6 +9,7 @@ write and the pass runs again on a fresh read (see :mod:`.queue`).
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import random
 
@@ -60,6 +61,8 @@ class Reconciler:
         self._rng = random.Random()
         # Last phase seen per run, for the metrics only; never used for decisions.
         self._phases: dict[Key, str] = {}
+        # How many of those are in each phase, kept as they move (see metrics.set_active_counts).
+        self._phase_counts: collections.Counter[str] = collections.Counter()
 
     # -- watch events ----------------------------------------------------------
 
@@ -121,8 +124,10 @@ class Reconciler:
         self.driver_slots.forget_run(key)
         self.open_calls.forget(namespace, name)
         metrics.forget_run(namespace, name)
-        if self._phases.pop(key, None) is not None:
-            metrics.set_active(self._phases.values())
+        phase = self._phases.pop(key, None)
+        if phase is not None:
+            self._phase_counts[phase] -= 1
+            metrics.set_active_counts(self._phase_counts)
 
     # -- one pass ----------------------------------------------------------------
 
@@ -207,9 +212,13 @@ class Reconciler:
         key = (run["metadata"]["namespace"], run["metadata"]["name"])
         metrics.record(metrics.deltas(run, plan.status, now, self._phases.get(key), pods))
         phase = plan.status.get("phase") or (run.get("status") or {}).get("phase")
-        if phase and self._phases.get(key) != phase:
+        before = self._phases.get(key)
+        if phase and before != phase:
             self._phases[key] = phase
-            metrics.set_active(self._phases.values())
+            if before is not None:
+                self._phase_counts[before] -= 1
+            self._phase_counts[phase] += 1
+            metrics.set_active_counts(self._phase_counts)
         if phase in FINAL_PHASES:
             self.queue.finished(key)
             self.driver_slots.finished(key)

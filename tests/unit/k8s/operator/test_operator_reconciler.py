@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from prometheus_client import REGISTRY
+
 from flux.k8s import archive
 from flux.k8s.kube import CONFIGMAPS, PODS, RUNS, WORKFLOWS, Conflict
 from flux.k8s.kube.fake import FakeKube
@@ -190,5 +192,31 @@ def test_archived_history_is_read_once_through_the_seam(
         await reconciler.run_event("MODIFIED", body)
         await reconciler.reconcile("ns", "r1")
         assert kube.count("get", CONFIGMAPS) == 1
+
+    asyncio.run(scenario())
+
+
+def test_the_active_runs_gauge_follows_phase_moves_and_forgotten_runs(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    """The per-phase counts are kept as phases move (not recounted over every
+    run at each move): they must still match the runs, moved and forgotten."""
+
+    def active(phase: str) -> float | None:
+        return REGISTRY.get_sample_value("flux_runs_active", {"phase": phase})
+
+    async def scenario() -> None:
+        for name in ("r1", "r2", "r3"):
+            await reconciler.run_event("ADDED", created(kube, name))
+        assert (active("Pending"), active("Running")) == (3, 0)
+        moved = kube.stored(RUNS, "ns", "r2") or {}
+        moved["status"]["phase"] = "Running"
+        moved = kube.put(RUNS, moved)
+        await reconciler.run_event("MODIFIED", moved)
+        assert (active("Pending"), active("Running")) == (2, 1)
+        reconciler.forget("ns", "r2")
+        reconciler.forget("ns", "r1")
+        reconciler.forget("ns", "r1")  # a second DELETED event: counted once
+        assert (active("Pending"), active("Running"), active("Paused")) == (1, 0, 0)
 
     asyncio.run(scenario())
