@@ -298,6 +298,13 @@ class Operator:
             cwd=REPO,
         )
 
+    def restart_if_exited(self) -> None:
+        """Start the process again if it exited, as the kubelet restarts the
+        operator's pod: a leader that cannot renew its Lease (the API server
+        restarted, as the chaos test does) exits by design."""
+        if self.proc is not None and self.proc.poll() is not None:
+            self.start()
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
@@ -337,6 +344,14 @@ def operator(
     yield op
     op.stop()
     print("operator log tail:\n" + op.log_tail())
+
+
+@pytest.fixture(autouse=True)
+def _operator_supervised(request: pytest.FixtureRequest) -> None:
+    """Every test that uses the suite's operator finds it running."""
+    if "operator" in request.fixturenames:
+        op: Operator = request.getfixturevalue("operator")
+        op.restart_if_exited()
 
 
 @pytest.fixture
