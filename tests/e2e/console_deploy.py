@@ -14,18 +14,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from conftest import Cluster
 
+from support.helm import cluster_bin_dir
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts/flux"
 
 
 def _helm() -> str:
-    bin_dir = subprocess.run(
-        ["bash", "-c", f"source {REPO}/cluster/scripts/lib.sh && echo $BIN_DIR"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    return str(Path(bin_dir) / "helm")
+    return str(cluster_bin_dir() / "helm")
 
 
 def _free_port() -> int:

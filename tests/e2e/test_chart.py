@@ -41,6 +41,8 @@ from flux_runs import (
 if TYPE_CHECKING:
     from conftest import Cluster
 
+from support.helm import cluster_bin_dir
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts/flux"
 VALUE_SETS = sorted((CHART / "ci").glob("*-values.yaml"))
@@ -51,13 +53,7 @@ pytestmark = pytest.mark.e2e
 
 def _helm_path() -> Path:
     """The pinned helm the cluster scripts build next to kubectl; built if missing."""
-    bin_dir = subprocess.run(
-        ["bash", "-c", f"source {REPO}/cluster/scripts/lib.sh && echo $BIN_DIR"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    helm = Path(bin_dir) / "helm"
+    helm = cluster_bin_dir() / "helm"
     if not helm.is_file():
         subprocess.run(
             ["bash", str(REPO / "cluster/scripts/build-binaries.sh"), "helm"], check=True

@@ -16,14 +16,19 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts/flux"
 
 
-def helm_binary() -> str:
-    bin_dir = subprocess.run(
+def cluster_bin_dir() -> Path:
+    """Where the cluster scripts keep their pinned binaries (kubectl, helm)."""
+    out = subprocess.run(
         ["bash", "-c", f"source {REPO}/cluster/scripts/lib.sh && echo $BIN_DIR"],
         check=True,
         capture_output=True,
         text=True,
     ).stdout.strip()
-    helm = Path(bin_dir) / "helm"
+    return Path(out)
+
+
+def helm_binary() -> str:
+    helm = cluster_bin_dir() / "helm"
     if not helm.is_file():
         missing(f"no helm at {helm} (make helm builds it)")
     return str(helm)
