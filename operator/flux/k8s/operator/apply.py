@@ -2,6 +2,13 @@
 deleted, large outputs and settled task records moved to ConfigMaps, the status
 patch, Events.
 
+Finished task pods are cleared (their log tails kept, then the pods deleted)
+after the pass, in the background: their outcome is in the status the pass
+wrote, and the run's next step (the driver records its next call, the next
+pass creates that pod) must not wait for two or three more requests. From the
+status write on, the cache no longer counts them among the run's pods; a
+deletion that fails puts the pod back there, and the next pass plans it again.
+
 Every body is raw JSON (see :mod:`flux.k8s.kube.http`): decoding responses into
 the client's model classes, dates and all, cost more than a pod's deletion.
 """
@@ -9,12 +16,14 @@ the client's model classes, dates and all, cost more than a pod's deletion.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Iterable, Sequence
 
 from flux.k8s import archive
 from flux.k8s.kube import CONFIGMAPS, PODS, RUNS, Conflict, Kube, KubeError, NotFound
 from flux.k8s.kube.client import Body
 from flux.k8s.kube.objects import create_or_replace
+from flux.k8s.operator.background import BackgroundTasks
 from flux.k8s.operator.cache import Cache
 from flux.k8s.operator.events import BackgroundEvents
 from flux.k8s.operator.logs import LogKeeper, PodLogs
@@ -24,6 +33,8 @@ from flux.k8s.reconcile import Plan
 
 # Pod creations or deletions of one pass in flight at once.
 API_CONCURRENCY = 16
+
+log = logging.getLogger(__name__)
 
 
 class PlanApplier:
@@ -35,6 +46,7 @@ class PlanApplier:
         self.shared_drivers = shared_drivers
         self.events = events
         self.task_logs = LogKeeper(kube)
+        self.clearing = BackgroundTasks()
 
     async def apply(
         self,
@@ -61,14 +73,14 @@ class PlanApplier:
             ops = status_ops(run.get("status"), plan.status)
             written = await self.kube.patch(RUNS, namespace, name, ops, status=True)
             self.cache.run_seen(written)
-        if plan.delete and pods:
+        if plan.delete:
             # After the status patch: a pass whose patch fails keeps nothing and
             # deletes nothing, and the next one reads the logs again.
+            deleting = list(dict.fromkeys(plan.delete))
+            for pod_name in deleting:
+                self.cache.deleting(namespace, pod_name)
             logs = logs or PodLogs(self.kube, namespace)
-            await self.task_logs.keep(run, pods, plan.delete, logs)
-        await _bounded(
-            self._delete_pod(namespace, pod_name) for pod_name in dict.fromkeys(plan.delete)
-        )
+            self.clearing.start(self._clear(run, list(pods), deleting, logs))
         for kind, reason, message in plan.events:
             self.events.post(run, kind, reason, message)
 
@@ -79,15 +91,25 @@ class PlanApplier:
             return
         self.cache.pod_seen("ADDED", created)
 
+    async def _clear(
+        self, run: Body, pods: Sequence[Body], deleting: Sequence[str], logs: PodLogs
+    ) -> None:
+        """Keep the log tails of the pods ``deleting`` names, then delete them."""
+        if pods:
+            await self.task_logs.keep(run, pods, deleting, logs)
+        namespace = run["metadata"]["namespace"]
+        await _bounded(self._delete_pod(namespace, name) for name in deleting)
+
     async def _delete_pod(self, namespace: str, name: str) -> None:
-        self.cache.deleting(namespace, name)
         try:
             await self.kube.delete(PODS, namespace, name, grace_period_seconds=0)
         except NotFound:
             self.cache.not_deleted(namespace, name, gone=True)
-        except KubeError:
+        except KubeError as exc:
+            # Back among the run's pods: the next pass (an event, or the
+            # backstop) plans the deletion again.
             self.cache.not_deleted(namespace, name, gone=False)
-            raise
+            log.warning("task pod %s/%s not deleted: %s", namespace, name, exc)
 
     async def _move_out(self, run: Body, plan: Plan) -> None:
         """Keep the run in budget: store large outputs and settled records in ConfigMaps."""

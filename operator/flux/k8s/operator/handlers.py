@@ -27,7 +27,8 @@ from flux.k8s.operator.events import COMPONENT, BackgroundEvents
 from flux.k8s.operator.reconciler import Reconciler
 from flux.k8s.states import PodRole
 
-EVENTS_AT_SHUTDOWN_SECONDS = 5.0
+# How long shutting down waits for Events and pod clearing still on their way.
+BACKGROUND_AT_SHUTDOWN_SECONDS = 5.0
 # The memo key of an ``async () -> None`` that gives up leadership at cleanup.
 RELEASE_LEADERSHIP = "release_leadership"
 
@@ -101,9 +102,13 @@ async def _cleanup(memo: Any, **_: Any) -> None:
     release = memo.get(RELEASE_LEADERSHIP)
     if release is not None:
         await release()
-    # The Events still on their way, unless the API server does not answer:
-    # shutting down must not wait on a request's timeout.
-    await memo["events"].drain(timeout=EVENTS_AT_SHUTDOWN_SECONDS)
+    # The Events and pod deletions still on their way, unless the API server does
+    # not answer: shutting down must not wait on a request's timeout. A deletion
+    # cut short is planned again by whichever replica leads next.
+    await asyncio.gather(
+        memo["events"].drain(timeout=BACKGROUND_AT_SHUTDOWN_SECONDS),
+        memo["reconciler"].applier.clearing.drain(timeout=BACKGROUND_AT_SHUTDOWN_SECONDS),
+    )
     await memo["kube"].close()
 
 

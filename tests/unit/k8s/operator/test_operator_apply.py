@@ -55,6 +55,10 @@ def test_pods_status_and_deletions_are_written_and_held(
             delete=["r1-old", "r1-old"],
         )
         await reconciler.applier.apply(held, plan)
+        # Gone from the run's pods at once; deleted after the pass.
+        held_pods = await reconciler.cache.pods_of("ns", "r1")
+        assert sorted(p["metadata"]["name"] for p in held_pods) == ["r1-a", "r1-b"]
+        await reconciler.applier.clearing.drain()
         assert sorted(p["metadata"]["name"] for p in kube.all(PODS)) == ["r1-a", "r1-b"]
         stored = kube.stored(RUNS, "ns", "r1")
         assert stored is not None and stored["status"]["tasks"] == plan.status["tasks"]
@@ -75,24 +79,60 @@ def test_a_pod_already_there_or_already_gone_is_no_error(
         held = seeded(kube, reconciler, phase="Running")
         kube.put(PODS, pod("r1-a"))  # created by a pass whose status write then failed
         await reconciler.applier.apply(held, Plan(create=[pod("r1-a")], delete=["r1-gone"]))
+        await reconciler.applier.clearing.drain()
         assert await reconciler.cache.pods_of("ns", "r1") == []
 
     asyncio.run(scenario())
 
 
-def test_a_failed_deletion_is_raised_and_the_pod_kept(
-    kube: FakeKube, reconciler: Reconciler
+def test_a_failed_deletion_is_logged_and_the_pod_kept_for_the_next_pass(
+    kube: FakeKube, reconciler: Reconciler, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def scenario() -> None:
         held = seeded(kube, reconciler, phase="Running")
         kube.put(PODS, pod("r1-a"))
         reconciler.cache.pod_seen("MODIFIED", kube.stored(PODS, "ns", "r1-a") or {})
         kube.fail("delete", PODS, Forbidden("not allowed"))
-        with pytest.raises(Forbidden):
-            await reconciler.applier.apply(held, Plan(delete=["r1-a"]))
+        await reconciler.applier.apply(held, Plan(delete=["r1-a"]))
+        await reconciler.applier.clearing.drain()
         assert [p["metadata"]["name"] for p in await reconciler.cache.pods_of("ns", "r1")] == [
             "r1-a"
         ]
+        assert "task pod ns/r1-a not deleted" in caplog.text
+
+    asyncio.run(scenario())
+
+
+def test_the_next_step_does_not_wait_for_finished_pods_to_be_cleared(
+    kube: FakeKube, reconciler: Reconciler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The status write settles the step; the log read and the deletion that
+    follow must not hold up the pass that creates the next pod."""
+
+    async def scenario() -> None:
+        held = seeded(kube, reconciler, phase="Running")
+        kube.put(PODS, pod("r1-old"))
+        reconciler.cache.pod_seen("MODIFIED", kube.stored(PODS, "ns", "r1-old") or {})
+        release = asyncio.Event()
+        delete = kube.delete
+
+        async def slow_delete(*args: Any, **kwargs: Any) -> None:
+            await release.wait()
+            await delete(*args, **kwargs)
+
+        monkeypatch.setattr(kube, "delete", slow_delete)
+        settled = Plan(status={"tasks": [{"callId": "a#0", "state": "Completed"}]})
+        settled.delete.append("r1-old")
+        await asyncio.wait_for(reconciler.applier.apply(held, settled, [pod("r1-old")]), 1)
+        held = await reconciler.cache.run("ns", "r1")
+        await asyncio.wait_for(reconciler.applier.apply(held, Plan(create=[pod("r1-b")])), 1)
+        assert [p["metadata"]["name"] for p in await reconciler.cache.pods_of("ns", "r1")] == [
+            "r1-b"
+        ]
+        assert kube.stored(PODS, "ns", "r1-old") is not None  # still being cleared
+        release.set()
+        await reconciler.applier.clearing.drain()
+        assert kube.stored(PODS, "ns", "r1-old") is None
 
     asyncio.run(scenario())
 

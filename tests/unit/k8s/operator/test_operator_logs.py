@@ -67,6 +67,7 @@ def test_a_finished_task_pod_s_log_is_kept_before_the_pod_is_deleted(
         kube.logs[("ns", name)] = "hello from the task\n"
         finish(kube, pod, completed('"ok"'))
         await reconciler.pod_event("MODIFIED", pod, "r1")
+        await reconciler.applier.clearing.drain()
         assert task_pods(kube) == []
         assert kube.count("get", "pods/log") == 1  # one read per finished pod
         (configmap,) = kube.all(CONFIGMAPS, "ns")
@@ -94,6 +95,7 @@ def test_a_result_in_the_log_and_the_kept_log_cost_one_read(
         )
         finish(kube, pod, '{"outcome":"completed","inLog":true}')
         await reconciler.pod_event("MODIFIED", pod, "r1")
+        await reconciler.applier.clearing.drain()
         assert kube.count("get", "pods/log") == 1
         (kept,) = await runstore.load_task_logs(kube, "ns", "r1")
         assert kept["log"] == "working\n"  # the result line is the output, not the log
@@ -111,6 +113,7 @@ def test_a_log_that_cannot_be_read_is_recorded_missing_and_the_pod_still_goes(
         kube.fail("get", "pods/log", Forbidden("pods/log is forbidden"))
         finish(kube, pod, completed())
         await reconciler.pod_event("MODIFIED", pod, "r1")
+        await reconciler.applier.clearing.drain()
         assert task_pods(kube) == []
         (kept,) = await runstore.load_task_logs(kube, "ns", "r1")
         assert kept["log"] == "" and "pods/log is forbidden" in (kept["missing"] or "")
@@ -128,6 +131,7 @@ def test_a_refused_log_configmap_does_not_hold_up_the_deletion(
         kube.fail("create", CONFIGMAPS, Forbidden("quota exceeded"))
         finish(kube, pod, completed())
         await reconciler.pod_event("MODIFIED", pod, "r1")
+        await reconciler.applier.clearing.drain()
         assert task_pods(kube) == []
         assert await runstore.load_task_logs(kube, "ns", "r1") == []
 
@@ -216,6 +220,7 @@ def test_a_pass_settling_many_pods_reads_each_log_once_and_writes_one_configmap(
             finish(kube, pod, result)
             reconciler.cache.pod_seen("MODIFIED", pod)  # seen, no pass yet
         await reconciler.reconcile("ns", "r1")
+        await reconciler.applier.clearing.drain()
         assert task_pods(kube) == []
         assert kube.count("get", "pods/log") == 20
         assert kube.count("create", CONFIGMAPS) == 1

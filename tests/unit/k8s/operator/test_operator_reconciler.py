@@ -90,6 +90,7 @@ def test_a_stale_view_is_read_again_and_the_pass_retried(
         kube.put(RUNS, {**seen, "status": {"phase": "Pending", "driver": {"shared": True}}})
         reconciler.cache.run_created("ns", "r1")
         await reconciler.run_event("MODIFIED", seen)
+        await reconciler.applier.clearing.drain()
         assert kube.count("get", RUNS) == 1  # read fresh once
         status = (kube.stored(RUNS, "ns", "r1") or {})["status"]
         assert status["driver"]["shared"] is True  # the claim was not overwritten
@@ -148,6 +149,7 @@ def test_a_pod_event_with_news_makes_a_pass(kube: FakeKube, reconciler: Reconcil
         terminated = {"terminated": {"exitCode": 1, "reason": "Error"}}
         driver["status"] = {"phase": "Failed", "containerStatuses": [{"state": terminated}]}
         await reconciler.pod_event("MODIFIED", driver, "r1")
+        await reconciler.applier.clearing.drain()
         status = (kube.stored(RUNS, "ns", "r1") or {})["status"]
         assert status["driver"]["failures"] == 1  # the pass saw the driver fail
         assert kube.all(PODS, "ns") == []  # and cleared it away
