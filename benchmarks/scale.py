@@ -93,9 +93,11 @@ from scale_watch import (
     SizePoller,
     peak_concurrency,
     pod_times,
+    quiet_for,
     run_times,
     uncovered,
     watch_namespace,
+    with_listed,
 )
 
 SOURCE = """
@@ -138,6 +140,9 @@ WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "APPLY"})
 WRITTEN = frozenset({"workflowruns", "pods", "configmaps", "events"})
 NOT_OURS = frozenset({("pods", "status"), ("pods", "binding")})
 PROGRESS_EVERY = 15.0
+# Seconds without a run change after which the runs are listed once: the run
+# watch can miss final phases, and waiting for them would run to --timeout.
+WATCH_QUIET = 5.0
 # Seconds to wait for another benchmark (another operator serving bench-*) to end.
 OTHER_BENCHMARK_WAIT = 3600.0
 
@@ -189,6 +194,9 @@ class Bench:
         self.watches: dict[str, TableWatch] = {}
         self.others: set[str] = set()
         self.commit = "?"
+        # The runs as last listed, and when (see list_runs).
+        self.listed: list[dict[str, Any]] = []
+        self.listed_at: float | None = None
 
     def __enter__(self) -> Bench:
         try:
@@ -239,7 +247,22 @@ class Bench:
         )  # fmt: skip
 
     def run_rows(self) -> dict[str, RunTimes]:
-        return run_times(self.watches["workflowruns"].snapshot())
+        runs = run_times(self.watches["workflowruns"].snapshot())
+        if self.listed_at is None:
+            return runs
+        return with_listed(runs, self.listed, self.listed_at)
+
+    def list_runs_if_quiet(self) -> None:
+        """List the runs (one request) when their watch has shown nothing for
+        WATCH_QUIET seconds and nothing since the last list."""
+        rows = self.watches["workflowruns"].snapshot()
+        now = time.time()
+        if quiet_for(rows, now) < WATCH_QUIET:
+            return
+        if self.listed_at is not None and rows and rows[-1].at <= self.listed_at:
+            return
+        self.listed = self.cluster.json("get", "fxrun", "-n", self.namespace)["items"]
+        self.listed_at = now
 
     def pod_rows(self) -> dict[str, PodTimes]:
         return pod_times(self.watches["pods"].snapshot())
@@ -428,6 +451,7 @@ def wait_runs(bench: Bench, names: set[str], deadline: float) -> bool:
         phases = Counter(runs[n].phase if n in runs else "<unseen>" for n in names)
         if sum(phases[p] for p in FINAL) == len(names):
             return True
+        bench.list_runs_if_quiet()
         if time.time() > deadline:
             print(f"[{bench.label}] TIMED OUT; phases: {dict(phases)}", flush=True)
             return False
@@ -672,6 +696,7 @@ def wait_one(bench: Bench, poller: SizePoller, name: str, deadline: float) -> bo
         run = bench.run_rows().get(name)
         if run is not None and run.phase in FINAL:
             return True
+        bench.list_runs_if_quiet()
         if time.time() > deadline:
             print(f"[{bench.label}] TIMED OUT; {_progress(bench, poller, name)}", flush=True)
             return False
