@@ -347,6 +347,18 @@ def api_writes(before: str, after: str) -> dict[tuple[str, ...], float]:
     return counted
 
 
+def watch_events(before: str, after: str) -> dict[str, float]:
+    """Watch events the API server sent between two scrapes of its /metrics, by
+    resource, summed over every watcher (the operator, the shared driver, the
+    scheduler, the controller manager, kwok, the kubelet, this benchmark's
+    kubectl): each change of an object is one event to each watcher that sees it."""
+    name = "apiserver_watch_events_total"
+    moved = increase(samples(before, name), samples(after, name))
+    return {
+        resource: n for (resource,), n in summed(moved, "resource").items() if resource in WRITTEN
+    }
+
+
 def writes_done(writes: dict[tuple[str, ...], float]) -> dict[tuple[str, ...], float]:
     return {key: n for key, n in writes.items() if key[3] == "written"}
 
@@ -386,6 +398,18 @@ def writes_table(writes: dict[tuple[str, ...], float], per: int) -> Table:
     table.add("all written", "", "", int(done), f"{done / per:.2f}")
     refused = sum(writes.values()) - done
     table.add("all refused", "", "", int(refused), f"{refused / per:.2f}")
+    return table
+
+
+def watch_events_table(events: dict[str, float], per: int) -> Table:
+    table = Table(
+        "Watch events sent by the API server (apiserver_watch_events_total, every watcher)",
+        ("resource", "count", "per run"),
+    )
+    for resource, n in sorted(events.items()):
+        table.add(resource, int(n), f"{n / per:.2f}")
+    total = sum(events.values())
+    table.add("all", int(total), f"{total / per:.2f}")
     return table
 
 
@@ -433,6 +457,7 @@ def throughput(cluster: Cluster, count: int, mode: str, timeout: float) -> Repor
                 pods=bench.pod_rows(),
                 bodies=bodies,
                 writes=api_writes(api_before, api_after),
+                watch_events=watch_events(api_before, api_after),
                 changes=changes,
                 requests=operator_requests(op_before, op_after),
                 stats=stats,
@@ -478,6 +503,7 @@ class ThroughputData:
     cpu: CpuUse
     notes: list[str] = field(default_factory=list)
     commit: str = "?"
+    watch_events: dict[str, float] = field(default_factory=dict)
 
 
 def throughput_report(data: ThroughputData) -> Report:
@@ -513,6 +539,11 @@ def throughput_report(data: ThroughputData) -> Report:
     summary.add(
         "writes seen in the namespace per run", _per(namespace_writes(data.changes), data), ""
     )
+    summary.add(
+        "watch events sent per run (API server, every watcher)",
+        _per(sum(data.watch_events.values()), data),
+        "",
+    )
     summary.add("operator requests per run", f"{sum(data.requests.values()) / data.count:.1f}", "")
     operator_cpu = data.cpu.seconds["operator"]
     summary.add("operator CPU during the scenario", seconds(operator_cpu), "")
@@ -528,6 +559,7 @@ def throughput_report(data: ThroughputData) -> Report:
     report.tables += [summary, stage_table(data), cpu_table(data.cpu)]
     report.tables.append(writes_table(data.writes, data.count))
     report.tables.append(changes_table(data.changes, data.count))
+    report.tables.append(watch_events_table(data.watch_events, data.count))
     report.tables.append(requests_table(data.requests, data.count, "run"))
     if not data.finished:
         report.notes.append(f"TIMED OUT: not every run was final; phases {dict(phases)}.")

@@ -46,3 +46,21 @@ def test_a_listed_run_without_a_finish_time_or_never_watched_is_dated_by_the_lis
 def test_the_watch_is_quiet_from_its_last_change() -> None:
     assert quiet_for([], 100.0) == 0.0
     assert quiet_for([Row(1.0, "ADDED", ("a",)), Row(94.0, "MODIFIED", ("a",))], 100.0) == 6.0
+
+
+def metrics(pods: float, runs: float, leases: float) -> str:
+    return (
+        "# TYPE apiserver_watch_events_total counter\n"
+        f'apiserver_watch_events_total{{group="",resource="pods",version="v1"}} {pods}\n'
+        "apiserver_watch_events_total"
+        f'{{group="flux.dev",resource="workflowruns",version="v1alpha1"}} {runs}\n'
+        "apiserver_watch_events_total"
+        f'{{group="coordination.k8s.io",resource="leases",version="v1"}} {leases}\n'
+    )
+
+
+def test_watch_events_are_counted_by_resource_over_every_watcher() -> None:
+    import scale
+
+    moved = scale.watch_events(metrics(100, 50, 7), metrics(160, 50, 9))
+    assert moved == {"pods": 60.0}  # runs did not move; leases are not a run's
