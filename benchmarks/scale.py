@@ -5,6 +5,7 @@ Scenarios (all three unless some are picked):
   --throughput  --runs N (1000) single-task WorkflowRuns created at once: time
                 from the first create to the last final phase, runs per minute,
                 API writes per run (the API server's apiserver_request_total),
+                watch events per run to every watcher (apiserver_watch_events_total),
                 the operator's own API requests, CPU time and peak RSS, and
                 where a run's time goes (from watches of runs and pods and the
                 runs' history).
