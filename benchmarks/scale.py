@@ -5,6 +5,7 @@ Scenarios (all three unless some are picked):
   --throughput  --runs N (1000) single-task WorkflowRuns created at once: time
                 from the first create to the last final phase, runs per minute,
                 API writes per run (the API server's apiserver_request_total),
+                watch events per run to every watcher (apiserver_watch_events_total),
                 the operator's own API requests, CPU time and peak RSS, and
                 where a run's time goes (from watches of runs and pods and the
                 runs' history).
@@ -93,9 +94,11 @@ from scale_watch import (
     SizePoller,
     peak_concurrency,
     pod_times,
+    quiet_for,
     run_times,
     uncovered,
     watch_namespace,
+    with_listed,
 )
 
 SOURCE = """
@@ -138,6 +141,9 @@ WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "APPLY"})
 WRITTEN = frozenset({"workflowruns", "pods", "configmaps", "events"})
 NOT_OURS = frozenset({("pods", "status"), ("pods", "binding")})
 PROGRESS_EVERY = 15.0
+# Seconds without a run change after which the runs are listed once: the run
+# watch can miss final phases, and waiting for them would run to --timeout.
+WATCH_QUIET = 5.0
 # Seconds to wait for another benchmark (another operator serving bench-*) to end.
 OTHER_BENCHMARK_WAIT = 3600.0
 
@@ -189,6 +195,9 @@ class Bench:
         self.watches: dict[str, TableWatch] = {}
         self.others: set[str] = set()
         self.commit = "?"
+        # The runs as last listed, and when (see list_runs).
+        self.listed: list[dict[str, Any]] = []
+        self.listed_at: float | None = None
 
     def __enter__(self) -> Bench:
         try:
@@ -239,7 +248,22 @@ class Bench:
         )  # fmt: skip
 
     def run_rows(self) -> dict[str, RunTimes]:
-        return run_times(self.watches["workflowruns"].snapshot())
+        runs = run_times(self.watches["workflowruns"].snapshot())
+        if self.listed_at is None:
+            return runs
+        return with_listed(runs, self.listed, self.listed_at)
+
+    def list_runs_if_quiet(self) -> None:
+        """List the runs (one request) when their watch has shown nothing for
+        WATCH_QUIET seconds and nothing since the last list."""
+        rows = self.watches["workflowruns"].snapshot()
+        now = time.time()
+        if quiet_for(rows, now) < WATCH_QUIET:
+            return
+        if self.listed_at is not None and rows and rows[-1].at <= self.listed_at:
+            return
+        self.listed = self.cluster.json("get", "fxrun", "-n", self.namespace)["items"]
+        self.listed_at = now
 
     def pod_rows(self) -> dict[str, PodTimes]:
         return pod_times(self.watches["pods"].snapshot())
@@ -324,6 +348,18 @@ def api_writes(before: str, after: str) -> dict[tuple[str, ...], float]:
     return counted
 
 
+def watch_events(before: str, after: str) -> dict[str, float]:
+    """Watch events the API server sent between two scrapes of its /metrics, by
+    resource, summed over every watcher (the operator, the shared driver, the
+    scheduler, the controller manager, kwok, the kubelet, this benchmark's
+    kubectl): each change of an object is one event to each watcher that sees it."""
+    name = "apiserver_watch_events_total"
+    moved = increase(samples(before, name), samples(after, name))
+    return {
+        resource: n for (resource,), n in summed(moved, "resource").items() if resource in WRITTEN
+    }
+
+
 def writes_done(writes: dict[tuple[str, ...], float]) -> dict[tuple[str, ...], float]:
     return {key: n for key, n in writes.items() if key[3] == "written"}
 
@@ -363,6 +399,18 @@ def writes_table(writes: dict[tuple[str, ...], float], per: int) -> Table:
     table.add("all written", "", "", int(done), f"{done / per:.2f}")
     refused = sum(writes.values()) - done
     table.add("all refused", "", "", int(refused), f"{refused / per:.2f}")
+    return table
+
+
+def watch_events_table(events: dict[str, float], per: int) -> Table:
+    table = Table(
+        "Watch events sent by the API server (apiserver_watch_events_total, every watcher)",
+        ("resource", "count", "per run"),
+    )
+    for resource, n in sorted(events.items()):
+        table.add(resource, int(n), f"{n / per:.2f}")
+    total = sum(events.values())
+    table.add("all", int(total), f"{total / per:.2f}")
     return table
 
 
@@ -410,6 +458,7 @@ def throughput(cluster: Cluster, count: int, mode: str, timeout: float) -> Repor
                 pods=bench.pod_rows(),
                 bodies=bodies,
                 writes=api_writes(api_before, api_after),
+                watch_events=watch_events(api_before, api_after),
                 changes=changes,
                 requests=operator_requests(op_before, op_after),
                 stats=stats,
@@ -428,6 +477,7 @@ def wait_runs(bench: Bench, names: set[str], deadline: float) -> bool:
         phases = Counter(runs[n].phase if n in runs else "<unseen>" for n in names)
         if sum(phases[p] for p in FINAL) == len(names):
             return True
+        bench.list_runs_if_quiet()
         if time.time() > deadline:
             print(f"[{bench.label}] TIMED OUT; phases: {dict(phases)}", flush=True)
             return False
@@ -454,6 +504,7 @@ class ThroughputData:
     cpu: CpuUse
     notes: list[str] = field(default_factory=list)
     commit: str = "?"
+    watch_events: dict[str, float] = field(default_factory=dict)
 
 
 def throughput_report(data: ThroughputData) -> Report:
@@ -489,6 +540,11 @@ def throughput_report(data: ThroughputData) -> Report:
     summary.add(
         "writes seen in the namespace per run", _per(namespace_writes(data.changes), data), ""
     )
+    summary.add(
+        "watch events sent per run (API server, every watcher)",
+        _per(sum(data.watch_events.values()), data),
+        "",
+    )
     summary.add("operator requests per run", f"{sum(data.requests.values()) / data.count:.1f}", "")
     operator_cpu = data.cpu.seconds["operator"]
     summary.add("operator CPU during the scenario", seconds(operator_cpu), "")
@@ -504,6 +560,7 @@ def throughput_report(data: ThroughputData) -> Report:
     report.tables += [summary, stage_table(data), cpu_table(data.cpu)]
     report.tables.append(writes_table(data.writes, data.count))
     report.tables.append(changes_table(data.changes, data.count))
+    report.tables.append(watch_events_table(data.watch_events, data.count))
     report.tables.append(requests_table(data.requests, data.count, "run"))
     if not data.finished:
         report.notes.append(f"TIMED OUT: not every run was final; phases {dict(phases)}.")
@@ -672,6 +729,7 @@ def wait_one(bench: Bench, poller: SizePoller, name: str, deadline: float) -> bo
         run = bench.run_rows().get(name)
         if run is not None and run.phase in FINAL:
             return True
+        bench.list_runs_if_quiet()
         if time.time() > deadline:
             print(f"[{bench.label}] TIMED OUT; {_progress(bench, poller, name)}", flush=True)
             return False

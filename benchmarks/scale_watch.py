@@ -3,6 +3,7 @@ lifetimes (from kubectl watches), and the stored size of one run (polled)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 import time
@@ -55,6 +56,41 @@ def run_times(rows: list[Row]) -> dict[str, RunTimes]:
         if phase in FINAL and times.final_at is None:
             times.final_at = row.at
     return runs
+
+
+def quiet_for(rows: list[Row], now: float) -> float:
+    """Seconds since the watch last showed a change (0 before its first)."""
+    return now - rows[-1].at if rows else 0.0
+
+
+def with_listed(
+    runs: dict[str, RunTimes], bodies: list[dict[str, Any]], listed_at: float
+) -> dict[str, RunTimes]:
+    """The watch's runs, completed by one list of them.
+
+    A kubectl watch can miss changes (a reopened watch lists again, but one that
+    stays open with events dropped does not), so a run it still shows unfinished
+    may be final. The list's phase then wins, and the run's final time is its
+    ``status.finishTime`` (when the driver recorded the end), or the list's time
+    when it has none. Runs the watch never saw are added, first seen at the list.
+    """
+    merged = {name: RunTimes(t.added, t.phase, t.final_at) for name, t in runs.items()}
+    for body in bodies:
+        name = body["metadata"]["name"]
+        status = body.get("status") or {}
+        phase = str(status.get("phase") or "<none>")
+        times = merged.setdefault(name, RunTimes(listed_at))
+        if times.final_at is not None or phase == times.phase:
+            continue
+        times.phase = phase
+        if phase in FINAL:
+            finish = status.get("finishTime")
+            times.final_at = _timestamp(finish) if finish else listed_at
+    return merged
+
+
+def _timestamp(iso: str) -> float:
+    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def pod_times(rows: list[Row]) -> dict[str, PodTimes]:
