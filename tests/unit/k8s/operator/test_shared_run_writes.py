@@ -101,7 +101,9 @@ def test_one_shared_run_costs_three_operator_and_two_driver_status_writes(
             p for p in kube.all(PODS, NS) if p["metadata"]["labels"].get("flux.dev/run") == "r1"
         ]
         await reconciler.pod_event("MODIFIED", kube.put(PODS, completed(pod)), "r1")
-        # The operator: the outcome in the record, the pod's log tail kept, the pod gone.
+        await reconciler.applier.clearing.drain()
+        # The operator: the outcome in the record, then (in the background) the
+        # pod's log tail kept and the pod gone.
         assert writes.since() == [
             ("create", "configmaps"),
             ("delete", "pods"),
