@@ -103,19 +103,11 @@ def test_a_refusal_is_the_typed_error_with_the_servers_message(
         return web.json_response(status_body(code, reason, message), status=code)
 
     observed: list[tuple[str, str, int]] = []
-
-    async def scenario() -> KubeError:
-        async with serve(refuse) as server:
-            kube = client(server, observe=lambda *said: observed.append(said))
-            try:
-                await kube.patch(RUNS, "ns", "r1", JsonPatch().add("/a", 1), status=True)
-            except KubeError as exc:
-                return exc
-            finally:
-                await kube.close()
-        raise AssertionError("no error")
-
-    raised = asyncio.run(scenario())
+    raised = refusal(
+        refuse,
+        lambda kube: kube.patch(RUNS, "ns", "r1", JsonPatch().add("/a", 1), status=True),
+        observed,
+    )
     assert type(raised) is error and raised.status == code and raised.message == message
     assert observed == [("patch", "workflowruns/status", code)]
 
@@ -124,19 +116,30 @@ def test_an_error_that_is_not_a_status_keeps_the_reason_or_the_text() -> None:
     async def refuse(request: web.Request) -> web.StreamResponse:
         return web.Response(status=503, text="upstream connect error")
 
+    raised = refusal(refuse, lambda kube: kube.get(RUNS, "ns", "r1"))
+    assert raised.status == 503 and raised.message == "upstream connect error"
+
+
+def refusal(
+    handler: Handler,
+    request: Callable[[KubeClient], Awaitable[object]],
+    observed: list[tuple[str, str, int]] | None = None,
+) -> KubeError:
+    """The error ``request`` raises against ``handler``; each request's status into ``observed``."""
+
     async def scenario() -> KubeError:
-        async with serve(refuse) as server:
-            kube = client(server)
+        async with serve(handler) as server:
+            said = None if observed is None else lambda *status: observed.append(status)
+            kube = client(server, observe=said)
             try:
-                await kube.get(RUNS, "ns", "r1")
+                await request(kube)
             except KubeError as exc:
                 return exc
             finally:
                 await kube.close()
         raise AssertionError("no error")
 
-    raised = asyncio.run(scenario())
-    assert raised.status == 503 and raised.message == "upstream connect error"
+    return asyncio.run(scenario())
 
 
 def test_no_server_is_unreachable_and_observed_as_status_zero() -> None:
