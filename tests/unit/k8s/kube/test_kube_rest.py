@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -459,3 +460,50 @@ def test_a_kubeconfig_user_token_and_server_are_used(tmp_path: Path) -> None:
 def test_tls_context_without_verification_accepts_any_server() -> None:
     context = tls_context(verify=False)
     assert context.verify_mode == ssl.CERT_NONE and not context.check_hostname
+
+
+def test_an_exec_plugin_token_is_asked_for_again_after_a_401(tmp_path: Path) -> None:
+    """Exec plugins hand out short-lived tokens: a refused one is replaced."""
+    from flux.k8s.kube.kubeconfig import connect_kubeconfig
+
+    current = tmp_path / "current"
+    current.write_text("first")
+    plugin = (
+        "import json, sys; print(json.dumps({'apiVersion': "
+        "'client.authentication.k8s.io/v1beta1', 'kind': 'ExecCredential', "
+        f"'status': {{'token': open({str(current)!r}).read()}}}}))"
+    )
+    handler = accepting("first")
+
+    async def scenario() -> ApiServer:
+        async with serve(handler) as server:
+            user = {
+                "exec": {
+                    "apiVersion": "client.authentication.k8s.io/v1beta1",
+                    "command": sys.executable,
+                    "args": ["-c", plugin],
+                }
+            }
+            config = {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": server.url}}],
+                "users": [{"name": "u", "user": user}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+            path = tmp_path / "kubeconfig"
+            path.write_text(json.dumps(config))
+            kube = KubeClient(await connect_kubeconfig(str(path)))
+            try:
+                await kube.get(RUNS, "ns", "r1")
+                current.write_text("second")  # the old one expired
+                handler.known.clear()  # type: ignore[attr-defined]
+                handler.known.add("second")  # type: ignore[attr-defined]
+                await kube.get(RUNS, "ns", "r1")
+            finally:
+                await kube.close()
+        return server
+
+    seen = [s.authorization for s in asyncio.run(scenario()).seen]
+    assert seen == ["Bearer first", "Bearer first", "Bearer second"]
