@@ -103,11 +103,18 @@ def tls_context(
     cert_file: str | None = None,
     key_file: str | None = None,
     verify: bool = True,
+    strict: bool = True,
 ) -> ssl.SSLContext:
-    """The SSL context for a cluster's CA and, when given, a client certificate."""
+    """The SSL context for a cluster's CA and, when given, a client certificate.
+
+    ``strict=False`` accepts certificates that Python 3.13's strict X.509
+    checks refuse (kubernetes-asyncio's ``disable_strict_ssl_verification``:
+    some clusters' CAs lack the extensions those checks want)."""
     context = ssl.create_default_context(cafile=ca_file, cadata=ca_data)
     if cert_file:
         context.load_cert_chain(cert_file, keyfile=key_file)
+    if not strict:
+        context.verify_flags &= ~ssl.VERIFY_X509_STRICT
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

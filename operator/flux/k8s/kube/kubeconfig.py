@@ -84,6 +84,7 @@ async def connect_kubeconfig(path: str | None) -> Connection:
             cert_file=configuration.cert_file,
             key_file=configuration.key_file,
             verify=bool(configuration.verify_ssl),
+            strict=not configuration.disable_strict_ssl_verification,
         )
     except (config.ConfigException, OSError, ValueError) as exc:
         raise NoCredentials(f"no usable kubeconfig ({exc})") from None

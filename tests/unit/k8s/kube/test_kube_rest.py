@@ -462,6 +462,19 @@ def test_tls_context_without_verification_accepts_any_server() -> None:
     assert context.verify_mode == ssl.CERT_NONE and not context.check_hostname
 
 
+def test_tls_context_can_leave_out_the_strict_x509_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    default = ssl.create_default_context
+
+    def as_python_313(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        context = default(*args, **kwargs)
+        context.verify_flags |= ssl.VERIFY_X509_STRICT  # 3.13's default
+        return context
+
+    monkeypatch.setattr(ssl, "create_default_context", as_python_313)
+    assert tls_context().verify_flags & ssl.VERIFY_X509_STRICT
+    assert not tls_context(strict=False).verify_flags & ssl.VERIFY_X509_STRICT
+
+
 def test_an_exec_plugin_token_is_asked_for_again_after_a_401(tmp_path: Path) -> None:
     """Exec plugins hand out short-lived tokens: a refused one is replaced."""
     from flux.k8s.kube.kubeconfig import connect_kubeconfig
