@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
+from flux.k8s import run_conditions
 from flux.k8s.models import (
     ENTRYPOINT_PATTERN,
     IDENTIFIER_PATTERN,
@@ -21,21 +21,16 @@ from flux.k8s.models import (
     plain,
     to_json,
 )
-from flux.k8s.states import (
-    OPERATOR_REASONS,
-    QUIET_REASONS,
-    ConditionStatus,
-    ConditionType,
-    EventKind,
-    Phase,
-    Reason,
-)
 
-# Failure types recorded by the workflow that mean the user's input was wrong.
-INPUT_ERRORS = {
-    "WorkflowInputError": Reason.INVALID_INPUT,
-    "GraphValidationError": Reason.INVALID_GRAPH,
-}
+# A run's Succeeded condition is decided without the models (driver pods use it).
+from flux.k8s.run_conditions import (
+    ConditionUpdate,
+    cancel_requested,
+    succeeded_condition,
+    succeeded_update,
+)
+from flux.k8s.states import ConditionStatus, ConditionType, Reason
+
 SOURCE_FILENAME = "<workflow source>"
 _PATTERN_FORMS = {
     ENTRYPOINT_PATTERN: "of the form module:function",
@@ -101,101 +96,25 @@ def _describe(exc: ValidationError) -> str:
 def set_condition(
     conditions: Sequence[Condition], new: Condition, now: dt.datetime
 ) -> list[Condition]:
-    """``conditions`` with ``new`` in place of the one of its type.
-
-    The transition time moves only when the status does, so that it says how
-    long the object has been (not) ready, not when it was last looked at.
-    """
-    old = next((c for c in conditions if c.type == new.type), None)
-    since = now
-    if old is not None and old.status == new.status and old.last_transition_time is not None:
-        since = old.last_transition_time
-    stamped = new.model_copy(update={"last_transition_time": since})
-    if old is None:
-        return [*conditions, stamped]
-    return [stamped if c.type == new.type else c for c in conditions]
+    """``conditions`` with ``new`` in place of the one of its type, by the rule
+    of :func:`flux.k8s.run_conditions.set_condition` (the transition time moves
+    only when the status does)."""
+    updated = run_conditions.set_condition([to_json(c) for c in conditions], to_json(new), now)
+    return [Condition.model_validate(c) for c in updated]
 
 
 def condition_changed(conditions: Sequence[Condition], new: Condition) -> bool:
     """True when storing ``new`` would change what ``conditions`` say (times aside)."""
-    old = next((c for c in conditions if c.type == new.type), None)
-    keys = ("status", "reason", "message", "observed_generation")
-    return old is None or any(getattr(old, k) != getattr(new, k) for k in keys)
+    return run_conditions.condition_changed([to_json(c) for c in conditions], to_json(new))
 
 
-def cancel_requested(run: Mapping[str, Any]) -> bool:
-    """Whether the user asked to cancel the run (``spec.cancel``; it cannot be unset)."""
-    return bool((run.get("spec") or {}).get("cancel"))
-
-
-@dataclass(frozen=True)
-class ConditionUpdate:
-    """A run's conditions after a change of its Succeeded condition, and the Events saying so."""
-
-    conditions: list[dict[str, Any]]
-    events: list[tuple[str, str, str]] = field(default_factory=list)
-
-
-def succeeded_update(
-    status: Mapping[str, Any], now: dt.datetime, generation: int | None = None
-) -> ConditionUpdate | None:
-    """The run's conditions if its Succeeded condition no longer matches ``status``.
-
-    Whoever writes a phase writes this with it (the driver for the workflow's
-    own phases, the operator for the failures it finds), so the condition never
-    needs a write of its own, and the writer of a transition announces it.
-    """
-    wanted = succeeded_condition(status, generation)
-    stored = [Condition.model_validate(c) for c in status.get("conditions") or []]
-    if not condition_changed(stored, wanted):
-        return None
-    conditions = [to_json(c) for c in set_condition(stored, wanted, now)]
-    old = next((c for c in stored if c.type == wanted.type), None)
-    # A new generation alone (a spec edit of a finished run: its cancel, say) is
-    # recorded in the condition but is no news: no Event repeats the outcome.
-    said = old is not None and (old.status, old.reason, old.message) == (
-        wanted.status,
-        wanted.reason,
-        wanted.message,
-    )
-    if wanted.reason in QUIET_REASONS or said:
-        return ConditionUpdate(conditions)
-    kind = EventKind.WARNING if wanted.status == ConditionStatus.FALSE else EventKind.NORMAL
-    return ConditionUpdate(conditions, [(kind, wanted.reason, wanted.message)])
-
-
-def succeeded_condition(status: Mapping[str, Any], generation: int | None = None) -> Condition:
-    phase = status.get("phase") or Phase.PENDING
-    error = status.get("error") or {}
-    reason: str
-    if phase == Phase.SUCCEEDED:
-        state, reason, message = ConditionStatus.TRUE, Reason.SUCCEEDED, "the workflow completed"
-    elif phase == Phase.FAILED:
-        error_type = str(error.get("type", "Failed"))
-        reason = INPUT_ERRORS.get(
-            error_type, error_type if error_type in OPERATOR_REASONS else Reason.WORKFLOW_FAILED
-        )
-        state, message = ConditionStatus.FALSE, str(error.get("message", "the workflow failed"))
-    elif phase == Phase.CANCELLED:
-        state, reason, message = ConditionStatus.FALSE, Reason.CANCELLED, "the run was cancelled"
-    elif phase == Phase.PAUSED:
-        pause = (status.get("pause") or {}).get("name", "")
-        state, reason = ConditionStatus.UNKNOWN, Reason.PAUSED
-        message = f"waiting at pause {pause!r}; resume by patching status.resume"
-    elif (status.get("driver") or {}).get("queued"):
-        state, reason = ConditionStatus.UNKNOWN, Reason.DRIVER_QUEUED
-        message = (
-            f"the run is {phase.lower()} and waits for a driver pod: the operator runs "
-            "at most FLUX_MAX_DRIVER_PODS per-run driver pods at once (chart value "
-            "operator.maxDriverPods); it starts when one finishes"
-        )
-    else:
-        # Pending, Running: the reason is the phase.
-        state, reason, message = ConditionStatus.UNKNOWN, phase, f"the run is {phase.lower()}"
-    return Condition(
-        type=ConditionType.SUCCEEDED,
-        status=state,
-        reason=reason,
-        message=message,
-        observed_generation=generation,
-    )
+__all__ = [
+    "ConditionUpdate",
+    "cancel_requested",
+    "condition_changed",
+    "set_condition",
+    "source_problem",
+    "succeeded_condition",
+    "succeeded_update",
+    "workflow_ready",
+]

@@ -18,4 +18,10 @@ ANNOTATION_ATTEMPT = "flux.dev/attempt"
 ANNOTATION_BATCH_SIZE = "flux.dev/batch-size"
 ANNOTATION_SCHEDULED_TIME = "flux.dev/scheduled-time"  # the time a scheduled run is for
 LABEL_REVISION = "flux.dev/revision"  # on a Workflow's inline source ConfigMaps
+# A code revision (flux.k8s.revisions), a label value: this many hex digits of a
+# sha256, 48 bits, plenty for one Workflow's revisions (a collision needs two of
+# them to share them). Here, not with the CRD models, so that a driver pod
+# hashing a revision need not import pydantic.
+REVISION_LENGTH = 12
+REVISION_PATTERN = f"^[0-9a-f]{{{REVISION_LENGTH}}}$"
 LABEL_PART_OF = "app.kubernetes.io/part-of"

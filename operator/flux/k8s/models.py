@@ -27,6 +27,7 @@ from pydantic_core import PydanticCustomError
 from flux.events import EventType, ExecutionEvent
 from flux.k8s.history import event_from_status, event_to_status
 from flux.k8s.kube.resources import RUNS
+from flux.k8s.labels import REVISION_PATTERN
 from flux.k8s.states import (
     ConcurrencyPolicy,
     ConditionStatus,
@@ -59,12 +60,6 @@ Quantity = Annotated[
     int | Annotated[str, StringConstraints(pattern=QUANTITY_PATTERN)],
     WithJsonSchema({"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN}),
 ]
-
-
-# A code revision (flux.k8s.revisions): this many hex digits of a sha256, 48 bits,
-# plenty for one Workflow's revisions (a collision needs two of them to share them).
-REVISION_LENGTH = 12
-REVISION_PATTERN = f"^[0-9a-f]{{{REVISION_LENGTH}}}$"
 
 
 class _Model(BaseModel):

@@ -12,7 +12,7 @@ from typing import Any
 from flux.k8s import labels
 from flux.k8s.bodies import RunBody, WorkflowBody
 from flux.k8s.config import TASK_IMAGES_ENV, OperatorConfig
-from flux.k8s.models import API_VERSION
+from flux.k8s.kube.resources import RUNS
 from flux.k8s.protocol import (
     HOME_ENV,
     LINGER_ENV,
@@ -99,7 +99,7 @@ def owner_reference(run: Mapping[str, Any]) -> dict[str, Any]:
     """The reference that makes ``run`` (or a Workflow) own an object, so it goes with it."""
     meta = run["metadata"]
     return {
-        "apiVersion": API_VERSION,
+        "apiVersion": RUNS.api_version,
         "kind": "WorkflowRun",
         "name": meta["name"],
         "uid": meta["uid"],

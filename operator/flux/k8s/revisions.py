@@ -21,7 +21,7 @@ from typing import Any, TypeGuard
 
 from flux.k8s import labels
 from flux.k8s.bodies import PodBody, RunStatusBody, WorkflowSpecBody
-from flux.k8s.models import REVISION_LENGTH, REVISION_PATTERN
+from flux.k8s.labels import REVISION_LENGTH, REVISION_PATTERN
 from flux.k8s.protocol import INLINE_SOURCE_MODULE
 
 _REVISION_RE = re.compile(REVISION_PATTERN)

@@ -26,13 +26,13 @@ from flux.engine.instance import WorkflowInstance
 from flux.errors import CodecError, WorkflowInputError
 from flux.events import EventType, ExecutionEvent, ExecutionState, utc_now
 from flux.k8s import archive, runstore
-from flux.k8s.decisions import cancel_requested, succeeded_update
 from flux.k8s.history import event_from_status, event_to_status, finished_records
 from flux.k8s.kube import CONFIGMAPS, RUNS, JsonPatch, Kube, NotFound
 from flux.k8s.kube.events import EventRecorder
 from flux.k8s.kube.objects import create_or_replace
 from flux.k8s.kube.patch import pointer
 from flux.k8s.kube.watch import Listed, follow
+from flux.k8s.run_conditions import cancel_requested, succeeded_update
 from flux.k8s.states import PHASE_OF_STATE, Phase, TaskState
 from flux.workflow import Workflow
 

@@ -15,7 +15,8 @@ import sys
 
 from flux.k8s.kube import RUNS, Kube
 from flux.k8s.kube.events import EventRecorder
-from flux.k8s.kube.http import KubeClient, connect
+from flux.k8s.kube.incluster import connect_in_cluster
+from flux.k8s.kube.rest import KubeClient
 from flux.k8s.protocol import (
     LINGER_ENV,
     NAMESPACE_ENV,
@@ -70,7 +71,9 @@ async def served(
 
 
 async def main_async() -> int:
-    kube = KubeClient(await connect())
+    # A driver runs in a pod only: its service account, and none of the
+    # kubeconfig machinery (kubernetes-asyncio) to import.
+    kube = KubeClient(connect_in_cluster())
     try:
         return await drive(kube, dict(os.environ))
     finally:

@@ -22,11 +22,11 @@ from typing import Any
 
 from flux.engine.instance import WorkflowInstance
 from flux.events import utc_now
-from flux.k8s.decisions import cancel_requested
 from flux.k8s.kube import RUNS, Kube, KubeError, NotFound
 from flux.k8s.kube.events import EventRecorder
 from flux.k8s.kube.versions import newer
 from flux.k8s.kube.watch import Listed, follow
+from flux.k8s.run_conditions import cancel_requested
 from flux.k8s.states import FINAL_PHASES, Phase
 from flux.runtime.driver import Driver
 from flux.workflow import Workflow

@@ -4,6 +4,8 @@ cannot be loaded failing the runs it was to drive."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 from flux.k8s import pods
@@ -67,3 +69,25 @@ def test_driver_pods_run_this_program_with_the_environment_it_reads() -> None:
         names = {e["name"] for e in container["env"]}
         assert {driver_env.NAMESPACE_ENV, driver_env.WORKFLOW_ENV, driver_env.LINGER_ENV} <= names
         assert len(names & {driver_env.RUN_ENV, driver_env.WORKFLOW_NAME_ENV}) == 1
+
+
+def test_a_driver_or_task_pod_imports_no_kubeconfig_machinery_nor_the_crd_models() -> None:
+    """kubernetes-asyncio imports every generated model (~0.3 s of CPU a pod),
+    the CRD models pydantic (~0.1 s); a pod connects with its service account
+    and writes plain JSON. The import contract in pyproject.toml pins the
+    imports; this pins what actually loads."""
+    unwanted = (
+        "kubernetes_asyncio",
+        "flux.k8s.kube.kubeconfig",
+        "yaml",
+        "pydantic",
+        "flux.k8s.models",
+    )
+    probe = (
+        "import sys, flux.runtime.driver_main, flux.runtime.task; "
+        f"print(sorted(m for m in {unwanted!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]", result.stderr

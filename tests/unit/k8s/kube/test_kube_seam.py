@@ -21,8 +21,8 @@ from flux.k8s.kube import (
     PatchTestFailed,
 )
 from flux.k8s.kube.fake import FakeKube
-from flux.k8s.kube.http import _path, error_from_response
 from flux.k8s.kube.patch import pointer
+from flux.k8s.kube.rest import _path, error_from_response
 from flux.k8s.kube.watch import Listed, follow
 
 
@@ -200,29 +200,3 @@ def test_events_name_the_object_and_a_refused_one_is_only_logged() -> None:
     kube.fail("create", EVENTS, Forbidden("no"))
     go(recorder.post(body, "Normal", "Succeeded", "done"))  # logged, not raised
     assert len(kube.all(EVENTS, "ns")) == 1
-
-
-@pytest.mark.parametrize("proxy", [None, "http://proxy.example:3128"])
-def test_the_client_looks_for_a_proxy_per_request_only_when_one_is_set(
-    monkeypatch: pytest.MonkeyPatch, proxy: str | None
-) -> None:
-    """kubernetes-asyncio's session trusts the environment: without a proxy set,
-    that cost two thread-pool hops a request (proxy and ~/.netrc look-ups)."""
-    from kubernetes_asyncio import client
-
-    from flux.k8s.kube.http import PROXY_ENV, KubeClient
-
-    for name in PROXY_ENV:
-        monkeypatch.delenv(name, raising=False)
-    if proxy:
-        monkeypatch.setenv("HTTPS_PROXY", proxy)
-
-    async def scenario() -> bool:
-        api = client.ApiClient(client.Configuration(host="http://127.0.0.1:1"))
-        kube = KubeClient(api)
-        try:
-            return bool(api.rest_client.pool_manager.trust_env)
-        finally:
-            await kube.close()
-
-    assert asyncio.run(scenario()) is bool(proxy)

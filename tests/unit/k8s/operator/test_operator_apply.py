@@ -6,10 +6,12 @@ import asyncio
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from flux.k8s import archive, metrics
 from flux.k8s.config import OperatorConfig
 from flux.k8s.kube import CONFIGMAPS, EVENTS, PODS, RUNS, Forbidden, PatchTestFailed
+from flux.k8s.kube.connection import Connection, tls_context
 from flux.k8s.kube.events import EventRecorder
 from flux.k8s.kube.fake import FakeKube
 from flux.k8s.kube.http import KubeClient
@@ -18,6 +20,7 @@ from flux.k8s.operator.api_metrics import count_request
 from flux.k8s.operator.events import COMPONENT, BackgroundEvents
 from flux.k8s.operator.reconciler import Reconciler
 from flux.k8s.reconcile import Plan
+from support.apiserver import serve, status_body
 
 
 def run(**status: Any) -> dict[str, Any]:
@@ -213,33 +216,25 @@ def test_a_refused_event_is_logged_not_raised(kube: FakeKube, reconciler: Reconc
     asyncio.run(scenario())
 
 
-class _Refused:
-    status = 403
-    reason = "Forbidden"
-
-    async def read(self) -> bytes:
-        return b'{"message": "exceeded quota"}'
-
-
-class _QuotaServer:
-    """An API client whose server refuses every request, as a full quota does."""
-
-    async def call_api(self, *_: Any, **__: Any) -> _Refused:
-        return _Refused()
+async def _quota_refuses(request: web.Request) -> web.StreamResponse:
+    """An API server refusing every request, as a full quota does."""
+    return web.json_response(status_body(403, "Forbidden", "exceeded quota"), status=403)
 
 
 def test_a_refused_pod_creation_is_raised_and_counted_as_an_api_error(
     operator_config: OperatorConfig,
 ) -> None:
     async def scenario() -> None:
-        kube = KubeClient(_QuotaServer(), observe=count_request)  # type: ignore[arg-type]
-        events = BackgroundEvents(EventRecorder(FakeKube(), COMPONENT))
-        reconciler = Reconciler(kube, operator_config, events)
-        errors = metrics.API_ERRORS.labels("create", "pods", "403")
-        requests = metrics.API_REQUESTS.labels("create", "pods")
-        before = errors._value.get(), requests._value.get()
-        with pytest.raises(Forbidden):
-            await reconciler.applier.apply(run(), Plan(create=[pod("r1-a")]))
+        async with serve(_quota_refuses) as server:
+            kube = KubeClient(Connection(server.url, tls_context()), observe=count_request)
+            events = BackgroundEvents(EventRecorder(FakeKube(), COMPONENT))
+            reconciler = Reconciler(kube, operator_config, events)
+            errors = metrics.API_ERRORS.labels("create", "pods", "403")
+            requests = metrics.API_REQUESTS.labels("create", "pods")
+            before = errors._value.get(), requests._value.get()
+            with pytest.raises(Forbidden):
+                await reconciler.applier.apply(run(), Plan(create=[pod("r1-a")]))
+            await kube.close()
         # The quota alert and panel see it.
         assert (errors._value.get(), requests._value.get()) == (before[0] + 1, before[1] + 1)
 
