@@ -432,21 +432,27 @@ def test_the_session_looks_for_a_proxy_per_request_only_when_one_is_set(
     assert asyncio.run(scenario()) is bool(proxy)
 
 
+def write_kubeconfig(directory: Path, server: str, user: dict[str, Any]) -> Path:
+    """A kubeconfig with one context: ``server`` as ``user``."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": server}}],
+        "users": [{"name": "u", "user": user}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "x",
+    }
+    path = directory / "kubeconfig"
+    path.write_text(json.dumps(config))
+    return path
+
+
 def test_a_kubeconfig_user_token_and_server_are_used(tmp_path: Path) -> None:
     from flux.k8s.kube.kubeconfig import connect_kubeconfig
 
     async def scenario() -> ApiServer:
         async with serve(accepting("from-kubeconfig")) as server:
-            config = {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": server.url}}],
-                "users": [{"name": "u", "user": {"token": "from-kubeconfig"}}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "x",
-            }
-            path = tmp_path / "kubeconfig"
-            path.write_text(json.dumps(config))
+            path = write_kubeconfig(tmp_path, server.url, {"token": "from-kubeconfig"})
             kube = KubeClient(await connect_kubeconfig(str(path)))
             try:
                 await kube.get(RUNS, "ns", "r1")
@@ -497,16 +503,7 @@ def test_an_exec_plugin_token_is_asked_for_again_after_a_401(tmp_path: Path) -> 
                     "args": ["-c", plugin],
                 }
             }
-            config = {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": server.url}}],
-                "users": [{"name": "u", "user": user}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "x",
-            }
-            path = tmp_path / "kubeconfig"
-            path.write_text(json.dumps(config))
+            path = write_kubeconfig(tmp_path, server.url, user)
             kube = KubeClient(await connect_kubeconfig(str(path)))
             try:
                 await kube.get(RUNS, "ns", "r1")
