@@ -31,6 +31,7 @@ from flux.k8s.kube import CONFIGMAPS, RUNS, JsonPatch, Kube, NotFound
 from flux.k8s.kube.events import EventRecorder
 from flux.k8s.kube.objects import create_or_replace
 from flux.k8s.kube.patch import pointer
+from flux.k8s.kube.versions import newer
 from flux.k8s.kube.watch import Listed, follow
 from flux.k8s.run_conditions import cancel_requested, succeeded_update
 from flux.k8s.states import PHASE_OF_STATE, Phase, TaskState
@@ -64,6 +65,8 @@ class Driver:
     cancelled_after: int | None = None
     # Task calls started since the last write: no pod can exist for them yet.
     unpublished: set[str] = field(default_factory=set)
+    # The one watch of the run, kept from one wait to the next (see RunChanges).
+    changes: RunChanges | None = None
 
     async def run(self) -> int:
         body = await self.kube.get(RUNS, self.namespace, self.name)
@@ -74,14 +77,18 @@ class Driver:
         if instance is None:
             return 1
         idle_since = utc_now()
-        while True:
-            body, changed = await self.advance(instance, body)
-            if changed:
-                idle_since = utc_now()
-            wait = self.next_wait(instance, idle_since)
-            if wait is None:
-                return 0
-            body = await self.wait_for_change(body, wait) or body
+        try:
+            while True:
+                body, changed = await self.advance(instance, body)
+                if changed:
+                    idle_since = utc_now()
+                wait = self.next_wait(instance, idle_since)
+                if wait is None:
+                    return 0
+                body = await self.wait_for_change(body, wait) or body
+        finally:
+            if self.changes is not None:
+                self.changes.close()
 
     async def begin(self, body: dict[str, Any]) -> WorkflowInstance | None:
         """Replay the run's history; None if its input cannot be read (the run is failed)."""
@@ -340,32 +347,10 @@ class Driver:
 
     async def wait_for_change(self, body: dict[str, Any], timeout: float) -> dict[str, Any] | None:
         """The run as it next changes after ``body``, or None after ``timeout`` seconds."""
-        version = body["metadata"]["resourceVersion"]
-        try:
-            return await asyncio.wait_for(self._next_modification(version), timeout)
-        except TimeoutError:
-            return None
-
-    async def _next_modification(self, version: str) -> dict[str, Any]:
-        changes = follow(
-            self.kube,
-            RUNS,
-            self.namespace,
-            field_selector=f"metadata.name={self.name}",
-            since=version,
-        )
-        async for change in changes:
-            if isinstance(change, Listed):
-                # Listed again after a 410: changes in between are lost, the run as
-                # it is now is the news (and no run means it was deleted).
-                if not change.items:
-                    raise SystemExit(0)
-                return change.items[0]
-            if change["type"] == "DELETED":
-                raise SystemExit(0)
-            if change["type"] in ("MODIFIED", "ADDED"):
-                return change["object"]
-        raise AssertionError("follow() ends only when its caller stops reading")
+        if self.changes is None or not self.changes.running():
+            self.changes = RunChanges(self.kube, self.namespace, self.name)
+            self.changes.start(body["metadata"]["resourceVersion"])
+        return await self.changes.after(body["metadata"]["resourceVersion"], timeout)
 
 
 def status_patch(
@@ -498,3 +483,75 @@ async def fail_to_load(kube: Kube, namespace: str, name: str, exc: Exception) ->
 
 
 __all__ = ["Driver", "event_from_status", "fail_to_load", "run_summary", "status_patch"]
+
+
+class RunChanges:
+    """One run's changes, from one watch kept open for the driver's life.
+
+    A watch opened anew for every wait costs the step its set-up, and the HTTP
+    connection of the watch it abandons: the status write that follows then
+    waits for a new TLS connection. The watch runs in a task of its own and
+    queues what it sees; a wait takes the newest change after the body the
+    driver holds (its own writes come back as events too, and are skipped).
+    """
+
+    def __init__(self, kube: Kube, namespace: str, name: str) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.name = name
+        # A body, None for "the run is gone", or what ended the watch.
+        self._seen: asyncio.Queue[dict[str, Any] | BaseException | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, version: str) -> None:
+        self._task = asyncio.create_task(self._watch(version))
+
+    def running(self) -> bool:
+        """False once the watch ended, or its event loop did (tests run several)."""
+        return self._task is not None and not self._task.done()
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def after(self, version: str, timeout: float) -> dict[str, Any] | None:
+        """The newest change newer than ``version``; None after ``timeout`` seconds.
+        Exits the driver (code 0) when the run is gone."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                seen = await asyncio.wait_for(self._seen.get(), max(deadline - loop.time(), 0))
+            except TimeoutError:
+                return None
+            while not self._seen.empty() and not isinstance(seen, BaseException) and seen:
+                seen = self._seen.get_nowait()  # only the newest matters
+            if isinstance(seen, BaseException):
+                raise seen
+            if seen is None:
+                raise SystemExit(0)
+            if newer(seen["metadata"].get("resourceVersion"), version):
+                return seen
+
+    async def _watch(self, version: str) -> None:
+        try:
+            changes = follow(
+                self.kube,
+                RUNS,
+                self.namespace,
+                field_selector=f"metadata.name={self.name}",
+                since=version,
+            )
+            async for change in changes:
+                if isinstance(change, Listed):
+                    # Listed again after a 410: changes in between are lost, the run
+                    # as it is now is the news (and no run means it was deleted).
+                    self._seen.put_nowait(change.items[0] if change.items else None)
+                elif change["type"] == "DELETED":
+                    self._seen.put_nowait(None)
+                elif change["type"] in ("MODIFIED", "ADDED"):
+                    self._seen.put_nowait(change["object"])
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # the waiting driver raises it, as it did before
+            self._seen.put_nowait(exc)

@@ -335,6 +335,34 @@ def test_a_driver_waits_no_longer_than_it_was_told(kube: DriverKube, runs: Runs)
     assert changed is not None and changed["status"] == {"phase": "Running"}
 
 
+def test_one_watch_serves_every_wait_and_a_change_already_held_is_skipped(
+    kube: DriverKube, runs: Runs
+) -> None:
+    """A watch opened anew for each wait cost every step its set-up and a new
+    connection for the write after it: the driver keeps one."""
+    body = runs.new(1)
+    driver = Driver(kube, "ns", "r1", echo_wf)
+
+    async def scenario() -> list[str]:
+        held, phases = body, []
+        for phase in ("Pending", "Running", "Paused"):
+            waiting = asyncio.create_task(driver.wait_for_change(held, 5))
+            await asyncio.sleep(0.01)
+            runs.set_status(phase=phase)
+            held = await waiting or held
+            phases.append(held["status"]["phase"])
+        # A change the driver already holds (its own write's echo) is no news.
+        written = runs.set_status(phase="Running")
+        await asyncio.sleep(0.01)  # the watch has queued it
+        assert await driver.wait_for_change(written, 0.05) is None
+        assert driver.changes is not None
+        driver.changes.close()
+        return phases
+
+    assert asyncio.run(scenario()) == ["Pending", "Running", "Paused"]
+    assert kube.count("watch", RUNS) == 1
+
+
 def test_an_input_from_a_missing_configmap_fails_the_run(kube: DriverKube, runs: Runs) -> None:
     kube.merge_allowed = True
     body = runs.add(
