@@ -23,6 +23,7 @@ from flux.k8s.states import (
     Phase,
     Reason,
 )
+from flux.k8s.timestamps import format_time
 
 Condition = dict[str, Any]
 # Failure types recorded by the workflow that mean the user's input was wrong.
@@ -32,11 +33,6 @@ INPUT_ERRORS = {
 }
 # What a new condition is compared on: its transition time aside.
 _COMPARED = (("status", None), ("reason", ""), ("message", ""), ("observedGeneration", None))
-
-
-def timestamp(moment: dt.datetime) -> str:
-    """``moment`` as the CRD models write a time: RFC 3339 in UTC with ``Z``."""
-    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def cancel_requested(run: Mapping[str, Any]) -> bool:
@@ -63,7 +59,7 @@ def set_condition(
     long the object has been (not) ready, not when it was last looked at.
     """
     old = _of_type(conditions, new["type"])
-    since = timestamp(now)
+    since = format_time(now)
     if old is not None and old.get("status") == new["status"] and old.get("lastTransitionTime"):
         since = old["lastTransitionTime"]
     stamped = {**new, "lastTransitionTime": since}

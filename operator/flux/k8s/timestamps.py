@@ -6,6 +6,11 @@ import datetime as dt
 from typing import Any
 
 
+def format_time(moment: dt.datetime) -> str:
+    """``moment`` as the CRD models write a time: RFC 3339 in UTC with ``Z``."""
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
 def parse_time(value: Any) -> dt.datetime | None:
     """A Kubernetes timestamp (RFC 3339, ``Z`` or an offset) as an aware datetime;
     None when absent or unreadable (these only feed metrics and displays)."""

@@ -524,7 +524,7 @@ class RunChanges:
                 seen = await asyncio.wait_for(self._seen.get(), max(deadline - loop.time(), 0))
             except TimeoutError:
                 return None
-            while not self._seen.empty() and not isinstance(seen, BaseException) and seen:
+            while isinstance(seen, dict) and not self._seen.empty():
                 seen = self._seen.get_nowait()  # only the newest matters
             if isinstance(seen, BaseException):
                 raise seen
@@ -551,7 +551,5 @@ class RunChanges:
                     self._seen.put_nowait(None)
                 elif change["type"] in ("MODIFIED", "ADDED"):
                     self._seen.put_nowait(change["object"])
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # the waiting driver raises it, as it did before
+        except Exception as exc:  # the waiting driver raises it, as it did before
             self._seen.put_nowait(exc)

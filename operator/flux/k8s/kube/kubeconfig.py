@@ -76,7 +76,7 @@ class LoaderToken:
 async def connect_kubeconfig(path: str | None) -> Connection:
     """The API server and user of ``path``'s current context (None: the usual
     kubeconfig, ``$KUBECONFIG`` or ~/.kube/config)."""
-    configuration = type.__call__(client.Configuration)
+    configuration = client.Configuration()
     try:
         loader = await config.load_kube_config(config_file=path, client_configuration=configuration)
         context = tls_context(

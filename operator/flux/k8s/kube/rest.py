@@ -46,10 +46,9 @@ def error_from_response(status: int, reason: str, body: str | bytes | None) -> K
             said = json.loads(body)
         except ValueError:
             said = None
-        if isinstance(said, dict) and isinstance(said.get("message"), str):
-            message = said["message"]
-        elif isinstance(said, dict):
-            message = ""
+        if isinstance(said, dict):
+            # A Status object; one without a message leaves the reason phrase.
+            message = said["message"] if isinstance(said.get("message"), str) else ""
         else:
             message = body[:500]
     return error_for(status, message or reason, reason)

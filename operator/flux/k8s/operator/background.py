@@ -32,9 +32,6 @@ class BackgroundTasks:
         if not task.cancelled() and task.exception() is not None:
             log.error("background work failed", exc_info=task.exception())
 
-    def __len__(self) -> int:
-        return len(self._running)
-
     async def drain(self, timeout: float | None = None) -> None:
         """Wait for the work in flight, at most ``timeout`` seconds (at shutdown,
         and in tests)."""

@@ -20,6 +20,7 @@ from flux.k8s.kube import Kube, NotFound
 from flux.k8s.kube.client import Body
 from flux.k8s.labels import LABEL_SCHEDULE, LABEL_WORKFLOW
 from flux.k8s.operator.apply import PlanApplier
+from flux.k8s.operator.background import BackgroundTasks
 from flux.k8s.operator.cache import Cache, Key
 from flux.k8s.operator.driver_slots import DriverSlots
 from flux.k8s.operator.events import BackgroundEvents
@@ -57,7 +58,7 @@ class Reconciler:
         # Read at scrape time: nothing to keep in step.
         metrics.DRIVER_PODS.set_function(lambda: self.driver_slots.running)
         metrics.RUNS_WAITING_FOR_DRIVER.set_function(lambda: self.driver_slots.waiting)
-        self._woken: set[asyncio.Task[None]] = set()
+        self._woken = BackgroundTasks()
         self._rng = random.Random()
         # Last phase seen per run, for the metrics only; never used for decisions.
         self._phases: dict[Key, str] = {}
@@ -200,9 +201,7 @@ class Reconciler:
 
     def _wake(self, key: Key) -> None:
         """A pass of a run waiting for a driver slot, now that one is free."""
-        task = asyncio.ensure_future(self.queue.reconcile(*key))
-        self._woken.add(task)
-        task.add_done_callback(self._woken.discard)
+        self._woken.start(self.queue.reconcile(*key))
 
     def _finished(self, key: Key) -> bool:
         return self._phases.get(key) in FINAL_PHASES

@@ -16,6 +16,7 @@ from flux.k8s.kube import CONFIGMAPS, RUNS, WORKFLOWS, Conflict, Kube, KubeError
 from flux.k8s.kube.client import Body
 from flux.k8s.labels import LABEL_REVISION, LABEL_WORKFLOW
 from flux.k8s.models import Condition, to_json
+from flux.k8s.operator.background import BackgroundTasks
 from flux.k8s.operator.cache import Cache
 from flux.k8s.operator.events import BackgroundEvents
 from flux.k8s.pods import current_revision, owner_reference, source_configmap_name
@@ -38,7 +39,7 @@ class Workflows:
         self.config = config
         # Revision ConfigMaps read for runs of older revisions, by (namespace, name).
         self._revisions: dict[tuple[str, str], Body] = {}
-        self._collecting: set[asyncio.Task[None]] = set()
+        self._collecting = BackgroundTasks()
         self.collect_delay = COLLECT_DELAY_SECONDS
         self.cache = cache
         self.events = events
@@ -129,9 +130,7 @@ class Workflows:
     def _collect_later(self, namespace: str, workflow: str) -> None:
         """collect() once the passes that may have read the Workflow before its edit
         are done: one of them may still record the old revision on a new run."""
-        task = asyncio.create_task(self._collect_after_delay(namespace, workflow))
-        self._collecting.add(task)
-        task.add_done_callback(self._collecting.discard)
+        self._collecting.start(self._collect_after_delay(namespace, workflow))
 
     async def _collect_after_delay(self, namespace: str, workflow: str) -> None:
         await asyncio.sleep(self.collect_delay)
@@ -146,8 +145,7 @@ class Workflows:
 
     async def drain(self) -> None:
         """Wait for the collections scheduled so far (tests)."""
-        while self._collecting:
-            await asyncio.gather(*self._collecting)
+        await self._collecting.drain()
 
     async def collect(self, namespace: str, workflow: str, current: str | None) -> None:
         """Delete the Workflow's revision ConfigMaps that are not ``current`` and that

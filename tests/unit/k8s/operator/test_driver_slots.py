@@ -126,7 +126,7 @@ def test_the_operator_queues_the_second_run_and_starts_it_when_the_first_driver_
         }
         done["metadata"] = {**first["metadata"], "resourceVersion": "999999"}
         await reconciler.pod_event("MODIFIED", done, "r1")
-        await asyncio.gather(*reconciler._woken)
+        await reconciler._woken.drain()
         drivers = {p["metadata"]["labels"]["flux.dev/run"] for p in kube.all(PODS, "ns")}
         assert "r2" in drivers
         started = (kube.stored(RUNS, "ns", "r2") or {})["status"]

@@ -9,6 +9,7 @@ import pytest
 
 from flux.k8s import run_conditions
 from flux.k8s.models import Condition, to_json
+from flux.k8s.timestamps import format_time
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 T1 = dt.datetime(2026, 1, 1, 12, 5, 0, 250000, tzinfo=dt.UTC)
@@ -17,12 +18,12 @@ T1 = dt.datetime(2026, 1, 1, 12, 5, 0, 250000, tzinfo=dt.UTC)
 @pytest.mark.parametrize("moment", [T0, T1])
 def test_times_are_written_as_the_models_write_them(moment: dt.datetime) -> None:
     model = Condition(type="Succeeded", status="True", last_transition_time=moment)
-    assert run_conditions.timestamp(moment) == to_json(model)["lastTransitionTime"]
+    assert format_time(moment) == to_json(model)["lastTransitionTime"]
 
 
 def test_a_time_in_another_zone_is_written_in_utc() -> None:
     moment = dt.datetime(2026, 6, 1, 14, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
-    assert run_conditions.timestamp(moment) == "2026-06-01T12:00:00Z"
+    assert format_time(moment) == "2026-06-01T12:00:00Z"
 
 
 @pytest.mark.parametrize(
