@@ -99,14 +99,14 @@ def test_a_per_run_driver_writes_its_own_run_and_no_other(
     unchanged = [{"op": "test", "path": "/status/driver/pod", "value": pod}]
     own = driver.patch_status(ns, "mine", unchanged)
     assert own.status == 200, own.message
-    before = status_of(cluster, ns, "theirs")
     for run in ("theirs", "shared-mine"):
         attempt = driver.patch_status(ns, run, {"status": {"phase": "Succeeded"}}, "merge")
         assert refused(attempt, f"pod {pod} is not the driver of WorkflowRun {ns}/{run}"), (
             attempt.message
         )
-    after = status_of(cluster, ns, "theirs")
-    assert after.get("phase") == before.get("phase") != "Succeeded"
+        # Its own driver may have moved it from Pending meanwhile, but no run
+        # ends within the nap.
+        assert status_of(cluster, ns, run).get("phase") in (None, "Pending", "Running")
     # Nor may it say another pod drives its own run.
     moved = [{"op": "replace", "path": "/status/driver/pod", "value": "elsewhere"}]
     assert refused(driver.patch_status(ns, "mine", moved), "may not change status.driver")

@@ -123,6 +123,63 @@ def test_policies_behave_the_same_on_both_executors(
     assert tasks["too_slow"]["lastError"]["type"] == "ExecutionTimeoutError"
 
 
+# Importing this module takes longer than the timeout: only the body counts.
+SLOW_START_SOURCE = """
+import time
+
+from flux import WorkflowExecutionContext, task, workflow
+
+time.sleep(4)
+
+
+def instead() -> str:
+    return "fallback"
+
+
+@task.with_options(timeout=1, fallback=instead)
+def quick() -> str:
+    time.sleep(0.2)
+    return "in time"
+
+
+@task.with_options(timeout=1, fallback=instead)
+def a_little_late() -> str:
+    time.sleep(3)
+    return "too late"
+
+
+@workflow
+async def timed(ctx: WorkflowExecutionContext) -> dict:
+    return {"quick": await quick(), "late": await a_little_late()}
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_timeout_counts_from_the_body_start_on_both_executors(
+    cluster: Cluster,
+    flux_ns: str,
+    operator: Operator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # On the cluster the deadline was once the pod's activeDeadlineSeconds,
+    # which Kubernetes counts from the pod's start (so a slow import timed a
+    # quick body out) and enforces seconds late (so a late body's result won).
+    cluster.apply(workflow_manifest("slow-start", SLOW_START_SOURCE, "timed"), flux_ns)
+    cluster.apply(run_manifest("slow-start-1", "slow-start"), flux_ns)
+    monkeypatch.setenv("FLUX_HOME", str(tmp_path / "home"))
+    module = tmp_path / "slow_start.py"
+    module.write_text(SLOW_START_SOURCE)
+    local = load_workflow(f"{module}:timed").run()
+    expected = {"quick": "in time", "late": "fallback"}
+    assert local.has_succeeded and local.output == expected
+    status = wait_phase(cluster, operator, flux_ns, "slow-start-1", "Succeeded", "Failed")
+    assert status["phase"] == "Succeeded", status.get("error")
+    assert codec.decode(status["output"]) == expected
+    late = {t["name"]: t for t in status["tasks"]}["a_little_late"]
+    assert late["lastError"]["type"] == "ExecutionTimeoutError"
+
+
 SECRET_SOURCE = """
 import hashlib
 

@@ -236,7 +236,6 @@ def task_pod(
     workflow: WorkflowBody,
     config: OperatorConfig,
     spec: TaskSpec,
-    timeout: float,
     name: str,
     settings: PodSettings | None = None,
 ) -> dict[str, Any]:
@@ -252,8 +251,10 @@ def task_pod(
             labels.ANNOTATION_ATTEMPT: str(spec.attempt),
         }
     )
-    if timeout and spec.step == Step.ATTEMPT:
-        pod_spec["activeDeadlineSeconds"] = max(1, math.ceil(timeout))
+    if spec.timeout:
+        # The runner enforces the deadline from the body's start; this only
+        # stops a pod that is stuck (or whose runner is) past start-up.
+        pod_spec["activeDeadlineSeconds"] = math.ceil(spec.timeout + DEADLINE_SLACK)
     return pod
 
 
@@ -271,13 +272,15 @@ def batch_pod(
     pod["metadata"]["annotations"][labels.ANNOTATION_BATCH_SIZE] = str(len(spec.items))
     if spec.timeout:
         # The runner enforces each item's deadline; this only stops a stuck pod.
-        deadline = spec.timeout * len(spec.items) + BATCH_DEADLINE_SLACK
-        pod["spec"]["activeDeadlineSeconds"] = max(1, math.ceil(deadline))
+        deadline = spec.timeout * len(spec.items) + DEADLINE_SLACK
+        pod["spec"]["activeDeadlineSeconds"] = math.ceil(deadline)
     return pod
 
 
-# Seconds a batch pod gets beyond its items' deadlines (start-up, imports).
-BATCH_DEADLINE_SLACK = 30
+# Seconds a task pod gets beyond its deadlines (start-up, imports) before
+# Kubernetes kills it: Kubernetes counts from the pod's start, the runner from
+# each body's.
+DEADLINE_SLACK = 30
 
 
 def _task_pod(

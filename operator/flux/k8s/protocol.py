@@ -75,6 +75,9 @@ class TaskSpec:
     positional: list[Any] = field(default_factory=list)  # codec-encoded args
     keywords: dict[str, Any] = field(default_factory=dict)  # codec-encoded kwargs
     secrets: list[str] = field(default_factory=list)
+    # An attempt's deadline in seconds, counted from when its body starts, as the
+    # embedded executor counts it; 0: none (fallbacks and rollbacks have none).
+    timeout: float = 0
 
     @classmethod
     def from_json(cls, data: Any) -> TaskSpec:

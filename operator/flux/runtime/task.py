@@ -2,15 +2,16 @@
 
 Policy (retries, timeouts, what runs next) is the operator's: this process
 runs the step once, reports its result, and exits 0 on success, 1 on failure.
+An attempt with a ``timeout`` runs as the embedded executor runs it
+(:mod:`flux.step_runner`): the deadline counts from the body's start, a late
+body is abandoned in its worker thread, its late result is discarded, and the
+process exits once the failure is reported, without waiting for it.
 
 A batch pod (``FLUX_TASK`` holds a :class:`~flux.k8s.protocol.BatchSpec`) runs
 the steps of several calls of one task, one after another in this process, and
 reports a :class:`~flux.k8s.protocol.BatchResult` with one result per call. Each
 call is isolated: an exception, an output that cannot be stored or an attempt
-past the batch's per-item ``timeout`` fails that call only. Each step runs as
-the embedded executor runs it (:mod:`flux.step_runner`): a late attempt is
-abandoned in its worker thread at its deadline, its late result is discarded,
-and the process exits once the batch is reported, without waiting for it. The runner
+past the batch's per-item ``timeout`` fails that call only. The runner
 exits 0 when the batch ran, whatever its items' outcomes, and non-zero when it
 could not run it (an invalid spec, a task that cannot be imported).
 """
@@ -58,9 +59,12 @@ def run_step(spec: TaskSpec) -> TaskResult:
         task = _import_task(spec.task)
     except Exception as exc:
         return _failed(exc)
-    # No deadline here: the operator gives a single step's pod one of its own.
+    # The deadline counts from the body's start, as embedded; the pod's own
+    # (start-up included) is only a backstop, and Kubernetes enforces it late.
     call = StepCall(task, spec.step, spec.call_id, spec.name)
-    ran = run_encoded_step(call, spec.positional, spec.keywords, secret_names=spec.secrets)
+    ran = run_encoded_step(
+        call, spec.positional, spec.keywords, timeout=spec.timeout, secret_names=spec.secrets
+    )
     return _task_result(ran)
 
 
@@ -204,8 +208,8 @@ def _exit(code: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     if abandoned_bodies():
-        # Items past their deadline may still run; the batch is reported, so end
-        # the process now rather than wait for them or race their late output.
+        # Bodies past their deadline may still run; the result is reported, so
+        # end the process now rather than wait for them or race their late output.
         os._exit(code)
     sys.exit(code)
 

@@ -162,5 +162,5 @@ def test_the_per_run_driver_pod_is_recorded_in_status_with_its_creation() -> Non
 
 def test_task_pods_get_no_api_credentials() -> None:
     spec = TaskSpec(run="r1", call_id="c1", name="t", task="app:t", step=Step.ATTEMPT, attempt=1)
-    pod = task_pod(_run("r1"), WORKFLOW, OperatorConfig(), spec, 0, "r1-c1")
+    pod = task_pod(_run("r1"), WORKFLOW, OperatorConfig(), spec, "r1-c1")
     assert pod["spec"]["automountServiceAccountToken"] is False

@@ -334,6 +334,37 @@ def test_a_single_call_spec_is_unchanged(source: Path) -> None:
     }
 
 
+def _single(task: str, *args: Any, **fields: Any) -> str:
+    spec = TaskSpec(
+        run="run-1",
+        call_id=f"{task}#0",
+        name=task,
+        task=f"batch_tasks:{task}",
+        positional=codec.encode(list(args)),
+        **fields,
+    )
+    return json.dumps(spec.to_json())
+
+
+@pytest.mark.parametrize("task", ["slow", "slow_async"])
+def test_a_single_attempt_past_its_timeout_fails_at_its_deadline(source: Path, task: str) -> None:
+    # Enforced in the process from the body's start, as embedded: the pod's own
+    # deadline counts start-up too, and the kubelet enforces it seconds late, so
+    # a body a little past its timeout could report its late result.
+    ran = run_runner(source, _single(task, 30, timeout=0.5))
+    assert ran.code == 1, ran.stderr
+    assert ran.seconds < 15  # the process did not wait for the abandoned body
+    assert ran.message is not None
+    result = parse_task_result(ran.message)
+    assert result == TaskResult(outcome=Outcome.FAILED, error=dict(timeout_info(task, 0.5)))
+
+
+def test_a_single_attempt_within_its_timeout_completes(source: Path) -> None:
+    ran = run_runner(source, _single("slow", 0.01, timeout=5))
+    assert ran.code == 0, ran.stderr
+    assert ran.message == '{"outcome":"completed","value":0.01}'
+
+
 # --------------------------------------------------------------- protocol
 
 

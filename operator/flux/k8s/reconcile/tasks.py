@@ -358,10 +358,9 @@ class TaskPass:
             positional=call.args,
             keywords=call.kwargs,
             secrets=call.secrets,
+            timeout=(call.policy.timeout or 0) if step == Step.ATTEMPT else 0,
         )
-        pod = task_pod(
-            context.run, context.workflow, context.config, spec, call.policy.timeout, name, call.pod
-        )
+        pod = task_pod(context.run, context.workflow, context.config, spec, name, call.pod)
         self.plan.create.append(pod)
         return {**record, "podStarts": starts, "pod": name}
 

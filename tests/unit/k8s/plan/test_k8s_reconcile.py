@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from flux.k8s.config import OperatorConfig
-from flux.k8s.protocol import TASK_ENV, Outcome, TaskResult
+from flux.k8s.protocol import TASK_ENV, Outcome, TaskResult, TaskSpec
 from flux.k8s.reconcile import Observed, plan_run
 from support.k8s_bodies import CONFIG, NOW, WF_STARTED, plan, pod, run, started, workflow
 
@@ -168,19 +168,29 @@ def test_a_deadline_kill_is_a_timeout(has_fallback: bool) -> None:
     record = result.status["tasks"][0]
     if has_fallback:
         assert record["triggerError"]["type"] == "ExecutionTimeoutError"
+        # The attempt's timeout is not the fallback's.
+        (fallback,) = [
+            p for p in result.create if p["metadata"]["labels"]["flux.dev/role"] == "task"
+        ]
+        assert _task_spec(fallback).timeout == 0
+        assert "activeDeadlineSeconds" not in fallback["spec"]
     else:
         assert record["state"] == "Failed"
         assert record["error"]["cause"]["type"] == "ExecutionTimeoutError"
 
 
-def test_a_task_pod_gets_the_timeout_as_its_active_deadline() -> None:
+def test_a_task_pod_gets_the_timeout_and_a_backstop_deadline() -> None:
     status = {
         "phase": "Running",
         "history": [WF_STARTED, started("say#0", timeout=2.5)],
         "driver": {"starts": 1, "pod": "d"},
     }
     result = plan(status, [pod("d", "driver", "Running")])
-    assert result.create[0]["spec"]["activeDeadlineSeconds"] == 3
+    (task,) = result.create
+    # The runner counts the timeout from the body's start; Kubernetes counts
+    # from the pod's, start-up included, so its deadline only stops a stuck pod.
+    assert task["spec"]["activeDeadlineSeconds"] == 3 + 30
+    assert _task_spec(task).timeout == 2.5
 
 
 def test_a_paused_run_gets_a_driver_only_when_resumed() -> None:
@@ -366,3 +376,8 @@ def test_outcomes_the_driver_has_not_taken_count_against_the_operator_cap() -> N
     )
     started_now = [p for p in result.create if p["metadata"]["labels"]["flux.dev/role"] == "task"]
     assert len(started_now) == 1  # 2 records waiting for the driver + 1 pod = the cap
+
+
+def _task_spec(task_pod: dict[str, Any]) -> TaskSpec:
+    env = {e["name"]: e for e in task_pod["spec"]["containers"][0]["env"]}
+    return TaskSpec.from_json(json.loads(env[TASK_ENV]["value"]))
