@@ -22,7 +22,8 @@ READ_BUFFER_BYTES = 2**21
 # Connections to the API server at once (kubernetes-asyncio's default).
 CONNECTIONS = 100
 # A server that does not accept a connection in this long is unreachable. No
-# total timeout: watches and log streams last as long as the server keeps them.
+# total timeout for the session: the client sets one for each kind of request
+# (flux.k8s.kube.rest), as watches and log streams last as long as the server keeps them.
 CONNECT_SECONDS = 30
 
 

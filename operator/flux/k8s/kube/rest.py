@@ -20,7 +20,7 @@ from urllib.parse import quote
 import aiohttp
 
 from flux.k8s.kube.client import Body, WatchEvent
-from flux.k8s.kube.connection import Connection
+from flux.k8s.kube.connection import CONNECT_SECONDS, Connection
 from flux.k8s.kube.errors import KubeError, Unreachable, error_for
 from flux.k8s.kube.patch import JsonPatch
 from flux.k8s.kube.resources import Resource
@@ -33,6 +33,15 @@ RequestObserver = Callable[[str, str, int], None]
 Query = list[tuple[str, str]]
 # How long a watch lasts when its caller names no limit.
 WATCH_SECONDS = 300
+# A request (not a watch or a followed log) unanswered this long failed: the
+# API server gives up on its own at 60 s by default, so only a connection that
+# went dead under it (a server or node lost) waits longer, and without a limit
+# it would hold the caller (and a run's reconcile lock) forever.
+REQUEST_SECONDS = 90.0
+# A watch silent this long is treated as ended, and follow() watches again from
+# the last version seen: the API server sends a bookmark to every watch that asks
+# for them about once a minute, so a longer silence is a dead connection.
+WATCH_IDLE_SECONDS = 90.0
 
 
 def error_from_response(status: int, reason: str, body: str | bytes | None) -> KubeError:
@@ -57,9 +66,22 @@ def error_from_response(status: int, reason: str, body: str | bytes | None) -> K
 class KubeClient:
     """One API server, as the credentials of ``connection`` reach it."""
 
-    def __init__(self, connection: Connection, observe: RequestObserver | None = None) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        observe: RequestObserver | None = None,
+        *,
+        request_seconds: float = REQUEST_SECONDS,
+        watch_idle_seconds: float = WATCH_IDLE_SECONDS,
+    ) -> None:
         self.connection = connection
         self._observe = observe
+        self._request = aiohttp.ClientTimeout(total=request_seconds, sock_connect=CONNECT_SECONDS)
+        self._watch = aiohttp.ClientTimeout(
+            total=None, sock_connect=CONNECT_SECONDS, sock_read=watch_idle_seconds
+        )
+        # A followed log may rightly be silent for as long as the task is.
+        self._stream = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_SECONDS)
 
     async def close(self) -> None:
         await self.connection.close()
@@ -118,7 +140,8 @@ class KubeClient:
     async def pod_log(self, namespace: str, name: str, *, tail_lines: int | None = None) -> str:
         path = _path_of("", "v1", namespace, "pods", name) + "/log"
         with self._answer("get", "pods/log", f"GET {path}") as answer:
-            async with self._open("GET", path, _query(tailLines=tail_lines), answer) as response:
+            query = _query(tailLines=tail_lines)
+            async with self._open("GET", path, query, answer, self._request) as response:
                 raw = await response.read()
         return raw.decode(errors="replace")
 
@@ -126,7 +149,9 @@ class KubeClient:
         path = _path_of("", "v1", namespace, "pods", name) + "/log"
         with self._answer("get", "pods/log", f"log of pod {namespace}/{name}") as answer:
             query = _query(follow=True)
-            async with self._open("GET", path, query, answer, accept="*/*") as response:
+            async with self._open(
+                "GET", path, query, answer, self._stream, accept="*/*"
+            ) as response:
                 # Chunks may end inside a character.
                 decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
                 async for chunk in response.content.iter_any():
@@ -159,9 +184,12 @@ class KubeClient:
         )
         path = _path(resource, namespace)
         with self._answer("watch", resource.plural, f"watch of {resource.plural}") as answer:
-            async with self._open("GET", path, query, answer) as response:
-                async for line in _lines(response.content):
-                    yield _watch_event(line)
+            async with self._open("GET", path, query, answer, self._watch) as response:
+                try:
+                    async for line in _lines(response.content):
+                        yield _watch_event(line)
+                except aiohttp.SocketTimeoutError:
+                    return  # silent past any bookmark: ended, as far as the caller knows
 
     @contextlib.contextmanager
     def _answer(self, verb: str, resource: str, what: str) -> Iterator[_Answer]:
@@ -182,6 +210,7 @@ class KubeClient:
         path: str,
         query: Query | None,
         answer: _Answer,
+        timeout: aiohttp.ClientTimeout,
         body: bytes | None = None,
         *,
         content_type: str = JSON,
@@ -207,6 +236,7 @@ class KubeClient:
                 headers=headers,
                 proxy=connection.proxy,
                 server_hostname=connection.server_hostname,
+                timeout=timeout,
             )
             answer.status = response.status
             if response.status == 401 and attempt == 1 and connection.credentials.rejected():
@@ -236,7 +266,7 @@ class KubeClient:
         data = None if body is None else json.dumps(body).encode()
         with self._answer(verb, str(resource), f"{method} {path}") as answer:
             async with self._open(
-                method, path, query, answer, data, content_type=content_type
+                method, path, query, answer, self._request, data, content_type=content_type
             ) as response:
                 raw = await response.read()
         found: Body = json.loads(raw) if raw else {}

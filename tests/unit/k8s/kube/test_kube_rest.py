@@ -267,6 +267,73 @@ def test_follow_on_the_real_client_lists_again_after_gone() -> None:
     assert [dict(s.query).get("resourceVersion") for s in server.seen] == [None, "3", None, "11"]
 
 
+def silent_after(*pieces: bytes) -> Handler:
+    """An answer that sends ``pieces`` and then nothing for 2 s, the connection
+    kept open (past the clients' limits here): what a client sees of a server or
+    node that died under it."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.content_type = "application/json"
+        await response.prepare(request)
+        for piece in pieces:
+            await response.write(piece)
+        await asyncio.sleep(2)
+        return response
+
+    return answer
+
+
+def test_a_request_left_unanswered_fails_as_unreachable_instead_of_hanging() -> None:
+    async def never(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(2)  # past the client's limit here
+        return web.json_response({})
+
+    async def scenario() -> float:
+        async with serve(never) as server:
+            kube = KubeClient(Connection(server.url, tls_context()), request_seconds=0.3)
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            try:
+                with pytest.raises(Unreachable):
+                    await kube.patch(RUNS, "ns", "r1", {"status": {}}, status=True)
+                with pytest.raises(Unreachable):
+                    await kube.pod_log("ns", "p1")
+            finally:
+                await kube.close()
+            return loop.time() - began
+
+    assert asyncio.run(scenario()) < 5
+
+
+def test_a_watch_silent_past_its_idle_limit_ends_and_follow_watches_again() -> None:
+    watches = iter([silent_after(event("ADDED", "a", "5")), streaming(event("ADDED", "b", "8"))])
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        if request.query.get("watch") == "true":
+            return await next(watches)(request)
+        raise AssertionError("follow() must not list again after a quiet watch")
+
+    async def scenario() -> tuple[list[Any], ApiServer]:
+        async with serve(answer) as server:
+            kube = KubeClient(Connection(server.url, tls_context()), watch_idle_seconds=0.3)
+            try:
+                seen: list[Any] = []
+                async with asyncio.timeout(10):
+                    async for item in follow(kube, RUNS, "ns", since="4"):
+                        seen.append(item)
+                        if len(seen) == 2:
+                            return seen, server
+            finally:
+                await kube.close()
+        raise AssertionError("follow ended")
+
+    seen, server = asyncio.run(scenario())
+    assert [e["object"]["metadata"]["name"] for e in seen] == ["a", "b"]
+    # The second watch starts where the silent one left off.
+    assert [dict(s.query).get("resourceVersion") for s in server.seen] == ["4", "5"]
+
+
 def test_pod_logs_are_read_whole_or_streamed_as_text() -> None:
     text = "héllo\nwörld\n".encode()
     cut = text.index("é".encode()) + 1  # inside the two bytes of é
