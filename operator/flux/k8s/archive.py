@@ -49,6 +49,30 @@ class TooLargeError(ValueError):
     """One item is too large to store even on its own."""
 
 
+class ArchiveUnreadable(ValueError):
+    """An archived chunk a run's status points to is gone, changed or not what
+    Flux wrote: that part of the run's history is lost."""
+
+
+# The fields of a history event the operator reads, which the CRD's schema
+# requires of inline ones; an archived one (in a ConfigMap, which no schema
+# checks) must have them too.
+_EVENT_FIELDS = ("type", "sourceId", "name")
+
+
+def checked_events(items: Iterable[Any], where: str) -> Iterator[Mapping[str, Any]]:
+    """``items`` as history events, each checked as the CRD checks inline ones;
+    :class:`ArchiveUnreadable` names ``where`` at the first that is not one."""
+    for position, item in enumerate(items):
+        if not isinstance(item, dict) or not all(
+            isinstance(item.get(key), str) for key in _EVENT_FIELDS
+        ):
+            raise ArchiveUnreadable(f"{where}: item {position} is not a history event")
+        if item["type"] == EventType.TASK_STARTED and not isinstance(item.get("value"), dict):
+            raise ArchiveUnreadable(f"{where}: item {position} starts a call without its value")
+        yield item
+
+
 def encoded_size(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":")))
 

@@ -8,12 +8,13 @@ nothing had moved.
 
 from __future__ import annotations
 
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
 from flux.k8s import archive, log_archive
-from flux.k8s.kube import CONFIGMAPS, Kube
+from flux.k8s.kube import CONFIGMAPS, Kube, NotFound
 
 
 async def load_chunk(kube: Kube, namespace: str, item: dict[str, Any]) -> list[dict[str, Any]]:
@@ -117,7 +118,7 @@ class OpenCallsCache:
             # fails to load leaves the cached calls as they were.
             calls = calls.copy()
             for item in entries[len(done) :]:
-                calls.apply(await open_chunk(self.kube, meta["namespace"], item))
+                await self._apply_chunk(calls, meta["namespace"], item)
         if entries:
             self._runs[key] = (versions, calls)
             self._runs.move_to_end(key)
@@ -125,5 +126,26 @@ class OpenCallsCache:
                 self._runs.popitem(last=False)
         return calls.layer().apply(status.get("history") or [])
 
+    async def _apply_chunk(
+        self, calls: archive.OpenCalls, namespace: str, item: dict[str, Any]
+    ) -> None:
+        """The chunk's events applied to ``calls``; :class:`archive.ArchiveUnreadable`
+        when it is gone, changed since it was archived, or not history. Failures
+        to reach the API server are raised as they are: a later pass may succeed."""
+        where = f"ConfigMap {item.get('configMap')!r} of the archived history"
+        try:
+            events = await open_chunk(self.kube, namespace, item)
+            calls.apply(archive.checked_events(events, where))
+        except NotFound:
+            raise archive.ArchiveUnreadable(f"{where} is gone") from None
+        except archive.ArchiveUnreadable:
+            raise
+        except _UNREADABLE as exc:
+            raise archive.ArchiveUnreadable(f"{where} is unreadable: {exc}") from None
+
     def forget(self, namespace: str, name: str) -> None:
         self._runs.pop((namespace, name), None)
+
+
+# What decoding a chunk (base64, gzip, JSON) raises for bytes Flux did not write.
+_UNREADABLE = (ValueError, TypeError, KeyError, OSError, EOFError, zlib.error)

@@ -145,6 +145,7 @@ class Reason(StrEnum):
     WORKFLOW_INVALID = "WorkflowInvalid"
     DRIVER_FAILED = "DriverFailed"
     REVISION_INVALID = "RevisionInvalid"  # status.revision names no revision of its Workflow
+    HISTORY_LOST = "HistoryLost"  # an archived chunk of its history is gone or unreadable
     # Pending or Running, waiting for one of the operator's driver pod slots
     DRIVER_QUEUED = "DriverQueued"
     # Events
@@ -164,6 +165,7 @@ OPERATOR_REASONS = frozenset(
         Reason.WORKFLOW_INVALID,
         Reason.DRIVER_FAILED,
         Reason.REVISION_INVALID,
+        Reason.HISTORY_LOST,
     }
 )
 # Routine progress of every run: the condition says it, an Event would be a write per run.

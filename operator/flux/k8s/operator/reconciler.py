@@ -14,6 +14,7 @@ import datetime as dt
 import random
 
 from flux.k8s import metrics, retention, runstore
+from flux.k8s.archive import ArchiveUnreadable
 from flux.k8s.bodies import as_workflow
 from flux.k8s.config import OperatorConfig
 from flux.k8s.kube import Kube, NotFound
@@ -145,9 +146,12 @@ class Reconciler:
         pods = await self.cache.pods_of(namespace, name)
         pod_logs = PodLogs(self.kube, namespace)
         logs = await result_logs(self.kube, namespace, pods, pod_logs)
-        open_calls = None
+        open_calls, history_lost = None, None
         if (run.get("status") or {}).get("historyArchive"):
-            open_calls = await self.open_calls.open_calls(run)
+            try:
+                open_calls = await self.open_calls.open_calls(run)
+            except ArchiveUnreadable as exc:
+                history_lost = str(exc)
         now = dt.datetime.now(dt.UTC)
         workflow_name = (run.get("spec") or {}).get("workflowRef", {}).get("name", "")
         shared_up = self.shared_drivers.is_up(namespace, workflow_name)
@@ -165,6 +169,7 @@ class Reconciler:
             shared_up,
             driver_slots=slots,
             revision_configmap=revision_configmap,
+            history_lost=history_lost,
         )
         plan = plan_run(observed, self.config, self._rng.random())
         self.driver_slots.planned(key, status, plan)

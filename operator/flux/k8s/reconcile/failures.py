@@ -15,10 +15,12 @@ from flux.k8s.states import CONFIGURATION_ERROR, ConditionStatus, ConditionType,
 
 @dataclass(frozen=True)
 class Unrunnable:
-    """Why the run cannot start: its Workflow is missing or not ready."""
+    """Why the run cannot go on: its Workflow is missing or not ready, its driver
+    keeps failing, its history is lost."""
 
     reason: Reason
     message: str
+    kind: str = CONFIGURATION_ERROR
 
 
 def workflow_checked(workflow: WorkflowBody) -> bool:
@@ -65,7 +67,7 @@ def fail(
     plan.status["error"] = {
         "type": problem.reason,
         "message": problem.message,
-        "kind": CONFIGURATION_ERROR,
+        "kind": problem.kind,
     }
     set_conditions(plan, {**status, **plan.status}, now, generation)
 

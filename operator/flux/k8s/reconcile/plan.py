@@ -30,6 +30,9 @@ class Observed:
     # The ConfigMap of the revision the run recorded, read when that is not its
     # Workflow's current one (None: not read, or not found).
     revision_configmap: dict[str, Any] | None = None
+    # Why an archived chunk of the run's history could not be read (gone, changed
+    # or not history), when one could not; open_calls is None then.
+    history_lost: str | None = None
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from flux.engine.failures import FailureKind
 from flux.events import WORKFLOW_FINAL_EVENTS
 from flux.k8s import archive, labels
 from flux.k8s.archive import OpenCalls
@@ -22,7 +23,7 @@ from flux.k8s.reconcile.failures import (
 from flux.k8s.reconcile.plan import Observed, Plan
 from flux.k8s.reconcile.revision import pin_revision
 from flux.k8s.reconcile.tasks import Records, Room, RunContext, TaskPass, in_play, pods_held
-from flux.k8s.states import FINAL_PHASES, Phase, PodRole
+from flux.k8s.states import FINAL_PHASES, Phase, PodRole, Reason
 
 # A driver that records the workflow's end posts its Event right after the write,
 # with a token bound to its pod: deleting the pod at once (which also voids the
@@ -50,6 +51,13 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
         _clear_away(plan, status, views, roles, now)
         set_conditions(plan, status, now, generation)
         return plan
+    if observed.history_lost is not None:
+        lost = Unrunnable(
+            Reason.HISTORY_LOST,
+            f"the run's history cannot be read: {observed.history_lost}",
+            FailureKind.INFRASTRUCTURE,
+        )
+        return _unrunnable(plan, status, views, lost, now, generation)
     if observed.workflow is None:
         return _unrunnable(plan, status, views, workflow_not_found(run), now, generation)
     workflow = as_workflow(observed.workflow)
@@ -136,7 +144,7 @@ def _unrunnable(
     now: dt.datetime,
     generation: int | None,
 ) -> Plan:
-    """The run fails before it starts; whatever pods it has go."""
+    """The run fails for a reason the operator found; whatever pods it has go."""
     fail(plan, status, problem, now, generation)
     plan.delete.extend(views)
     return plan

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 from prometheus_client import REGISTRY
 
 from flux.k8s import archive
-from flux.k8s.kube import CONFIGMAPS, PODS, RUNS, WORKFLOWS, Conflict
+from flux.k8s.kube import CONFIGMAPS, EVENTS, PODS, RUNS, WORKFLOWS, Conflict, Unreachable
 from flux.k8s.kube.fake import FakeKube
 from flux.k8s.operator.reconciler import Reconciler, result_logs
 from flux.k8s.protocol import RESULT_LOG_MARKER
@@ -194,6 +196,107 @@ def test_archived_history_is_read_once_through_the_seam(
         await reconciler.run_event("MODIFIED", body)
         await reconciler.reconcile("ns", "r1")
         assert kube.count("get", CONFIGMAPS) == 1
+
+    asyncio.run(scenario())
+
+
+def _archived(kube: FakeKube, events: list[Any]) -> dict[str, Any]:
+    """Run r1, Running, its history archived in one chunk of ``events``; its driver up."""
+    body = created(kube)
+    chunk = kube.put(
+        CONFIGMAPS,
+        archive.configmap(
+            {**body, "metadata": {**body["metadata"], "uid": "run-uid"}},
+            archive.chunk_name("r1", archive.HISTORY, 0),
+            archive.HISTORY,
+            archive.pack(events),
+        ),
+    )
+    status = {"phase": "Running", "historyArchive": [archive.entry(chunk, len(events))]}
+    kube.put(PODS, {"metadata": {"name": "r1-driver-1", "namespace": "ns", "labels": DRIVER}})
+    return kube.put(RUNS, {**body, "status": status})
+
+
+DRIVER = {"flux.dev/run": "r1", "flux.dev/role": "driver"}
+STARTED = {
+    "type": "WORKFLOW_STARTED",
+    "sourceId": "r1",
+    "name": "hello",
+    "time": "2026-01-01T00:00:00Z",
+    "value": "World",
+}
+CHUNK = archive.chunk_name("r1", archive.HISTORY, 0)
+
+
+def _gone(kube: FakeKube) -> None:
+    del kube.objects[("configmaps", "ns", CHUNK)]
+
+
+def _garbled(kube: FakeKube) -> None:
+    kube.objects[("configmaps", "ns", CHUNK)]["binaryData"][archive.PAYLOAD_KEY] = "bm90IGd6aXA="
+
+
+def _rewritten(kube: FakeKube) -> None:
+    kube.put(CONFIGMAPS, kube.stored(CONFIGMAPS, "ns", CHUNK) or {})  # a new resourceVersion
+
+
+@pytest.mark.parametrize(
+    ("events", "damage", "said"),
+    [
+        ([STARTED], _gone, "is gone"),
+        ([STARTED], _garbled, "is unreadable"),
+        ([STARTED], _rewritten, "changed after it was archived"),
+        ([{k: v for k, v in STARTED.items() if k != "sourceId"}], None, "not a history event"),
+        ([{**STARTED, "type": "TASK_STARTED", "value": 7}], None, "without its value"),
+        (["not an event"], None, "not a history event"),
+    ],
+)
+def test_a_run_whose_archived_history_is_lost_fails_with_a_reason_and_an_event(
+    kube: FakeKube,
+    reconciler: Reconciler,
+    events: list[Any],
+    damage: Callable[[FakeKube], None] | None,
+    said: str,
+) -> None:
+    """Not a pass that raises on every try while the run stays Running: a
+    ConfigMap deleted by hand, or written by a workflow's own code in its
+    driver, is history no pass can read again."""
+
+    async def scenario() -> None:
+        body = _archived(kube, events)
+        if damage is not None:
+            damage(kube)
+        reconciler.cache.run_created("ns", "r1")
+        await reconciler.run_event("MODIFIED", body)
+        await reconciler.reconcile("ns", "r1")
+        await reconciler.events.drain()
+
+    asyncio.run(scenario())
+    status = (kube.stored(RUNS, "ns", "r1") or {})["status"]
+    assert status["phase"] == "Failed"
+    assert status["error"]["type"] == "HistoryLost"
+    assert status["error"]["kind"] == "infrastructure"
+    assert CHUNK in status["error"]["message"] and said in status["error"]["message"]
+    (condition,) = status["conditions"]
+    assert (condition["status"], condition["reason"]) == ("False", "HistoryLost")
+    assert [(e["type"], e["reason"]) for e in kube.all(EVENTS, "ns")] == [
+        ("Warning", "HistoryLost")
+    ]
+    assert kube.stored(PODS, "ns", "r1-driver-1") is None
+
+
+def test_an_archived_chunk_out_of_reach_for_now_fails_no_run(
+    kube: FakeKube, reconciler: Reconciler
+) -> None:
+    async def scenario() -> None:
+        body = _archived(kube, [STARTED])
+        kube.fail("get", CONFIGMAPS, Unreachable("connection reset"))
+        reconciler.cache.run_created("ns", "r1")
+        with pytest.raises(Unreachable):
+            await reconciler.run_event("MODIFIED", body)
+        assert (kube.stored(RUNS, "ns", "r1") or {})["status"]["phase"] == "Running"
+        await reconciler.reconcile("ns", "r1")  # the next pass reads it
+        assert (kube.stored(RUNS, "ns", "r1") or {})["status"]["phase"] == "Running"
 
     asyncio.run(scenario())
 
