@@ -280,16 +280,24 @@ class _Answer:
 
 
 async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
-    """The stream's newline-ended lines, however its chunks fall."""
-    pending = b""
+    """The stream's newline-ended lines, however its chunks fall.
+
+    Only the new chunk is searched for a newline: a watch event can carry an
+    object of etcd's 1.5 MiB, and re-splitting all that was pending at every
+    chunk cost its length times its chunks."""
+    pending = bytearray()
     async for chunk in content.iter_any():
+        start = len(pending)
         pending += chunk
-        *complete, pending = pending.split(b"\n")
+        if pending.find(b"\n", start) < 0:
+            continue
+        *complete, rest = pending.split(b"\n")
+        pending = bytearray(rest)
         for line in complete:
             if line.strip():
-                yield line
+                yield bytes(line)
     if pending.strip():
-        yield pending
+        yield bytes(pending)
 
 
 def _watch_event(line: bytes) -> WatchEvent:
