@@ -169,7 +169,7 @@ def _payload(configmap: dict[str, Any]) -> bytes:
     data = (configmap.get("binaryData") or {}).get(PAYLOAD_KEY)
     if data is None:
         name = configmap.get("metadata", {}).get("name")
-        raise ValueError(f"ConfigMap {name!r} holds no {PAYLOAD_KEY}")
+        raise ArchiveUnreadable(f"ConfigMap {name!r} holds no {PAYLOAD_KEY}")
     return base64.b64decode(data)
 
 
@@ -182,7 +182,7 @@ def entry(configmap: dict[str, Any], count: int) -> dict[str, Any]:
 def check_entry(configmap: dict[str, Any], expected: dict[str, Any]) -> None:
     found = configmap["metadata"].get("resourceVersion")
     if found != expected.get("resourceVersion"):
-        raise ValueError(
+        raise ArchiveUnreadable(
             f"ConfigMap {expected['configMap']!r} changed after it was archived "
             f"(resourceVersion {found}, status says {expected.get('resourceVersion')})"
         )

@@ -8,6 +8,7 @@ nothing had moved.
 
 from __future__ import annotations
 
+import contextlib
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -18,17 +19,44 @@ from flux.k8s.kube import CONFIGMAPS, Kube, NotFound
 
 
 async def load_chunk(kube: Kube, namespace: str, item: dict[str, Any]) -> list[dict[str, Any]]:
-    found = await kube.get(CONFIGMAPS, namespace, item["configMap"])
-    archive.check_entry(found, item)
-    items: list[dict[str, Any]] = archive.read_payload(found)
+    found = await _archived(kube, namespace, item)
+    with _unreadable(item):
+        items: list[dict[str, Any]] = archive.read_payload(found)
     return items
 
 
 async def open_chunk(kube: Kube, namespace: str, item: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """A chunk's items, decoded one at a time as they are iterated."""
-    found = await kube.get(CONFIGMAPS, namespace, item["configMap"])
-    archive.check_entry(found, item)
-    return archive.read_items(found)
+    """A chunk's items, decoded one at a time as they are iterated (decoding
+    errors surface then: see :func:`_unreadable`)."""
+    return archive.read_items(await _archived(kube, namespace, item))
+
+
+async def _archived(kube: Kube, namespace: str, ref: dict[str, Any]) -> dict[str, Any]:
+    """The ConfigMap ``ref`` (a status entry) points to, as it was archived;
+    :class:`archive.ArchiveUnreadable` if it is gone or changed since. Failures
+    to reach the API server are raised as they are: a later try may succeed."""
+    try:
+        found = await kube.get(CONFIGMAPS, namespace, ref["configMap"])
+    except NotFound:
+        raise archive.ArchiveUnreadable(f"{_where(ref)} is gone") from None
+    archive.check_entry(found, ref)
+    return found
+
+
+@contextlib.contextmanager
+def _unreadable(ref: dict[str, Any]) -> Iterator[None]:
+    """What decoding an archived ConfigMap raises for bytes Flux did not write
+    (base64, gzip, JSON, the shape of an event), as :class:`archive.ArchiveUnreadable`."""
+    try:
+        yield
+    except archive.ArchiveUnreadable:
+        raise
+    except (ValueError, TypeError, KeyError, OSError, EOFError, zlib.error) as exc:
+        raise archive.ArchiveUnreadable(f"{_where(ref)} is unreadable: {exc}") from None
+
+
+def _where(ref: dict[str, Any]) -> str:
+    return f"ConfigMap {ref.get('configMap')!r} of the run's archive"
 
 
 async def load_history(kube: Kube, namespace: str, status: dict[str, Any]) -> list[dict[str, Any]]:
@@ -53,9 +81,9 @@ async def load_task_records(
 
 async def load_value(kube: Kube, namespace: str, ref: dict[str, Any]) -> Any:
     """A value kept in its own ConfigMap (``outputRef``)."""
-    found = await kube.get(CONFIGMAPS, namespace, ref["configMap"])
-    archive.check_entry(found, ref)
-    return archive.read_payload(found)
+    found = await _archived(kube, namespace, ref)
+    with _unreadable(ref):
+        return archive.read_payload(found)
 
 
 async def load_output(kube: Kube, namespace: str, status: dict[str, Any]) -> Any:
@@ -130,22 +158,10 @@ class OpenCallsCache:
         self, calls: archive.OpenCalls, namespace: str, item: dict[str, Any]
     ) -> None:
         """The chunk's events applied to ``calls``; :class:`archive.ArchiveUnreadable`
-        when it is gone, changed since it was archived, or not history. Failures
-        to reach the API server are raised as they are: a later pass may succeed."""
-        where = f"ConfigMap {item.get('configMap')!r} of the archived history"
-        try:
-            events = await open_chunk(self.kube, namespace, item)
-            calls.apply(archive.checked_events(events, where))
-        except NotFound:
-            raise archive.ArchiveUnreadable(f"{where} is gone") from None
-        except archive.ArchiveUnreadable:
-            raise
-        except _UNREADABLE as exc:
-            raise archive.ArchiveUnreadable(f"{where} is unreadable: {exc}") from None
+        when it is gone, changed since it was archived, or not history."""
+        events = await open_chunk(self.kube, namespace, item)
+        with _unreadable(item):
+            calls.apply(archive.checked_events(events, _where(item)))
 
     def forget(self, namespace: str, name: str) -> None:
         self._runs.pop((namespace, name), None)
-
-
-# What decoding a chunk (base64, gzip, JSON) raises for bytes Flux did not write.
-_UNREADABLE = (ValueError, TypeError, KeyError, OSError, EOFError, zlib.error)

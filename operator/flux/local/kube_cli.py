@@ -19,6 +19,7 @@ import typer
 
 from flux import codec
 from flux.errors import CodecError
+from flux.k8s.archive import ArchiveUnreadable
 from flux.k8s.inspect import (
     KubeAccessError,
     RunNotFoundError,
@@ -363,6 +364,8 @@ def on_cluster(action: Callable[[Kube], Awaitable[T]], doing: str) -> T:
         return asyncio.run(go())
     except (KubeAccessError, RunNotFoundError, UnknownCallError, kube_runs.RequestRefused) as exc:
         raise CliError(str(exc)) from None
+    except ArchiveUnreadable as exc:
+        raise CliError(f"cannot {doing}: part of the run is lost: {exc}") from None
     except Invalid as exc:
         raise CliError(f"the Kubernetes API server refused to {doing}: {exc}") from None
     except KubeError as exc:

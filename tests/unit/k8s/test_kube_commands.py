@@ -286,6 +286,22 @@ def test_watch_reads_events_moved_to_the_archive_once(
     assert [e["id"] for e in json.loads(result.out)["history"]] == [1, 2, 3, 4]
 
 
+def test_a_run_whose_archive_is_gone_or_rewritten_is_one_line(
+    flux: Callable[..., Result], fake: FakeKube
+) -> None:
+    owner = {"metadata": {"name": "r1", "namespace": NS, "uid": "u"}}
+    chunk = archive.pack([event(1, "WORKFLOW_STARTED")])
+    stored = fake.put(CONFIGMAPS, archive.configmap(owner, "r1-h0", archive.HISTORY, chunk))
+    put_run(fake, "r1", "Failed", historyArchive=[archive.entry(stored, 1)])
+    fake.put(CONFIGMAPS, stored)  # rewritten after it was archived
+    result = flux("show", "r1", "-n", NS)
+    assert result.code == 2
+    assert "part of the run is lost" in result.error and "changed after" in result.error
+    del fake.objects[("configmaps", NS, "r1-h0")]
+    result = flux("show", "r1", "-n", NS)
+    assert result.code == 2 and "'r1-h0' of the run's archive is gone" in result.error
+
+
 def test_watch_of_a_run_deleted_meanwhile_is_one_line(
     flux: Callable[..., Result], fake: FakeKube
 ) -> None:
