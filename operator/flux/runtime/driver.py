@@ -27,7 +27,7 @@ from flux.errors import CodecError, WorkflowInputError
 from flux.events import EventType, ExecutionEvent, ExecutionState, utc_now
 from flux.k8s import archive, runstore
 from flux.k8s.history import event_from_status, event_to_status, finished_records
-from flux.k8s.kube import CONFIGMAPS, RUNS, JsonPatch, Kube, NotFound
+from flux.k8s.kube import CONFIGMAPS, RUNS, Conflict, JsonPatch, Kube, NotFound
 from flux.k8s.kube.events import EventRecorder
 from flux.k8s.kube.objects import create_or_replace
 from flux.k8s.kube.patch import pointer
@@ -103,7 +103,7 @@ class Driver:
                 # An input error (condition InvalidInput), not a crash the driver repeats.
                 raise WorkflowInputError(f"spec.input cannot be decoded: {exc}") from None
         except WorkflowInputError as exc:
-            await fail_to_load(self.kube, self.namespace, self.name, exc)
+            await fail_to_load(self.kube, self.namespace, self.name, exc, self.events)
             return None
         instance = WorkflowInstance(
             self.workflow,
@@ -472,14 +472,46 @@ def _resume_ignored(status: dict[str, Any]) -> str:
     )
 
 
-async def fail_to_load(kube: Kube, namespace: str, name: str, exc: Exception) -> dict[str, Any]:
-    """Fail a run whose workflow or input cannot be loaded (a merge patch: it
-    needs no history and may come before any other write)."""
+async def fail_to_load(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    exc: Exception,
+    events: EventRecorder | None = None,
+) -> dict[str, Any]:
+    """Fail a run whose workflow or input cannot be loaded, its Succeeded
+    condition in the same write and its Event posted after, as every writer of a
+    phase does: a reader never sees it Failed with a condition still Pending.
+
+    A merge patch (it needs no history and may come before any other write),
+    made on the resourceVersion read: another writer in between is a conflict,
+    and the run is read again, so its conditions are not overwritten.
+    """
     info = error_info(exc)
     error = {"type": info["type"], "message": describe(info), "kind": "code"}
-    return await kube.patch(
-        RUNS, namespace, name, {"status": {"phase": Phase.FAILED, "error": error}}, status=True
-    )
+    for attempt in range(1, FAIL_ATTEMPTS + 1):
+        body = await kube.get(RUNS, namespace, name)
+        meta, status = body["metadata"], body.get("status") or {}
+        failed: dict[str, Any] = {"phase": Phase.FAILED, "error": error}
+        update = succeeded_update({**status, **failed}, utc_now(), meta.get("generation"))
+        if update is not None:
+            failed["conditions"] = update.conditions
+        patch = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": failed}
+        try:
+            written = await kube.patch(RUNS, namespace, name, patch, status=True)
+        except Conflict:
+            if attempt == FAIL_ATTEMPTS:
+                raise
+            continue
+        if events is not None and update is not None:
+            for kind, reason, message in update.events:
+                await events.post(written, kind, reason, message)
+        return written
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# Tries to fail a run that others keep writing meanwhile (each a read and a write).
+FAIL_ATTEMPTS = 5
 
 
 __all__ = ["Driver", "event_from_status", "fail_to_load", "run_summary", "status_patch"]

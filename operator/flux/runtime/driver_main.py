@@ -40,6 +40,7 @@ async def drive(kube: Kube, env: dict[str, str]) -> int:
     linger = float(env.get(LINGER_ENV, "30"))
     shared_for = env.get(WORKFLOW_NAME_ENV)
     revision = env.get(REVISION_ENV)
+    events = EventRecorder(kube, COMPONENT)
     try:
         workflow = import_object(env[WORKFLOW_ENV])
         if not isinstance(workflow, Workflow):
@@ -50,9 +51,8 @@ async def drive(kube: Kube, env: dict[str, str]) -> int:
         else:
             names = [env[RUN_ENV]]
         for name in names:
-            await fail_to_load(kube, namespace, name, exc)
+            await fail_to_load(kube, namespace, name, exc, events)
         return 1
-    events = EventRecorder(kube, COMPONENT)
     if shared_for:
         shared = SharedDriver(kube, namespace, shared_for, workflow, linger, events, revision)
         return await shared.serve()

@@ -2,7 +2,7 @@
 
 spec.input and resume input come from whoever may create or resume a run. A
 value the codec refuses must end as a failed run with an InvalidInput error
-(the operator adds the condition and the Event), never as a driver that
+(the driver writes the condition with it and posts the Event), never as a driver that
 crashes on it again at every restart, or a shared driver that stops serving
 every other run of its Workflow.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from flux.k8s.kube import EVENTS, RUNS, Conflict
 from flux.k8s.kube.events import EventRecorder
 from flux.runtime.driver import Driver
 from flux.runtime.shared_driver import SharedDriver
@@ -38,12 +39,31 @@ def test_spec_input_the_codec_refuses_fails_the_run(
 ) -> None:
     kube.merge_allowed = True
     runs.new(UNKNOWN_TAG)
-    driver = Driver(kube, "ns", "r1", pipeline_wf)
+    driver = Driver(kube, "ns", "r1", pipeline_wf, events=EventRecorder(kube, "flux-driver"))
     assert asyncio.run(driver.run()) == 1
     error = _error(runs)
     assert "WorkflowInputError: spec.input cannot be decoded: " in error["message"]
     assert "no-such-tag" in error["message"]
     assert "history" not in runs.status()  # nothing ran
+    # The condition in the same write as the phase, the Event by the same writer:
+    # never Failed with a Succeeded condition still Pending, however briefly.
+    assert kube.count("patch", "workflowruns/status") == 1
+    (condition,) = runs.status()["conditions"]
+    assert (condition["type"], condition["status"]) == ("Succeeded", "False")
+    assert condition["reason"] == "InvalidInput"
+    (event,) = kube.all(EVENTS, "ns")
+    assert (event["type"], event["reason"]) == ("Warning", "InvalidInput")
+
+
+def test_failing_a_run_another_writer_changed_meanwhile_reads_it_again(
+    kube: DriverKube, runs: Runs, pipeline_wf: Workflow[Any]
+) -> None:
+    kube.merge_allowed = True
+    runs.new(UNKNOWN_TAG)
+    kube.fail("patch", "workflowruns/status", Conflict("the object has been modified"))
+    assert asyncio.run(Driver(kube, "ns", "r1", pipeline_wf).run()) == 1
+    assert kube.count("get", RUNS) >= 2
+    assert runs.status()["conditions"][0]["reason"] == "InvalidInput"
 
 
 def _paused_run(kube: DriverKube, runs: Runs, workflow: Workflow[Any]) -> None:

@@ -170,6 +170,10 @@ class FakeKube:
             except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
                 raise Invalid(f"the server rejected our request: {exc}") from None
         else:
+            # As on the API server: a resourceVersion in the patch is a precondition.
+            version = (patch.get("metadata") or {}).get("resourceVersion")
+            if version is not None and version != held["metadata"]["resourceVersion"]:
+                raise Conflict(f"the object has been modified (resourceVersion {version})")
             patched = _merge(held, patch)
         if resource.plural in _STATUS_SUBRESOURCE:
             # A status write changes only status; any other write all but status.
