@@ -166,8 +166,10 @@ def event(kind: str, name: str, version: str) -> bytes:
     return json.dumps({"type": kind, "object": body}).encode() + b"\n"
 
 
-def streaming(*pieces: bytes) -> Handler:
-    """A watch answer written in these pieces, each flushed on its own."""
+def streaming(*pieces: bytes, then_silent: float = 0) -> Handler:
+    """A watch answer written in these pieces, each flushed on its own; with
+    ``then_silent``, nothing more for that many seconds, the connection kept open
+    (what a client sees of a server or node that died under it)."""
 
     async def answer(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse()
@@ -176,6 +178,9 @@ def streaming(*pieces: bytes) -> Handler:
         for piece in pieces:
             await response.write(piece)
             await asyncio.sleep(0.01)
+        if then_silent:
+            await asyncio.sleep(then_silent)
+            return response
         await response.write_eof()
         return response
 
@@ -238,6 +243,24 @@ def test_an_error_event_in_a_watch_is_its_typed_error(code: int, error: type[Kub
     assert asyncio.run(scenario()) == ["ADDED"]
 
 
+async def followed(
+    answer: Handler, count: int, since: str | None = None, **client_options: Any
+) -> tuple[list[Any], ApiServer]:
+    """The first ``count`` things follow() yields on the real client against ``answer``."""
+    async with serve(answer) as server:
+        kube = KubeClient(Connection(server.url, tls_context()), **client_options)
+        try:
+            seen: list[Any] = []
+            async with asyncio.timeout(10):
+                async for item in follow(kube, RUNS, "ns", since=since):
+                    seen.append(item)
+                    if len(seen) == count:
+                        return seen, server
+        finally:
+            await kube.close()
+    raise AssertionError("follow ended")
+
+
 def test_follow_on_the_real_client_lists_again_after_gone() -> None:
     gone = json.dumps({"type": "ERROR", "object": status_body(410, "Expired", "old")}).encode()
     watches = iter([streaming(gone + b"\n"), streaming(event("ADDED", "b", "12"))])
@@ -248,40 +271,10 @@ def test_follow_on_the_real_client_lists_again_after_gone() -> None:
             return await next(watches)(request)
         return web.json_response({"items": [], "metadata": {"resourceVersion": next(versions)}})
 
-    async def scenario() -> tuple[list[Any], ApiServer]:
-        async with serve(answer) as server:
-            kube = client(server)
-            try:
-                seen: list[Any] = []
-                async for item in follow(kube, RUNS, "ns"):
-                    seen.append(item)
-                    if len(seen) == 3:
-                        return seen, server
-            finally:
-                await kube.close()
-        raise AssertionError("follow ended")
-
-    seen, server = asyncio.run(scenario())
+    seen, server = asyncio.run(followed(answer, 3))
     assert isinstance(seen[0], Listed) and isinstance(seen[1], Listed)
     assert seen[2]["object"]["metadata"]["name"] == "b"
     assert [dict(s.query).get("resourceVersion") for s in server.seen] == [None, "3", None, "11"]
-
-
-def silent_after(*pieces: bytes) -> Handler:
-    """An answer that sends ``pieces`` and then nothing for 2 s, the connection
-    kept open (past the clients' limits here): what a client sees of a server or
-    node that died under it."""
-
-    async def answer(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse()
-        response.content_type = "application/json"
-        await response.prepare(request)
-        for piece in pieces:
-            await response.write(piece)
-        await asyncio.sleep(2)
-        return response
-
-    return answer
 
 
 def test_a_request_left_unanswered_fails_as_unreachable_instead_of_hanging() -> None:
@@ -307,28 +300,16 @@ def test_a_request_left_unanswered_fails_as_unreachable_instead_of_hanging() -> 
 
 
 def test_a_watch_silent_past_its_idle_limit_ends_and_follow_watches_again() -> None:
-    watches = iter([silent_after(event("ADDED", "a", "5")), streaming(event("ADDED", "b", "8"))])
+    watches = iter(
+        [streaming(event("ADDED", "a", "5"), then_silent=2), streaming(event("ADDED", "b", "8"))]
+    )
 
     async def answer(request: web.Request) -> web.StreamResponse:
         if request.query.get("watch") == "true":
             return await next(watches)(request)
         raise AssertionError("follow() must not list again after a quiet watch")
 
-    async def scenario() -> tuple[list[Any], ApiServer]:
-        async with serve(answer) as server:
-            kube = KubeClient(Connection(server.url, tls_context()), watch_idle_seconds=0.3)
-            try:
-                seen: list[Any] = []
-                async with asyncio.timeout(10):
-                    async for item in follow(kube, RUNS, "ns", since="4"):
-                        seen.append(item)
-                        if len(seen) == 2:
-                            return seen, server
-            finally:
-                await kube.close()
-        raise AssertionError("follow ended")
-
-    seen, server = asyncio.run(scenario())
+    seen, server = asyncio.run(followed(answer, 2, since="4", watch_idle_seconds=0.3))
     assert [e["object"]["metadata"]["name"] for e in seen] == ["a", "b"]
     # The second watch starts where the silent one left off.
     assert [dict(s.query).get("resourceVersion") for s in server.seen] == ["4", "5"]

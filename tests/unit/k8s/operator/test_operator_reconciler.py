@@ -180,18 +180,7 @@ def test_archived_history_is_read_once_through_the_seam(
     kube: FakeKube, reconciler: Reconciler
 ) -> None:
     async def scenario() -> None:
-        body = created(kube)
-        chunk = kube.put(
-            CONFIGMAPS,
-            archive.configmap(
-                {**body, "metadata": {**body["metadata"], "uid": "run-uid"}},
-                archive.chunk_name("r1", archive.HISTORY, 0),
-                archive.HISTORY,
-                archive.pack([]),
-            ),
-        )
-        status = {"phase": "Running", "historyArchive": [archive.entry(chunk, 0)]}
-        body = kube.put(RUNS, {**body, "status": status})
+        body = _archived(kube, [])
         reconciler.cache.run_created("ns", "r1")
         await reconciler.run_event("MODIFIED", body)
         await reconciler.reconcile("ns", "r1")
