@@ -27,7 +27,15 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from flux.ui.graph import build_graph
-from flux.ui.source import HistoryItem, RunNotFound, RunQuery, RunRow, RunSource, WorkflowCount
+from flux.ui.source import (
+    HistoryItem,
+    RunNotFound,
+    RunQuery,
+    RunRow,
+    RunSource,
+    RunUnreadable,
+    WorkflowCount,
+)
 from flux.ui.sqlite_source import StoreMissing
 from flux.ui.summary import local_resume, summarize
 from flux.ui.timeline import build_timeline
@@ -188,6 +196,9 @@ def create_app(
     async def not_found(request: Request, exc: Exception) -> Response:
         return page(request, "error.html", 404, message=str(exc).strip("'\""))
 
+    async def unreadable(request: Request, exc: Exception) -> Response:
+        return page(request, "error.html", 410, message=str(exc))
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         return page(request, "error.html", exc.status_code, message=exc.detail)
@@ -213,6 +224,7 @@ def create_app(
         middleware=[Middleware(SecurityHeaders)],
         exception_handlers={
             RunNotFound: not_found,
+            RunUnreadable: unreadable,
             HTTPException: http_error,
             StoreMissing: no_store,
         },

@@ -17,6 +17,7 @@ from collections.abc import Coroutine, Generator
 from typing import Any, TypeVar
 
 from flux.k8s import runstore
+from flux.k8s.archive import ArchiveUnreadable
 from flux.k8s.kube import PODS, RUNS, Kube, NotFound, Resource
 from flux.k8s.kube.errors import BadRequest
 from flux.k8s.kube.http import KubeClient, connect
@@ -33,6 +34,7 @@ from flux.ui.source import (
     RunPage,
     RunQuery,
     RunRow,
+    RunUnreadable,
     WorkflowCount,
 )
 from flux.ui.timeline import TaskGroup
@@ -121,7 +123,10 @@ class KubeSource:
             body = await self.kube.get(RUNS, namespace, name)
         except NotFound:
             raise RunNotFound(f"no WorkflowRun {name!r} in namespace {namespace!r}") from None
-        history = await runstore.load_history(self.kube, namespace, body.get("status") or {})
+        try:
+            history = await runstore.load_history(self.kube, namespace, body.get("status") or {})
+        except ArchiveUnreadable as exc:
+            raise RunUnreadable(f"part of run {namespace}/{name} is lost: {exc}") from None
         return run_row(body), MemoryRun([event_row(e) for e in history])
 
     def _run(self, run_id: str) -> tuple[RunRow, MemoryRun]:

@@ -119,6 +119,11 @@ class RunNotFound(LookupError):
     pass
 
 
+class RunUnreadable(LookupError):
+    """The run is there, but part of what it recorded is lost (an archived
+    history chunk deleted or rewritten): no page can show it whole."""
+
+
 class RunSource(Protocol):
     """A read-only view of stored runs."""
 

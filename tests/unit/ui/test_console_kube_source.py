@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from starlette.testclient import TestClient
 
 from flux.k8s import archive
 from flux.k8s.kube import CONFIGMAPS, PODS, RUNS, KubeError, NotFound
 from flux.k8s.kube.errors import BadRequest
 from flux.k8s.kube.fake import FakeKube
+from flux.ui.app import create_app
 from flux.ui.kube_source import KubeSource
 from flux.ui.pods import CALL_ID_ANNOTATION
-from flux.ui.source import RunNotFound, RunQuery
+from flux.ui.source import RunNotFound, RunQuery, RunUnreadable
 
 STARTED = {
     "id": 1,
@@ -86,6 +88,16 @@ def test_a_run_reads_its_archived_history_back(cluster: FakeKube) -> None:
     assert source.event_count("ns.r1") == 3
     with pytest.raises(RunNotFound):
         source.get_run("ns.gone")
+
+
+def test_a_run_whose_archive_is_lost_is_a_page_saying_so(cluster: FakeKube) -> None:
+    del cluster.objects[("configmaps", "ns", archive.chunk_name("r1", archive.HISTORY, 0))]
+    source = KubeSource(["ns"], cluster)
+    with pytest.raises(RunUnreadable, match=r"part of run ns/r1 is lost: .* is gone"):
+        source.get_run("ns.r1")
+    page = TestClient(create_app(source)).get("/runs/ns.r1")
+    assert page.status_code == 410
+    assert "part of run ns/r1 is lost" in page.text
 
 
 def test_a_call_log_is_the_newest_pod_of_the_call(cluster: FakeKube) -> None:
