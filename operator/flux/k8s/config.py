@@ -38,8 +38,12 @@ class OperatorConfig:
     driver_max_failures: int = 5
     # Pod deletions/evictions retried without using the task's own retries.
     infrastructure_retries: int = 3
-    # Grace beyond a task's timeout before the operator itself ends the attempt.
-    timeout_backstop: float = 15.0
+    # Grace beyond a task's timeout before the operator itself ends the attempt,
+    # counted from the container's start (imports included). The runner times
+    # the body out itself; the kubelet kills a stuck pod 30 s past its timeout
+    # (pods.DEADLINE_SLACK); the operator steps in only after that, when no one
+    # did (the node lost, say), so a slow import alone never times a body out.
+    timeout_backstop: float = 45.0
     namespaces: tuple[str, ...] = field(default_factory=tuple)
     # Task pods one run may hold at once unless its Workflow sets spec.parallelism;
     # it bounds both the cluster load and the run's inline task records.

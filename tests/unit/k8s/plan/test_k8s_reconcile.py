@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from flux.k8s.config import OperatorConfig
+from flux.k8s.pods import DEADLINE_SLACK
 from flux.k8s.protocol import TASK_ENV, Outcome, TaskResult, TaskSpec
 from flux.k8s.reconcile import Observed, plan_run
 from support.k8s_bodies import CONFIG, NOW, WF_STARTED, plan, pod, run, started, workflow
@@ -359,6 +360,22 @@ def test_a_pending_or_running_pod_is_kept_and_checked_again_at_its_deadline() ->
     result = plan(status, [pending, pod("d", "driver", "Running")])
     assert record["pod"] not in result.delete
     assert result.wake_at == NOW + dt.timedelta(seconds=CONFIG.pending_timeout + 1)
+
+
+def test_the_operator_fails_a_timed_attempt_only_after_the_pods_own_deadline() -> None:
+    """Imports count from the container's start: a module slow to import must not
+    time a quick body out. The runner times the body out, the kubelet a stuck pod
+    (timeout + DEADLINE_SLACK), and the operator only when neither did."""
+    status = _running({"timeout": 1.0})
+    (record,) = status["tasks"]
+    assert CONFIG.timeout_backstop > DEADLINE_SLACK
+    importing = pod(record["pod"], "task", "Running")
+    later = NOW + dt.timedelta(seconds=1 + DEADLINE_SLACK)
+    result = plan(status, [importing, pod("d", "driver", "Running")], now=later)
+    assert result.status.get("tasks", [record])[0]["state"] == record["state"]
+    stuck = NOW + dt.timedelta(seconds=1 + CONFIG.timeout_backstop + 1)
+    result = plan(status, [importing, pod("d", "driver", "Running")], now=stuck)
+    assert result.status["tasks"][0]["lastError"]["type"] == "ExecutionTimeoutError"
 
 
 def test_outcomes_the_driver_has_not_taken_count_against_the_operator_cap() -> None:
