@@ -61,8 +61,8 @@ _EVENT_FIELDS = ("type", "sourceId", "name")
 
 
 def checked_events(items: Iterable[Any], where: str) -> Iterator[Mapping[str, Any]]:
-    """``items`` as history events, each checked as the CRD checks inline ones;
-    :class:`ArchiveUnreadable` names ``where`` at the first that is not one."""
+    """``items`` as history events, each checked for the fields the operator
+    reads; :class:`ArchiveUnreadable` names ``where`` at the first that is not one."""
     for position, item in enumerate(items):
         if not isinstance(item, dict) or not all(
             isinstance(item.get(key), str) for key in _EVENT_FIELDS

@@ -140,9 +140,7 @@ class FakeKube:
     async def replace(self, resource: Resource, namespace: str, name: str, body: Body) -> Body:
         self._request("update", resource)
         held = self._find(resource, namespace, name)
-        version = (body.get("metadata") or {}).get("resourceVersion")
-        if version is not None and version != held["metadata"]["resourceVersion"]:
-            raise Conflict(f'the object has been modified; {resource.plural} "{name}"')
+        _check_version(resource, held, body)
         new = copy.deepcopy(body)
         new.setdefault("metadata", {}).update(
             {k: held["metadata"][k] for k in ("namespace", "name", "uid", "creationTimestamp")}
@@ -170,10 +168,7 @@ class FakeKube:
             except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
                 raise Invalid(f"the server rejected our request: {exc}") from None
         else:
-            # As on the API server: a resourceVersion in the patch is a precondition.
-            version = (patch.get("metadata") or {}).get("resourceVersion")
-            if version is not None and version != held["metadata"]["resourceVersion"]:
-                raise Conflict(f"the object has been modified (resourceVersion {version})")
+            _check_version(resource, held, patch)
             patched = _merge(held, patch)
         if resource.plural in _STATUS_SUBRESOURCE:
             # A status write changes only status; any other write all but status.
@@ -402,3 +397,12 @@ def _fields_match(body: Body, selector: str | None) -> bool:
         if (str(found) == value if found is not None else value == "") == negate:
             return False
     return True
+
+
+def _check_version(resource: Resource, held: Body, body: Body) -> None:
+    """As on the API server: a resourceVersion in a replace or merge patch is a
+    precondition (none: the write goes through whatever the object's version)."""
+    version = (body.get("metadata") or {}).get("resourceVersion")
+    if version is not None and version != held["metadata"]["resourceVersion"]:
+        name = held["metadata"]["name"]
+        raise Conflict(f'the object has been modified; {resource.plural} "{name}"')

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from flux.engine.failures import FailureKind
 from flux.k8s.bodies import ConditionBody, RunBody, WorkflowBody
 from flux.k8s.decisions import succeeded_update
 from flux.k8s.reconcile.plan import Plan
@@ -46,6 +47,15 @@ def workflow_not_ready(run: RunBody, workflow: WorkflowBody) -> Unrunnable | Non
     ref = ((run.get("spec") or {}).get("workflowRef") or {}).get("name")
     return Unrunnable(
         Reason.WORKFLOW_INVALID, f"Workflow {ref!r} is not ready: {ready.get('message', '')}"
+    )
+
+
+def history_lost(detail: str) -> Unrunnable:
+    """An archived chunk of the run's history is gone or unreadable (``detail``)."""
+    return Unrunnable(
+        Reason.HISTORY_LOST,
+        f"the run's history cannot be read: {detail}",
+        FailureKind.INFRASTRUCTURE,
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flux.engine.failures import FailureKind
 from flux.events import WORKFLOW_FINAL_EVENTS
 from flux.k8s import archive, labels
 from flux.k8s.archive import OpenCalls
@@ -15,6 +14,7 @@ from flux.k8s.reconcile.driver import pending_sleeps, plan_driver
 from flux.k8s.reconcile.failures import (
     Unrunnable,
     fail,
+    history_lost,
     set_conditions,
     workflow_checked,
     workflow_not_found,
@@ -23,7 +23,7 @@ from flux.k8s.reconcile.failures import (
 from flux.k8s.reconcile.plan import Observed, Plan
 from flux.k8s.reconcile.revision import pin_revision
 from flux.k8s.reconcile.tasks import Records, Room, RunContext, TaskPass, in_play, pods_held
-from flux.k8s.states import FINAL_PHASES, Phase, PodRole, Reason
+from flux.k8s.states import FINAL_PHASES, Phase, PodRole
 
 # A driver that records the workflow's end posts its Event right after the write,
 # with a token bound to its pod: deleting the pod at once (which also voids the
@@ -52,11 +52,7 @@ def plan_run(observed: Observed, config: OperatorConfig, unit_random: float = 0.
         set_conditions(plan, status, now, generation)
         return plan
     if observed.history_lost is not None:
-        lost = Unrunnable(
-            Reason.HISTORY_LOST,
-            f"the run's history cannot be read: {observed.history_lost}",
-            FailureKind.INFRASTRUCTURE,
-        )
+        lost = history_lost(observed.history_lost)
         return _unrunnable(plan, status, views, lost, now, generation)
     if observed.workflow is None:
         return _unrunnable(plan, status, views, workflow_not_found(run), now, generation)
